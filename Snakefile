@@ -1,0 +1,29 @@
+# Scaling-law pipeline: corpus -> tokenizer -> dataset -> train grid -> evaluate -> fit -> report.
+# Rules only wire files; the logic lives in the Python package workflow/ (python -m workflow.<stage>).
+# Inside this file `workflow` is Snakemake's own object: import ours as `from workflow.x import y`.
+
+from snakemake.utils import min_version, validate
+
+min_version("8.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/corpus.smk"
+include: "rules/tokenizer.smk"
+include: "rules/dataset.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/fit.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        "results/report/index.html",
+    default_target: True

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Set up the environment, then run the default study or the test suite.
+#
+#   ./pipeline.sh run  [snakemake arguments...]   runs the pipeline, prints the report's path
+#   ./pipeline.sh test [pytest arguments...]      runs the test suite
+#
+# The environment is a virtualenv in .venv (override with VENV=...). torch is
+# installed first: TORCH_SPEC picks the release (default torch==2.13.0) and
+# TORCH_INDEX_URL, if set, the index to take it from (for example PyTorch's
+# CPU-only wheel index on a machine without a GPU, to avoid a multi-GB CUDA
+# build). Everything else comes from pyproject.toml.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=${VENV:-.venv}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+
+setup() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        python3 -m venv "$VENV"
+    fi
+    local stamp="$VENV/.pipeline-installed"
+    if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then
+        return
+    fi
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+        "$VENV/bin/python" -m pip install --quiet ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$TORCH_SPEC"
+    fi
+    "$VENV/bin/python" -m pip install --quiet -e '.[test]'
+    touch "$stamp"
+}
+
+command=${1:-}
+shift || true
+case "$command" in
+    run)
+        setup
+        # Rules call `python -m workflow.<stage>`: the environment's python.
+        export PATH="$PWD/$VENV/bin:$PATH"
+        snakemake --cores "${CORES:-all}" "$@"
+        echo "report: $PWD/results/report/index.html"
+        ;;
+    test)
+        setup
+        export PATH="$PWD/$VENV/bin:$PATH"
+        python -m pytest "$@"
+        ;;
+    *)
+        echo "usage: $0 run|test [arguments...]" >&2
+        exit 2
+        ;;
+esac

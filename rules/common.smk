@@ -1,0 +1,36 @@
+# Helpers shared by the rules: the expanded grid, paths and per-run settings.
+import json
+import re
+
+from workflow.config import ConfigError, check_config, source_file, spec_json
+
+try:
+    RUNS = check_config(config)
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
+
+WORK = config["work_dir"].rstrip("/")
+SOURCES = {source["name"]: source for source in config["corpus"]["sources"]}
+URL_SOURCES = [name for name, source in SOURCES.items() if "url" in source]
+
+
+wildcard_constraints:
+    run="|".join(re.escape(run_id) for run_id in RUNS),
+    source="|".join(re.escape(name) for name in SOURCES),
+
+
+def run_spec(wildcards):
+    """The run's full settings: Snakemake reruns the run when this text changes."""
+    return spec_json(RUNS[wildcards.run])
+
+
+def download_path(name):
+    return f"{WORK}/downloads/{name}"
+
+
+def download_args(wildcards, input):
+    return " ".join(f"--download {name}={path}" for name, path in zip(URL_SOURCES, input.downloads))
+
+
+def run_files(pattern):
+    return expand(pattern, run=sorted(RUNS))

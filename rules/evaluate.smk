@@ -1,0 +1,22 @@
+# Evaluate: every run on the same validation tokens.
+
+
+rule evaluate:
+    input:
+        model=rules.train.output.model,
+        summary=rules.train.output.summary,
+        dataset=rules.dataset.output.shards,
+    output:
+        "results/runs/{run}/eval.json",
+    params:
+        batch_size=config["evaluate"]["batch_size"],
+        device=config["train"]["device"],
+    threads: config["train"]["threads"]
+    conda:
+        "../envs/train.yaml"
+    log:
+        "results/logs/evaluate/{run}.log",
+    shell:
+        "python -m workflow.evaluate --model {input.model:q} --summary {input.summary:q}"
+        " --dataset {input.dataset:q}/manifest.json --batch-size {params.batch_size}"
+        " --device {params.device} --threads {threads} --out {output:q} > {log:q} 2>&1"

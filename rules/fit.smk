@@ -1,0 +1,48 @@
+# Fit: collect every run into tables, then fit the scaling laws. The module
+# sources are inputs, so editing the analysis code reruns the analysis.
+
+
+rule collect:
+    input:
+        summaries=run_files("results/runs/{run}/summary.json"),
+        evaluations=run_files("results/runs/{run}/eval.json"),
+        metrics=run_files("results/runs/{run}/metrics.csv"),
+        code=source_file("collect"),
+    output:
+        runs_csv=report("results/tables/runs.csv", caption="captions/runs.rst", category="Tables"),
+        runs="results/tables/runs.parquet",
+        curves="results/tables/curves.parquet",
+        curves_csv="results/tables/curves.csv",
+    params:
+        run_dirs=run_files("results/runs/{run}"),
+        flop_convention=config["fit"]["flop_convention"],
+        parameter_count=config["fit"]["parameter_count"],
+    conda:
+        "../envs/analysis.yaml"
+    log:
+        "results/logs/collect.log",
+    shell:
+        "python -m workflow.collect {params.run_dirs:q}"
+        " --flop-convention {params.flop_convention} --parameter-count {params.parameter_count}"
+        " --out-runs results/tables/runs --out-curves results/tables/curves > {log:q} 2>&1"
+
+
+rule fit:
+    input:
+        table=rules.collect.output.runs,
+        code=source_file("fit"),
+    output:
+        report("results/fits/fits.json", caption="captions/fits.rst", category="Fits"),
+    params:
+        flop_convention=config["fit"]["flop_convention"],
+        parameter_count=config["fit"]["parameter_count"],
+        huber_delta=config["fit"]["huber_delta"],
+        refine=config["fit"]["refine_starts"],
+    conda:
+        "../envs/analysis.yaml"
+    log:
+        "results/logs/fit.log",
+    shell:
+        "python -m workflow.fit {input.table:q} --out {output:q} --huber-delta {params.huber_delta}"
+        " --refine {params.refine} --flop-convention {params.flop_convention}"
+        " --parameter-count {params.parameter_count} > {log:q} 2>&1"

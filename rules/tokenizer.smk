@@ -1,0 +1,24 @@
+# Tokenizer: SentencePiece trained on a seeded sample of the documents.
+
+
+rule tokenizer:
+    input:
+        documents=rules.corpus.output.documents,
+    output:
+        model=f"{WORK}/tokenizer/tokenizer.model",
+        info="results/data/tokenizer.json",
+    params:
+        vocab_size=config["tokenizer"]["vocab_size"],
+        model_type=config["tokenizer"]["model_type"],
+        sample_bytes=config["tokenizer"]["sample_bytes"],
+        seed=config["tokenizer"]["seed"],
+    threads: 2
+    conda:
+        "../envs/data.yaml"
+    log:
+        "results/logs/tokenizer.log",
+    shell:
+        "python -m workflow.tokenizer --documents {input.documents:q}"
+        " --vocab-size {params.vocab_size} --model-type {params.model_type}"
+        " --sample-bytes {params.sample_bytes} --seed {params.seed} --threads {threads}"
+        " --out-model {output.model:q} --out-info {output.info:q} > {log:q} 2>&1"

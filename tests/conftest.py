@@ -1,0 +1,58 @@
+"""Shared fixtures: a small real corpus, tokenizer and dataset built once per session."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from helpers import REPO
+
+# A slice of the standard library: real code and prose, a few hundred kB.
+SMALL_STDLIB_GLOB = "[a-d]*.py"
+
+
+@pytest.fixture(scope="session")
+def default_config() -> dict:
+    with open(REPO / "config" / "config.yaml") as f:
+        return yaml.safe_load(f)
+
+
+@pytest.fixture
+def config(default_config) -> dict:
+    return copy.deepcopy(default_config)
+
+
+@pytest.fixture(scope="session")
+def documents_path(tmp_path_factory) -> Path:
+    from workflow.corpus import build
+
+    out = tmp_path_factory.mktemp("corpus")
+    build([{"name": "stdlib", "builtin": "stdlib", "glob": SMALL_STDLIB_GLOB}], {},
+          out / "documents.parquet", out / "corpus.json")
+    return out / "documents.parquet"
+
+
+@pytest.fixture(scope="session")
+def tokenizer_path(documents_path, tmp_path_factory) -> Path:
+    from workflow.io import write_bytes_atomic
+    from workflow.tokenizer import train_tokenizer
+
+    texts = pl.read_parquet(documents_path)["text"].to_list()
+    data, _ = train_tokenizer(texts, vocab_size=384, model_type="bpe", seed=0, sample_bytes=400_000)
+    path = tmp_path_factory.mktemp("tokenizer") / "tokenizer.model"
+    write_bytes_atomic(path, data)
+    return path
+
+
+@pytest.fixture(scope="session")
+def dataset_manifest(documents_path, tokenizer_path, tmp_path_factory) -> Path:
+    from workflow.dataset import build_dataset
+
+    out = tmp_path_factory.mktemp("dataset") / "dataset"
+    build_dataset(documents_path, tokenizer_path, out, validation_fraction=0.1,
+                  validation_max_tokens=20_000, shard_tokens=100_000)
+    return out / "manifest.json"

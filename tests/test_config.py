@@ -1,0 +1,98 @@
+import copy
+
+import pytest
+from snakemake.utils import validate
+from snakemake_interface_common.exceptions import WorkflowError
+
+from helpers import REPO
+from workflow.config import ConfigError, check_config, expand_runs, format_count, format_flops, spec_json
+
+SCHEMA = str(REPO / "config" / "config.schema.yaml")
+
+
+def test_default_config_is_valid(config):
+    validate(config, SCHEMA)
+    runs = check_config(config)
+    assert len(runs) >= 12
+    assert len({r["model"]["d_model"] for r in runs.values()}) >= 4
+
+
+def test_run_ids_are_readable_and_derived_from_settings(config):
+    runs = expand_runs(config)
+    assert "L2-d64-h4_D1M_s0" in runs
+    spec = runs["L2-d64-h4_D1M_s0"]
+    assert spec["tokens"] == 1_000_000
+    assert spec["model"]["n_layer"] == 2 and spec["model"]["d_model"] == 64
+    assert spec_json(spec) == spec_json(expand_runs(copy.deepcopy(config))["L2-d64-h4_D1M_s0"])
+
+
+def test_override_changes_one_run_only(config):
+    before = expand_runs(config)
+    config["train"]["overrides"] = {"L2-d64-h4_D1M_s0": {"lr": 0.001}}
+    after = expand_runs(config)
+    changed = [r for r in before if spec_json(before[r]) != spec_json(after[r])]
+    assert changed == ["L2-d64-h4_D1M_s0"]
+    assert after["L2-d64-h4_D1M_s0"]["optim"]["lr"] == 0.001
+
+
+def test_override_of_unknown_run(config):
+    config["train"]["overrides"] = {"L9-d1-h1_D1_s0": {"lr": 0.1}}
+    with pytest.raises(ConfigError, match="train.overrides: 'L9-d1-h1_D1_s0' is not a run"):
+        expand_runs(config)
+
+
+def test_format_count_is_exact():
+    assert format_count(500_000) == "500k"
+    assert format_count(2_500_000) == "2.5M"
+    assert format_count(1_000_000_000) == "1B"
+    assert format_count(1_000_001) != format_count(1_000_000)
+    assert format_flops(3e15) == "3e15" and format_flops(2.5e18) == "2.5e18"
+
+
+def test_isoflop_tokens_from_budget(config):
+    config["train"]["isoflop"] = {"compute_budgets": [1e12], "shapes": [{"n_layer": 2, "d_model": 64, "n_head": 4}],
+                                  "seeds": [0]}
+    runs = expand_runs(config)
+    spec = runs["L2-d64-h4_C1e12_s0"]
+    from workflow.flops import gpt_flops_per_token
+
+    per_token = gpt_flops_per_token(config["fit"]["flop_convention"], **spec["model"])
+    assert spec["tokens"] == int(1e12 // per_token)
+    assert spec["compute_budget"] == 1e12
+
+
+def test_n_head_must_divide_d_model(config):
+    config["train"]["grid"]["shapes"][1]["n_head"] = 5
+    with pytest.raises(ConfigError, match=r"train.grid.shapes\[1\]: n_head=5 does not divide d_model=48"):
+        check_config(config)
+
+
+def test_duplicate_run_ids(config):
+    config["train"]["grid"]["shapes"].append(dict(config["train"]["grid"]["shapes"][0]))
+    with pytest.raises(ConfigError, match="duplicate run id 'L1-d32-h2_D500k_s0'"):
+        check_config(config)
+
+
+def test_isoflop_budget_too_small(config):
+    config["train"]["isoflop"] = {"compute_budgets": [1e6], "shapes": [{"n_layer": 2, "d_model": 64, "n_head": 4}],
+                                  "seeds": [0]}
+    with pytest.raises(ConfigError, match=r"isoflop.compute_budgets\[0\]: budget 1e\+06 FLOPs buys 1 tokens .* less than one step of 2048 tokens"):
+        check_config(config)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["train"].update(learning_rate=0.1), "'learning_rate' was unexpected"),
+        (lambda c: c["train"].update(batch_size="32"), "'32' is not of type 'integer'"),
+        (lambda c: c["train"]["grid"]["shapes"][0].update(d_model=-64), "-64 is less than the minimum of 1"),
+        (lambda c: c["tokenizer"].update(vocab_size=0), "0 is less than the minimum of 260"),
+        (lambda c: c["fit"].update(flop_convention="7N"), "'7N' is not one of"),
+    ],
+)
+def test_schema_errors_name_the_key(config, change, message):
+    change(config)
+    with pytest.raises(WorkflowError) as info:
+        validate(config, SCHEMA)
+    assert message in str(info.value)
+    assert "On instance[" in str(info.value)

@@ -1,0 +1,62 @@
+"""Each FLOP convention against a count made by hand for one shape.
+
+Shape: L=2 layers, d=64, 4 heads, T=128, V=1000, MLP ratio 4, no bias, tied
+embeddings. Per block: attention 4 d^2 = 16384, MLP 8 d^2 = 32768, two norm
+gains 128 -> 49280. Two blocks 98560, final norm 64 -> non-embedding 98624.
+Embeddings: V d = 64000 and T d = 8192 -> 72192. Total 170816.
+"""
+
+import pytest
+
+from workflow import flops
+from workflow.model import GPT, GPTConfig
+
+SHAPE = dict(vocab_size=1000, seq_len=128, n_layer=2, d_model=64, n_head=4, mlp_ratio=4, bias=False)
+
+
+def test_parameter_counts_by_hand():
+    counts = flops.gpt_parameter_counts(**SHAPE)
+    assert counts.non_embedding == 98_624
+    assert counts.embedding == 72_192
+    assert counts.total == 170_816
+    assert counts.head == 64_000
+
+
+def test_parameter_counts_match_the_model():
+    for bias in (False, True):
+        shape = dict(SHAPE, bias=bias)
+        model = GPT(GPTConfig(**shape))
+        assert sum(p.numel() for p in model.parameters()) == flops.gpt_parameter_counts(**shape).total
+
+
+def test_kaplan():
+    assert flops.gpt_flops_per_token("kaplan", **SHAPE) == 6 * 98_624
+
+
+def test_6n_counts_the_head_not_the_lookups():
+    assert flops.gpt_flops_per_token("6N", **SHAPE) == 6 * (98_624 + 64_000)
+
+
+def test_palm_adds_attention():
+    assert flops.gpt_flops_per_token("palm", **SHAPE) == 6 * 162_624 + 12 * 2 * 64 * 128
+
+
+def test_chinchilla_appendix_f():
+    # Forward FLOPs per token, Hoffmann et al. 2022 Appendix F:
+    embeddings = 2 * 1000 * 64                 # 128000
+    per_layer = (
+        2 * 3 * 64 * 64                        # QKV projections: 24576
+        + 2 * 128 * 64                         # key @ query logits: 16384
+        + 3 * 4 * 128                          # softmax: 1536
+        + 2 * 128 * 64                         # softmax @ value: 16384
+        + 2 * 64 * 64                          # output projection: 8192
+        + 2 * 2 * 64 * 256                     # MLP: 65536
+    )                                          # 132608
+    logits = 2 * 64 * 1000                     # 128000
+    assert flops.gpt_flops_per_token("chinchilla", **SHAPE) == 3 * (embeddings + 2 * per_layer + logits)
+    assert 3 * (embeddings + 2 * per_layer + logits) == 1_563_648
+
+
+def test_unknown_convention():
+    with pytest.raises(ValueError, match="unknown FLOP convention 'nope'"):
+        flops.gpt_flops_per_token("nope", **SHAPE)

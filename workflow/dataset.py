@@ -1,0 +1,153 @@
+"""Dataset stage: encode documents into train and validation token shards.
+
+Each document is encoded with the trained SentencePiece model and followed by
+the end-of-document id. A document goes to validation when the first 8 bytes
+of the sha256 of its text, read as a fraction of 2**64, fall below
+``validation_fraction``: deterministic, independent of document order, and
+identical duplicates always land in the same split. Validation keeps whole
+documents up to ``validation_max_tokens`` so every run is evaluated on the
+same, exactly byte-counted set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import sentencepiece as spm
+from tqdm import tqdm
+
+from workflow.io import atomic_path, sha256_file, write_json_atomic
+from workflow.shards import ShardWriter, dtype_for_vocab
+
+ENCODE_CHUNK_DOCUMENTS = 256
+
+
+def is_validation(text: str, fraction: float) -> bool:
+    head = hashlib.sha256(text.encode("utf-8")).digest()[:8]
+    return int.from_bytes(head, "big") / 2**64 < fraction
+
+
+class SplitWriter:
+    """Writes one split's tokens into shards of at most ``shard_tokens`` tokens."""
+
+    def __init__(self, directory: Path, split: str, shard_tokens: int, dtype: type):
+        self.directory, self.split, self.shard_tokens, self.dtype = directory, split, shard_tokens, dtype
+        self.shards: list[dict] = []
+        self.documents = 0
+        self.bytes = 0
+        self.tokens = 0
+        self._writer: ShardWriter | None = None
+
+    def add(self, tokens: np.ndarray, n_bytes: int) -> None:
+        self.documents += 1
+        self.bytes += n_bytes
+        self.tokens += len(tokens)
+        while len(tokens):
+            if self._writer is None:
+                name = f"{self.split}_{len(self.shards):06d}.bin"
+                self._writer = ShardWriter(self.directory / name, self.dtype)
+                self.shards.append({"file": name})
+            room = self.shard_tokens - self._writer.count
+            self._writer.write(tokens[:room])
+            tokens = tokens[room:]
+            if self._writer.count == self.shard_tokens:
+                self._close_shard()
+
+    def _close_shard(self) -> None:
+        self._writer.close()
+        self.shards[-1].update(tokens=self._writer.count,
+                               sha256=sha256_file(self.directory / self.shards[-1]["file"]))
+        self._writer = None
+
+    def finish(self) -> dict:
+        if self._writer is not None:
+            self._close_shard()
+        return {
+            "documents": self.documents,
+            "bytes": self.bytes,
+            "tokens": self.tokens,
+            "shards": self.shards,
+        }
+
+
+def build_dataset(documents: Path, tokenizer_model: Path, out_dir: Path, *, validation_fraction: float,
+                  validation_max_tokens: int, shard_tokens: int, threads: int = 1) -> dict:
+    processor = spm.SentencePieceProcessor(model_file=str(tokenizer_model))
+    eod = processor.eos_id()
+    vocab_size = processor.get_piece_size()
+    dtype = dtype_for_vocab(vocab_size)
+    texts = pl.read_parquet(documents, columns=["text"])["text"]
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        train = SplitWriter(tmp, "train", shard_tokens, dtype)
+        validation = SplitWriter(tmp, "validation", shard_tokens, dtype)
+        validation_overflow = 0
+        with tqdm(total=len(texts), unit="doc", desc="encode", disable=None) as bar:
+            for start in range(0, len(texts), ENCODE_CHUNK_DOCUMENTS):
+                chunk = texts.slice(start, ENCODE_CHUNK_DOCUMENTS).to_list()
+                encoded = processor.encode(chunk, num_threads=threads)
+                for text, ids in zip(chunk, encoded):
+                    tokens = np.array(ids + [eod], dtype=dtype)
+                    n_bytes = len(text.encode("utf-8"))
+                    if is_validation(text, validation_fraction):
+                        # Whole documents only, so the byte count stays exact.
+                        if validation.tokens == 0 or validation.tokens + len(tokens) <= validation_max_tokens:
+                            validation.add(tokens, n_bytes)
+                        else:
+                            validation_overflow += 1
+                    else:
+                        train.add(tokens, n_bytes)
+                bar.update(len(chunk))
+        manifest = {
+            "format_version": 1,
+            "dtype": np.dtype(dtype).name,
+            "eod_id": eod,
+            "vocab_size": vocab_size,
+            "tokenizer_sha256": sha256_file(tokenizer_model),
+            "validation_fraction": validation_fraction,
+            "validation_max_tokens": validation_max_tokens,
+            "validation_documents_unused": validation_overflow,
+            "splits": {"train": train.finish(), "validation": validation.finish()},
+        }
+        for split in ("train", "validation"):
+            if manifest["splits"][split]["tokens"] == 0:
+                raise ValueError(f"the {split} split is empty: adjust dataset.validation_fraction "
+                                 f"or add documents")
+        write_json_atomic(tmp / "manifest.json", manifest)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workflow.dataset", description=__doc__.splitlines()[0])
+    parser.add_argument("--documents", required=True, type=Path)
+    parser.add_argument("--tokenizer", required=True, type=Path)
+    parser.add_argument("--validation-fraction", required=True, type=float)
+    parser.add_argument("--validation-max-tokens", required=True, type=int)
+    parser.add_argument("--shard-tokens", required=True, type=int)
+    parser.add_argument("--threads", default=1, type=int)
+    parser.add_argument("--out-dir", required=True, type=Path)
+    parser.add_argument("--out-summary", required=True, type=Path,
+                        help="copy of the manifest for results/ (small, reviewable)")
+    args = parser.parse_args(argv)
+    try:
+        manifest = build_dataset(args.documents, args.tokenizer, args.out_dir,
+                                 validation_fraction=args.validation_fraction,
+                                 validation_max_tokens=args.validation_max_tokens,
+                                 shard_tokens=args.shard_tokens, threads=args.threads)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    write_json_atomic(args.out_summary, manifest)
+    for split, info in manifest["splits"].items():
+        print(f"dataset: {split}: {info['documents']} documents, {info['tokens']} tokens, "
+              f"{len(info['shards'])} shards")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

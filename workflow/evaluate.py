@@ -1,0 +1,108 @@
+"""Evaluate stage: validation loss, perplexity and bits-per-byte of a trained run.
+
+Every run is scored on the same tokens: the validation split cut into
+consecutive, non-overlapping windows of the run's sequence length. Bits per
+byte converts the mean loss (nats per token) with the split's exact token and
+UTF-8 byte counts, so runs with different tokenizers stay comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from workflow.io import read_json, write_json_atomic
+from workflow.model import GPT, GPTConfig
+from workflow.shards import load_split, sequential_windows
+from workflow.train import resolve_device
+
+
+@torch.no_grad()
+def validation_loss(model: GPT, shards: list[np.ndarray], batch_size: int, device: torch.device) -> tuple[float, int]:
+    """Mean cross-entropy in nats per predicted token, and the number of tokens scored."""
+    model.eval()
+    total, count, batch = 0.0, 0, []
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    def flush():
+        nonlocal total, count
+        x = torch.from_numpy(np.stack([b[0] for b in batch])).to(device)
+        y = torch.from_numpy(np.stack([b[1] for b in batch])).to(device)
+        with autocast:
+            _, loss = model(x, y)
+        total += loss.item() * y.numel()
+        count += y.numel()
+        batch.clear()
+
+    for window in sequential_windows(shards, model.cfg.seq_len):
+        batch.append(window)
+        if len(batch) == batch_size:
+            flush()
+    if batch:
+        flush()
+    if count == 0:
+        raise ValueError(f"the validation split holds no window of seq_len={model.cfg.seq_len} tokens")
+    return total / count, count
+
+
+def evaluate_run(model_path: Path, summary_path: Path, dataset_manifest: Path, *, batch_size: int,
+                 device: str, threads: int) -> dict:
+    summary = read_json(summary_path)
+    manifest = read_json(dataset_manifest)
+    validation = manifest["splits"]["validation"]
+    result = {
+        "run_id": summary["run_id"],
+        "status": summary["status"],
+        "validation_tokens": validation["tokens"],
+        "validation_bytes": validation["bytes"],
+        "validation_documents": validation["documents"],
+        "bytes_per_token": validation["bytes"] / validation["tokens"],
+    }
+    if summary["status"] != "completed":
+        # A diverged run has no meaningful loss; the fit leaves it out.
+        result.update(val_loss=None, perplexity=None, bits_per_byte=None, eval_tokens=0)
+        return result
+    torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    checkpoint = torch.load(model_path, map_location=dev, weights_only=True)
+    model = GPT(GPTConfig(**checkpoint["model_config"])).to(dev)
+    model.load_state_dict(checkpoint["model"])
+    loss, scored = validation_loss(model, load_split(dataset_manifest, "validation"), batch_size, dev)
+    result.update(
+        val_loss=loss,
+        perplexity=math.exp(loss),
+        bits_per_byte=loss / math.log(2) / result["bytes_per_token"],
+        eval_tokens=scored,
+        device=dev.type,
+    )
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workflow.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, type=Path)
+    parser.add_argument("--summary", required=True, type=Path)
+    parser.add_argument("--dataset", required=True, type=Path, help="dataset manifest.json")
+    parser.add_argument("--batch-size", default=64, type=int)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", default=1, type=int)
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    result = evaluate_run(args.model, args.summary, args.dataset, batch_size=args.batch_size,
+                          device=args.device, threads=args.threads)
+    write_json_atomic(args.out, result)
+    if result["val_loss"] is None:
+        print(f"{result['run_id']}: {result['status']}, not evaluated")
+    else:
+        print(f"{result['run_id']}: validation loss {result['val_loss']:.4f}, "
+              f"{result['bits_per_byte']:.4f} bits/byte over {result['eval_tokens']} tokens")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
