@@ -31,7 +31,13 @@ TOOLTIP = [
     alt.Tooltip("flops:Q", title="C (FLOPs)", format=".3s"),
     alt.Tooltip("loss:Q", title="validation loss", format=".4f"),
 ]
-LOG = alt.Scale(type="log")
+
+
+def log_scale(*columns) -> alt.Scale:
+    """A log axis fitted to the data, not stretched to whole decades."""
+    values = np.concatenate([np.asarray(c, dtype=float) for c in columns])
+    values = values[np.isfinite(values) & (values > 0)]
+    return alt.Scale(type="log", domain=[float(values.min()) / 1.15, float(values.max()) * 1.15], nice=False)
 
 
 def _axis_note(fits: dict) -> str:
@@ -44,8 +50,8 @@ def loss_vs_compute(runs: pl.DataFrame, fits: dict) -> alt.Chart:
     c = np.geomspace(done["flops"].min(), done["flops"].max(), 64)
     fitted = pl.DataFrame({"flops": c, "loss": frontier["A_C"] * c ** -frontier["gamma"]})
     points = alt.Chart(done).mark_circle(size=70, opacity=0.85).encode(
-        x=alt.X("flops:Q", scale=LOG, title="training compute C (FLOPs)"),
-        y=alt.Y("loss:Q", scale=LOG, title="validation loss (nats/token)"),
+        x=alt.X("flops:Q", scale=log_scale(c), title="training compute C (FLOPs)", axis=alt.Axis(format=".1e")),
+        y=alt.Y("loss:Q", scale=log_scale(done["loss"], fitted["loss"]), title="validation loss (nats/token)"),
         color=alt.Color("params:Q", scale=alt.Scale(type="log", scheme="viridis"), title="N"),
         tooltip=TOOLTIP,
     )
@@ -67,8 +73,8 @@ def loss_vs_params(runs: pl.DataFrame, fits: dict) -> alt.Chart:
     ])
     color = alt.Color("D:N", title="tokens D", sort=sorted(set(done["D"].to_list()), key=float))
     points = alt.Chart(done).mark_circle(size=70).encode(
-        x=alt.X("params:Q", scale=LOG, title="parameters N"),
-        y=alt.Y("loss:Q", scale=LOG, title="validation loss (nats/token)"),
+        x=alt.X("params:Q", scale=log_scale(n), title="parameters N"),
+        y=alt.Y("loss:Q", scale=log_scale(done["loss"], surface["loss"]), title="validation loss (nats/token)"),
         color=color, tooltip=TOOLTIP)
     lines = alt.Chart(surface).mark_line(strokeDash=[4, 2]).encode(x="params:Q", y="loss:Q", color=color)
     title = alt.TitleParams(
@@ -79,8 +85,8 @@ def loss_vs_params(runs: pl.DataFrame, fits: dict) -> alt.Chart:
 
 def training_curves(curves: pl.DataFrame, fits: dict) -> alt.Chart:
     chart = alt.Chart(curves).mark_line(opacity=0.8).encode(
-        x=alt.X("tokens:Q", scale=LOG, title="tokens trained"),
-        y=alt.Y("train_loss:Q", scale=LOG, title="training loss (nats/token)"),
+        x=alt.X("tokens:Q", scale=log_scale(curves["tokens"]), title="tokens trained"),
+        y=alt.Y("train_loss:Q", scale=log_scale(curves["train_loss"]), title="training loss (nats/token)"),
         color=alt.Color("params:Q", scale=alt.Scale(type="log", scheme="viridis"), title="N"),
         detail="run_id:N",
         tooltip=[alt.Tooltip("run_id:N", title="run"), alt.Tooltip("step:Q"),

@@ -1,0 +1,42 @@
+import polars as pl
+import pytest
+
+from helpers import tiny_spec
+from workflow.collect import CollectError, collect
+from workflow.evaluate import evaluate_run
+from workflow.io import write_json_atomic
+from workflow.train import train_run
+
+
+@pytest.fixture(scope="module")
+def run_dirs(dataset_manifest, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    dirs = []
+    for run_id, d_model in (("L1-d16-h2_D20k_s0", 16), ("L1-d32-h2_D20k_s0", 32)):
+        spec = tiny_spec(run_id)
+        spec["model"]["d_model"] = d_model
+        run_dir = root / run_id
+        train_run(spec, dataset_manifest, run_dir, root / "work" / run_id / "model.pt")
+        write_json_atomic(run_dir / "eval.json", evaluate_run(
+            root / "work" / run_id / "model.pt", run_dir / "summary.json", dataset_manifest,
+            batch_size=16, device="cpu", threads=1))
+        dirs.append(run_dir)
+    return dirs
+
+
+def test_tables_carry_the_chosen_conventions(run_dirs):
+    runs, curves = collect(run_dirs, "kaplan", "non_embedding")
+    assert runs.height == 2 and set(runs["run_id"]) == {d.name for d in run_dirs}
+    assert (runs["params"] == runs["params_non_embedding"]).all()
+    assert (runs["flops"] == runs["flops_kaplan"]).all()
+    assert runs["loss"].is_not_null().all() and (runs["status"] == "completed").all()
+    assert set(curves["run_id"]) == set(runs["run_id"])
+    total, _ = collect(run_dirs, "chinchilla", "total")
+    assert (total["params"] == total["params_total"]).all() and (total["flops"] == total["flops_chinchilla"]).all()
+
+
+def test_missing_summary_is_named(run_dirs, tmp_path):
+    broken = tmp_path / "L9-d9-h1_D1_s0"
+    broken.mkdir()
+    with pytest.raises(CollectError, match=r"run L9-d9-h1_D1_s0 has no summary.json"):
+        collect([*run_dirs, broken], "6N", "total")

@@ -1,0 +1,118 @@
+"""End to end: the tiny study through Snakemake, then what reruns after each kind of change."""
+
+import re
+import time
+
+import pytest
+import yaml
+
+from helpers import copy_pipeline, snakemake
+from workflow.io import read_json
+
+pytestmark = pytest.mark.pipeline
+TINY = "config/tiny.yaml"
+
+
+def dry_run_jobs(workdir, *args) -> dict[str, int]:
+    """Rule -> job count that a dry run would execute ({} when nothing is to be done)."""
+    out = snakemake(workdir, "-n", "--configfile", *args).stdout
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:", 1)[1]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.MULTILINE))
+    jobs.pop("total", None)
+    return {rule: int(count) for rule, count in jobs.items()}
+
+
+def write_config(workdir, name, change) -> str:
+    config = yaml.safe_load((workdir / TINY).read_text())
+    change(config)
+    path = workdir / "config" / name
+    path.write_text(yaml.safe_dump(config))
+    return f"config/{name}"
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    workdir = copy_pipeline(tmp_path_factory.mktemp("pipeline"))
+    start = time.perf_counter()
+    snakemake(workdir, "--configfile", TINY)
+    elapsed = time.perf_counter() - start
+    return workdir, elapsed
+
+
+def test_tiny_study_end_to_end(finished):
+    workdir, elapsed = finished
+    assert elapsed < 180, f"the tiny study took {elapsed:.0f} s"
+    runs = sorted(p.name for p in (workdir / "results" / "runs").iterdir())
+    assert len(runs) == 9 and "L2-d48-h4_D128k_s0" in runs
+    for run in runs:
+        summary = read_json(workdir / "results" / "runs" / run / "summary.json")
+        assert summary["status"] == "completed" and summary["run_id"] == run
+        assert read_json(workdir / "results" / "runs" / run / "eval.json")["val_loss"] > 0
+    fits = read_json(workdir / "results" / "fits" / "fits.json")
+    assert fits["approach3"]["alpha"] > 0 and fits["approach3"]["beta"] > 0
+    assert fits["flop_convention"] == "6N" and fits["parameter_count"] == "non_embedding"
+    report = workdir / "results" / "report"
+    assert {p.name for p in report.iterdir()} >= {"index.html", "loss_vs_compute.svg", "training_curves.html"}
+    # Large artifacts stay in the work directory; results/ holds small files only.
+    assert (workdir / "resources" / "dataset" / "manifest.json").exists()
+    assert not list((workdir / "results").rglob("*.bin")) and not list((workdir / "results").rglob("*.pt"))
+    assert max(p.stat().st_size for p in (workdir / "results").rglob("*") if p.is_file()) < 5e6
+    # No temporary leftovers from the atomic writes.
+    assert not [p for p in workdir.rglob(".*.tmp-*")]
+
+
+def test_second_run_does_nothing(finished):
+    workdir, _ = finished
+    assert dry_run_jobs(workdir, TINY) == {}
+
+
+def test_one_runs_settings_rerun_that_run_alone(finished):
+    workdir, _ = finished
+    changed = write_config(workdir, "one_run.yaml", lambda c: c["train"].update(
+        overrides={"L1-d32-h2_D64k_s0": {"lr": 0.002}}))
+    assert dry_run_jobs(workdir, changed) == {
+        "train": 1, "evaluate": 1, "collect": 1, "fit": 1, "report": 1, "all": 1}
+
+
+def test_vocabulary_change_reruns_from_the_tokenizer(finished):
+    workdir, _ = finished
+    changed = write_config(workdir, "vocab.yaml", lambda c: c["tokenizer"].update(vocab_size=400))
+    assert dry_run_jobs(workdir, changed) == {
+        "tokenizer": 1, "dataset": 1, "train": 9, "evaluate": 9, "collect": 1, "fit": 1, "report": 1, "all": 1}
+
+
+def test_editing_report_code_reruns_only_the_report(finished):
+    workdir, _ = finished
+    code = workdir / "workflow" / "report.py"
+    code.write_text(code.read_text() + "\n# edited\n")
+    try:
+        assert dry_run_jobs(workdir, TINY) == {"report": 1, "all": 1}
+    finally:
+        snakemake(workdir, "--configfile", TINY)  # bring the study back up to date
+
+
+def test_snakemake_report(finished):
+    workdir, _ = finished
+    snakemake(workdir, "--configfile", TINY, "--report", "report.html")
+    assert (workdir / "report.html").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["dataset"].update(shard_size=10), "'shard_size' was unexpected"),
+        (lambda c: c["train"].update(seq_len="long"), "'long' is not of type 'integer'"),
+        (lambda c: c["train"]["grid"]["token_budgets"].append(-5), "-5 is less than the minimum of 1"),
+        (lambda c: c["train"]["grid"]["shapes"][2].update(n_head=5),
+         "train.grid.shapes[2]: n_head=5 does not divide d_model=48"),
+    ],
+)
+def test_invalid_config_stops_before_any_job(tmp_path, change, message):
+    workdir = copy_pipeline(tmp_path)
+    bad = write_config(workdir, "bad.yaml", change)
+    result = snakemake(workdir, "--configfile", bad, check=False)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert not (workdir / "results").exists() and not (workdir / "resources").exists()
