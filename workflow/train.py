@@ -27,8 +27,7 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
-import workflow
-from workflow import flops
+from workflow import __version__, flops
 from workflow.io import atomic_path, read_json, write_json_atomic
 from workflow.model import GPT, GPTConfig
 from workflow.shards import RandomWindows, load_split
@@ -95,7 +94,7 @@ def versions() -> dict:
     import sentencepiece
 
     return {
-        "pipeline": workflow.__version__,
+        "pipeline": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
