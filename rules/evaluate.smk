@@ -3,7 +3,7 @@
 
 rule evaluate:
     input:
-        model=rules.train.output.model,
+        weights=rules.train.output.weights,
         summary=rules.train.output.summary,
         dataset=rules.dataset.output.shards,
     output:
@@ -17,6 +17,6 @@ rule evaluate:
     log:
         "results/logs/evaluate/{run}.log",
     shell:
-        "python -m workflow.evaluate --model {input.model:q} --summary {input.summary:q}"
+        "python -m workflow.evaluate --weights {input.weights:q} --summary {input.summary:q}"
         " --dataset {input.dataset:q}/manifest.json --batch-size {params.batch_size}"
         " --device {params.device} --threads {threads} --out {output:q} > {log:q} 2>&1"

@@ -1,5 +1,7 @@
 # Train: one job per run of the grid. The run's full settings are a param, so
 # changing one run's settings reruns that run (and what depends on it) alone.
+# The checkpoint is not an output: Snakemake leaves it in place when it reruns
+# an interrupted job, and the trainer resumes from it.
 
 
 rule train:
@@ -8,9 +10,10 @@ rule train:
     output:
         summary="results/runs/{run}/summary.json",
         metrics="results/runs/{run}/metrics.csv",
-        model=f"{WORK}/runs/{{run}}/model.pt",
+        weights=directory(f"{WORK}/runs/{{run}}/weights"),
     params:
         spec=run_spec,
+        checkpoint=lambda wildcards: f"{WORK}/runs/{wildcards.run}/checkpoint.pt",
     threads: config["train"]["threads"]
     conda:
         "../envs/train.yaml"
@@ -18,4 +21,5 @@ rule train:
         "results/logs/train/{run}.log",
     shell:
         "python -m workflow.train --spec {params.spec:q} --dataset {input.dataset:q}/manifest.json"
-        " --out-dir results/runs/{wildcards.run} --model {output.model:q} > {log:q} 2>&1"
+        " --out-dir results/runs/{wildcards.run} --weights {output.weights:q}"
+        " --checkpoint {params.checkpoint:q} > {log:q} 2>&1"

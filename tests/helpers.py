@@ -11,22 +11,27 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def tiny_spec(run_id: str = "L1-d32-h2_D20k_s0", **changes) -> dict:
-    spec = {
-        "run_id": run_id, "family": "gpt", "grid": "tokens", "compute_budget": None,
-        "model": {"vocab_size": 384, "seq_len": 32, "n_layer": 1, "d_model": 32, "n_head": 2,
-                  "mlp_ratio": 4, "bias": False},
-        "tokens": 20_480, "seed": 0,
-        "optim": {"lr": 3e-3, "min_lr_ratio": 0.1, "warmup_fraction": 0.05, "weight_decay": 0.1,
-                  "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "grad_clip": 1.0, "batch_size": 16},
-        "device": "cpu", "kernels": "auto", "threads": 1, "log_every": 5,
-        "allow_repeated_epochs": False, "flop_convention": "6N",
-    }
+def tiny_config() -> dict:
+    import yaml
+
+    with open(REPO / "config" / "tiny.yaml") as f:
+        return yaml.safe_load(f)
+
+
+def tiny_spec(run_id: str = "L1-d32-h2_D32k_s0", **changes) -> dict:
+    """A run of config/tiny.yaml (vocabulary 384, seq_len 32, 512-token batches), with changes."""
+    from workflow.config import OPTIM_KEYS, expand_runs
+
+    spec = expand_runs(tiny_config())[run_id]
     for key, value in changes.items():
-        if key in spec["optim"]:
+        if key in OPTIM_KEYS:
             spec["optim"][key] = value
+        elif key in spec["model"]:
+            spec["model"][key] = value
         else:
             spec[key] = value
+        if key == "tokens":
+            spec["branch_tokens"] = [value]
     return spec
 
 

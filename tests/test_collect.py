@@ -12,13 +12,14 @@ from workflow.train import train_run
 def run_dirs(dataset_manifest, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     dirs = []
-    for run_id, d_model in (("L1-d16-h2_D20k_s0", 16), ("L1-d32-h2_D20k_s0", 32)):
-        spec = tiny_spec(run_id)
-        spec["model"]["d_model"] = d_model
+    wsd = tiny_spec(schedule="wsd", tokens=32_000)
+    wsd["run_id"], wsd["branch_tokens"] = "L1-d32-h2_WSD32k_s0", [16_000, 32_000]
+    for spec in (tiny_spec("L1-d16-h2_D32k_s0"), tiny_spec("L1-d32-h2_D32k_s0"), wsd):
+        run_id = spec["run_id"]
         run_dir = root / run_id
-        train_run(spec, dataset_manifest, run_dir, root / "work" / run_id / "model.pt")
+        train_run(spec, dataset_manifest, run_dir, root / "work" / run_id / "weights")
         write_json_atomic(run_dir / "eval.json", evaluate_run(
-            root / "work" / run_id / "model.pt", run_dir / "summary.json", dataset_manifest,
+            root / "work" / run_id / "weights", run_dir / "summary.json", dataset_manifest,
             batch_size=16, device="cpu", threads=1))
         dirs.append(run_dir)
     return dirs
@@ -26,11 +27,14 @@ def run_dirs(dataset_manifest, tmp_path_factory):
 
 def test_tables_carry_the_chosen_conventions(run_dirs):
     runs, curves = collect(run_dirs, "kaplan", "non_embedding")
-    assert runs.height == 2 and set(runs["run_id"]) == {d.name for d in run_dirs}
+    # One row per point: each cosine run, and each cooldown branch of the WSD run.
+    assert sorted(runs["run_id"]) == ["L1-d16-h2_D32k_s0", "L1-d32-h2_D32k_s0", "L1-d32-h2_WSD32k_s0@D16k",
+                                      "L1-d32-h2_WSD32k_s0@D32k"]
+    assert set(runs["training_run"]) == {d.name for d in run_dirs}
     assert (runs["params"] == runs["params_non_embedding"]).all()
     assert (runs["flops"] == runs["flops_kaplan"]).all()
     assert runs["loss"].is_not_null().all() and (runs["status"] == "completed").all()
-    assert set(curves["run_id"]) == set(runs["run_id"])
+    assert set(curves["run_id"]) == set(runs["run_id"]) | set(runs["training_run"])
     total, _ = collect(run_dirs, "chinchilla", "total")
     assert (total["params"] == total["params_total"]).all() and (total["flops"] == total["flops_chinchilla"]).all()
 

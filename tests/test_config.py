@@ -54,9 +54,9 @@ def test_isoflop_tokens_from_budget(config):
                                   "seeds": [0]}
     runs = expand_runs(config)
     spec = runs["L2-d64-h4_C1e12_s0"]
-    from workflow.flops import gpt_flops_per_token
+    from workflow.flops import flops_per_token
 
-    per_token = gpt_flops_per_token(config["fit"]["flop_convention"], **spec["model"])
+    per_token = flops_per_token(config["fit"]["flop_convention"], **spec["model"])
     assert spec["tokens"] == int(1e12 // per_token)
     assert spec["compute_budget"] == 1e12
 
@@ -84,7 +84,7 @@ def test_isoflop_budget_too_small(config):
     ("change", "message"),
     [
         (lambda c: c["train"].update(learning_rate=0.1), "'learning_rate' was unexpected"),
-        (lambda c: c["train"].update(batch_size="32"), "'32' is not of type 'integer'"),
+        (lambda c: c["train"].update(batch_tokens="2048"), "'2048' is not of type 'integer'"),
         (lambda c: c["train"]["grid"]["shapes"][0].update(d_model=-64), "-64 is less than the minimum of 1"),
         (lambda c: c["tokenizer"].update(vocab_size=0), "0 is less than the minimum of 260"),
         (lambda c: c["fit"].update(flop_convention="7N"), "'7N' is not one of"),
@@ -96,3 +96,33 @@ def test_schema_errors_name_the_key(config, change, message):
         validate(config, SCHEMA)
     assert message in str(info.value)
     assert "On instance[" in str(info.value)
+
+
+def test_batch_must_be_reachable_by_accumulation(config):
+    config["train"]["batch_tokens"] = 3000
+    with pytest.raises(ConfigError, match="train.batch_tokens: 3000 is not a multiple of micro_batch_size x seq_len"):
+        check_config(config)
+
+
+def test_wsd_trains_one_run_per_shape_with_a_branch_per_budget(config):
+    config["train"]["schedule"] = "wsd"
+    runs = expand_runs(config)
+    assert len(runs) == len(config["train"]["grid"]["shapes"])
+    spec = runs["L2-d64-h4_WSD2M_s0"]
+    assert spec["branch_tokens"] == sorted(config["train"]["grid"]["token_budgets"])
+    assert spec["tokens"] == 2_000_000
+
+
+def test_lstm_shapes_sit_beside_gpt_shapes(config):
+    config["train"]["grid"]["shapes"].append({"family": "lstm", "n_layer": 2, "d_model": 64})
+    runs = expand_runs(config)
+    assert runs["lstm-L2-d64_D1M_s0"]["model"]["family"] == "lstm"
+    assert runs["L2-d64-h4_D1M_s0"]["model"]["family"] == "gpt"
+
+
+def test_lr_scaling_rule_in_n(config):
+    config["train"]["lr_scaling"] = {"exponent": -1 / 3, "reference_params": 98_624}
+    runs = expand_runs(config)
+    assert runs["L2-d64-h4_D1M_s0"]["optim"]["lr"] == pytest.approx(config["train"]["lr"])
+    small = runs["L1-d32-h2_D1M_s0"]["optim"]["lr"]
+    assert small == pytest.approx(config["train"]["lr"] * (12_384 / 98_624) ** (-1 / 3))

@@ -1,7 +1,7 @@
 """Each FLOP convention against a count made by hand for one shape.
 
 Shape: L=2 layers, d=64, 4 heads, T=128, V=1000, MLP ratio 4, no bias, tied
-embeddings. Per block: attention 4 d^2 = 16384, MLP 8 d^2 = 32768, two norm
+embeddings, LayerNorm, learned positions. Per block: attention 4 d^2 = 16384, MLP 8 d^2 = 32768, two norm
 gains 128 -> 49280. Two blocks 98560, final norm 64 -> non-embedding 98624.
 Embeddings: V d = 64000 and T d = 8192 -> 72192. Total 170816.
 """
@@ -9,36 +9,58 @@ Embeddings: V d = 64000 and T d = 8192 -> 72192. Total 170816.
 import pytest
 
 from workflow import flops
-from workflow.model import GPT, GPTConfig
+from workflow.model import ModelConfig, build_model
 
-SHAPE = dict(vocab_size=1000, seq_len=128, n_layer=2, d_model=64, n_head=4, mlp_ratio=4, bias=False)
+SHAPE = dict(vocab_size=1000, seq_len=128, n_layer=2, d_model=64, n_head=4, mlp_ratio=4, bias=False,
+             norm="layernorm", positions="learned")
+ROTARY = dict(SHAPE, norm="rmsnorm", positions="rotary")
+LSTM = dict(vocab_size=1000, seq_len=128, n_layer=2, d_model=64, family="lstm")
 
 
 def test_parameter_counts_by_hand():
-    counts = flops.gpt_parameter_counts(**SHAPE)
+    counts = flops.parameter_counts(**SHAPE)
     assert counts.non_embedding == 98_624
     assert counts.embedding == 72_192
     assert counts.total == 170_816
     assert counts.head == 64_000
 
 
-def test_parameter_counts_match_the_model():
-    for bias in (False, True):
-        shape = dict(SHAPE, bias=bias)
-        model = GPT(GPTConfig(**shape))
-        assert sum(p.numel() for p in model.parameters()) == flops.gpt_parameter_counts(**shape).total
+def test_rotary_has_no_position_parameters():
+    counts = flops.parameter_counts(**ROTARY)
+    assert counts.embedding == 64_000 and counts.non_embedding == 98_624 and counts.total == 162_624
+    untied = flops.parameter_counts(**dict(ROTARY, tie_embeddings=False))
+    assert untied.total == 162_624 + 64_000 and untied.non_embedding == 98_624
+    # The head is counted by 6N whether tied or not; the rotary GPT's palm term is the same.
+    assert flops.flops_per_token("6N", **ROTARY) == flops.flops_per_token("6N", **SHAPE)
+
+
+def test_lstm_by_hand():
+    # Per layer: 4 gates x (input + recurrent) 64x64 matrices, two 4x64 bias vectors.
+    counts = flops.parameter_counts(**LSTM)
+    assert counts.non_embedding == 2 * (8 * 64 * 64 + 8 * 64) == 66_560
+    assert counts.embedding == 64_000 and counts.total == 130_560
+    assert flops.flops_per_token("kaplan", **LSTM) == 6 * 66_560
+    assert flops.flops_per_token("palm", **LSTM) == flops.flops_per_token("6N", **LSTM) == 6 * 130_560
+    assert flops.flops_per_token("chinchilla", **LSTM) == 3 * (2 * 64_000 + 2 * (2 * 8 * 64 * 64) + 2 * 64_000)
+
+
+def test_parameter_counts_match_the_models():
+    for shape in (SHAPE, dict(SHAPE, bias=True), ROTARY, dict(ROTARY, tie_embeddings=False), LSTM):
+        model = build_model(ModelConfig(**shape))
+        unique = {id(p): p for p in model.parameters()}.values()
+        assert sum(p.numel() for p in unique) == flops.parameter_counts(**shape).total
 
 
 def test_kaplan():
-    assert flops.gpt_flops_per_token("kaplan", **SHAPE) == 6 * 98_624
+    assert flops.flops_per_token("kaplan", **SHAPE) == 6 * 98_624
 
 
 def test_6n_counts_the_head_not_the_lookups():
-    assert flops.gpt_flops_per_token("6N", **SHAPE) == 6 * (98_624 + 64_000)
+    assert flops.flops_per_token("6N", **SHAPE) == 6 * (98_624 + 64_000)
 
 
 def test_palm_adds_attention():
-    assert flops.gpt_flops_per_token("palm", **SHAPE) == 6 * 162_624 + 12 * 2 * 64 * 128
+    assert flops.flops_per_token("palm", **SHAPE) == 6 * 162_624 + 12 * 2 * 64 * 128
 
 
 def test_chinchilla_appendix_f():
@@ -53,10 +75,10 @@ def test_chinchilla_appendix_f():
         + 2 * 2 * 64 * 256                     # MLP: 65536
     )                                          # 132608
     logits = 2 * 64 * 1000                     # 128000
-    assert flops.gpt_flops_per_token("chinchilla", **SHAPE) == 3 * (embeddings + 2 * per_layer + logits)
+    assert flops.flops_per_token("chinchilla", **SHAPE) == 3 * (embeddings + 2 * per_layer + logits)
     assert 3 * (embeddings + 2 * per_layer + logits) == 1_563_648
 
 
 def test_unknown_convention():
     with pytest.raises(ValueError, match="unknown FLOP convention 'nope'"):
-        flops.gpt_flops_per_token("nope", **SHAPE)
+        flops.flops_per_token("nope", **SHAPE)

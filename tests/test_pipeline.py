@@ -49,7 +49,7 @@ def test_tiny_study_end_to_end(finished):
     for run in runs:
         summary = read_json(workdir / "results" / "runs" / run / "summary.json")
         assert summary["status"] == "completed" and summary["run_id"] == run
-        assert read_json(workdir / "results" / "runs" / run / "eval.json")["val_loss"] > 0
+        assert read_json(workdir / "results" / "runs" / run / "eval.json")["points"][0]["val_loss"] > 0
     fits = read_json(workdir / "results" / "fits" / "fits.json")
     assert fits["approach3"]["alpha"] > 0 and fits["approach3"]["beta"] > 0
     assert fits["flop_convention"] == "6N" and fits["parameter_count"] == "non_embedding"
@@ -97,6 +97,19 @@ def test_snakemake_report(finished):
     workdir, _ = finished
     snakemake(workdir, "--configfile", TINY, "--report", "report.html")
     assert (workdir / "report.html").stat().st_size > 10_000
+
+
+def test_wsd_study_gets_a_point_per_budget_from_one_run_per_shape(tmp_path):
+    import polars as pl
+
+    workdir = copy_pipeline(tmp_path)
+    wsd = write_config(workdir, "wsd.yaml", lambda c: c["train"].update(schedule="wsd"))
+    assert dry_run_jobs(workdir, wsd)["train"] == 3
+    snakemake(workdir, "--configfile", wsd)
+    runs = pl.read_parquet(workdir / "results" / "tables" / "runs.parquet")
+    assert runs.height == 9 and runs["training_run"].n_unique() == 3
+    assert "L2-d48-h4_WSD128k_s0@D32k" in runs["run_id"].to_list()
+    assert read_json(workdir / "results" / "fits" / "fits.json")["approach3"]["alpha"] > 0
 
 
 @pytest.mark.parametrize(

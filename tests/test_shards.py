@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from workflow.shards import HEADER, RandomWindows, ShardError, ShardWriter, read_shard, sequential_windows
+from workflow.shards import HEADER, ShardError, StepBatches, ShardWriter, read_shard, sequential_windows
 
 
 def write(path, tokens, dtype=np.uint16):
@@ -38,13 +38,25 @@ def test_foreign_file(tmp_path):
         read_shard(path)
 
 
-def test_random_windows_are_seeded_and_shifted(tmp_path):
+def test_random_batches_are_addressed_by_step(tmp_path):
     shards = [read_shard(write(tmp_path / f"{i}.bin", np.arange(500) + i)) for i in range(2)]
-    a, b = RandomWindows(shards, 16, seed=3), RandomWindows(shards, 16, seed=3)
-    x1, y1 = a.batch(8)
-    x2, y2 = b.batch(8)
+    batches = StepBatches(shards, 16, rows=8, seed=3)
+    x1, y1 = batches.batch(5)
+    x2, _ = StepBatches(shards, 16, rows=8, seed=3).batch(5)
     assert np.array_equal(x1, x2) and x1.shape == (8, 16)
+    assert not np.array_equal(x1, batches.batch(6)[0])
+    assert not np.array_equal(x1, StepBatches(shards, 16, rows=8, seed=4).batch(5)[0])
     assert np.array_equal(x1[:, 1:], y1[:, :-1])  # targets are inputs shifted by one
+
+
+def test_sequential_batches_walk_the_shards_and_wrap(tmp_path):
+    shards = [read_shard(write(tmp_path / "a.bin", np.arange(41))), read_shard(write(tmp_path / "b.bin", np.arange(100, 121)))]
+    batches = StepBatches(shards, 10, rows=3, seed=0, order="sequential")
+    x0, y0 = batches.batch(0)  # windows: a[0:10], a[10:20], a[20:30]; a[30:40]; b[0:10], b[10:20]
+    assert x0[:, 0].tolist() == [0, 10, 20] and y0[0].tolist() == list(range(1, 11))
+    x1, _ = batches.batch(1)
+    assert x1[:, 0].tolist() == [30, 100, 110]
+    assert np.array_equal(batches.batch(2)[0], x0)  # a second epoch
 
 
 def test_sequential_windows_cover_the_split(tmp_path):

@@ -1,79 +1,183 @@
 import json
 import math
+import signal
 import subprocess
 import sys
+import time
 
 import polars as pl
 import pytest
+import torch
 
 from helpers import tiny_spec
 from workflow.flops import all_conventions
 from workflow.io import read_json
-from workflow.train import APEX_INSTALL_HINT, TrainError, lr_at, resolve_kernels, train_run
+from workflow.train import (
+    APEX_INSTALL_HINT, TrainError, lr_multiplier, peak_flops_per_s, resolve_kernels, train_run, wsd_multiplier,
+)
 
 
-def test_schedule_warms_up_then_decays_to_the_floor():
-    optim = {"lr": 1.0, "min_lr_ratio": 0.1, "warmup_fraction": 0.1}
-    lrs = [lr_at(s, 100, optim) for s in range(100)]
+def run_cli(spec, dataset_manifest, root, **popen):
+    args = [sys.executable, "-m", "workflow.train", "--spec", json.dumps(spec), "--dataset", str(dataset_manifest),
+            "--out-dir", str(root / "run"), "--weights", str(root / "work" / "weights"),
+            "--checkpoint", str(root / "work" / "checkpoint.pt")]
+    if popen:
+        return subprocess.Popen(args, **popen)
+    return subprocess.run(args, capture_output=True, text=True, timeout=300)
+
+
+def losses(root):
+    return pl.read_csv(root / "run" / "metrics.csv")["train_loss"].to_list()
+
+
+def weights(root, point):
+    return torch.load(root / "work" / "weights" / f"{point}.pt", weights_only=True)["model"]
+
+
+def test_cosine_schedule_warms_up_then_decays_to_the_floor():
+    optim = {"min_lr_ratio": 0.1, "warmup_fraction": 0.1}
+    lrs = [lr_multiplier(s, 100, optim) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
     assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
 
 
+def test_wsd_schedule():
+    assert wsd_multiplier(0, 10, None, 0.1) == pytest.approx(0.1)
+    assert wsd_multiplier(50, 10, None, 0.1) == 1.0
+    assert wsd_multiplier(79, 10, (80, 100), 0.1) == 1.0
+    assert wsd_multiplier(99, 10, (80, 100), 0.1) == pytest.approx(0.1)
+
+
+def test_peak_flops():
+    assert peak_flops_per_s(torch.device("cpu"), None) is None
+    assert peak_flops_per_s(torch.device("cpu"), 1e12) == 1e12
+
+
 def test_run_learns_and_records_everything(dataset_manifest, tmp_path):
     spec = tiny_spec(tokens=40_960)
-    summary = train_run(spec, dataset_manifest, tmp_path / "run", tmp_path / "work" / "model.pt")
+    summary = train_run(spec, dataset_manifest, tmp_path / "run", tmp_path / "work" / "weights")
     metrics = pl.read_csv(tmp_path / "run" / "metrics.csv")
-    assert metrics.columns == ["step", "tokens", "flops", "train_loss", "lr", "elapsed_s", "tokens_per_s"]
+    assert metrics.columns == ["step", "tokens", "flops", "train_loss", "lr", "elapsed_s", "tokens_per_s", "mfu",
+                               "data_wait_fraction"]
     assert metrics["train_loss"][-1] < metrics["train_loss"][0] - 0.5
     assert summary["status"] == "completed"
-    assert summary["tokens_trained"] == metrics["tokens"][-1] == 80 * 16 * 32
+    assert summary["tokens_trained"] == metrics["tokens"][-1] == 80 * 512
     assert summary["flops"]["6N"] == summary["tokens_trained"] * all_conventions(**spec["model"])["6N"]
     assert set(summary["parameters"]) == {"total", "non_embedding", "embedding", "head"}
-    for key in ("device", "kernels", "seed", "versions", "flop_convention", "precision"):
-        assert key in summary
     assert summary["device"] == "cpu" and summary["kernels"] == "torch" and summary["precision"] == "fp32"
+    assert summary["kernel_components"]["optimizer"] == "torch.AdamW"
+    assert summary["kernel_components"]["norm"] == "torch.RMSNorm"
+    assert summary["mfu"] is None and summary["peak_flops_per_s"] is None  # no known peak for a CPU
+    assert 0 <= summary["data_wait_fraction"] < 1
+    assert [p["point_id"] for p in summary["points"]] == [spec["run_id"]]
     assert read_json(tmp_path / "run" / "summary.json") == json.loads(json.dumps(summary))
-    assert (tmp_path / "work" / "model.pt").exists()
+    assert (tmp_path / "work" / "weights" / f"{spec['run_id']}.pt").exists()
+    assert not (tmp_path / "work" / "checkpoint.pt").exists()  # removed once the run is complete
+
+
+def test_gradient_accumulation_matches_one_large_batch(dataset_manifest, tmp_path):
+    whole = train_run(tiny_spec(micro_batch_size=16), dataset_manifest, tmp_path / "a", tmp_path / "a" / "w")
+    split = train_run(tiny_spec(micro_batch_size=4), dataset_manifest, tmp_path / "b", tmp_path / "b" / "w")
+    assert split["gradient_accumulation"] == 4 and whole["gradient_accumulation"] == 1
+    a = pl.read_csv(tmp_path / "a" / "metrics.csv")["train_loss"].to_list()
+    b = pl.read_csv(tmp_path / "b" / "metrics.csv")["train_loss"].to_list()
+    assert a == pytest.approx(b, rel=1e-4)
 
 
 def test_same_seed_same_trajectory(dataset_manifest, tmp_path):
-    losses = []
     for name in ("a", "b"):
-        train_run(tiny_spec(), dataset_manifest, tmp_path / name, tmp_path / name / "model.pt")
-        losses.append(pl.read_csv(tmp_path / name / "metrics.csv")["train_loss"].to_list())
-    assert losses[0] == losses[1]
+        train_run(tiny_spec(), dataset_manifest, tmp_path / name, tmp_path / name / "w")
+    assert (pl.read_csv(tmp_path / "a" / "metrics.csv")["train_loss"].to_list()
+            == pl.read_csv(tmp_path / "b" / "metrics.csv")["train_loss"].to_list())
+
+
+def test_resumed_run_equals_an_uninterrupted_one(dataset_manifest, tmp_path):
+    """Kill the process after a checkpoint, start it again: the same losses and weights, bit for bit."""
+    spec = tiny_spec(tokens=64_000, checkpoint_every=20, log_every=5)
+    assert run_cli(spec, dataset_manifest, tmp_path / "whole").returncode == 0
+
+    root = tmp_path / "killed"
+    process = run_cli(spec, dataset_manifest, root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (root / "work" / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.kill()
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (root / "run" / "summary.json").exists()
+    resumed = run_cli(spec, dataset_manifest, root)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from the checkpoint at step" in resumed.stdout
+    assert read_json(root / "run" / "summary.json")["resumed_from_step"] > 0
+    assert losses(root) == losses(tmp_path / "whole")
+    final, reference = weights(root, spec["run_id"]), weights(tmp_path / "whole", spec["run_id"])
+    assert all(torch.equal(final[k], reference[k]) for k in reference)
+
+
+def test_sigterm_checkpoints_then_exits_and_the_rerun_resumes(dataset_manifest, tmp_path):
+    spec = tiny_spec(tokens=128_000, checkpoint_every=10_000, log_every=5)
+    process = run_cli(spec, dataset_manifest, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "step" in process.stdout.readline()  # training is under way (first progress line)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert "SIGTERM received; checkpoint saved at step" in err
+    assert (tmp_path / "work" / "checkpoint.pt").exists() and not (tmp_path / "run" / "summary.json").exists()
+    rerun = run_cli(spec, dataset_manifest, tmp_path)
+    assert rerun.returncode == 0 and "resumed from the checkpoint" in rerun.stdout
+    assert read_json(tmp_path / "run" / "summary.json")["steps"] == 250
+
+
+def test_wsd_run_yields_a_point_per_budget(dataset_manifest, tmp_path):
+    spec = tiny_spec(schedule="wsd", tokens=64_000)
+    spec["run_id"], spec["branch_tokens"] = "L1-d32-h2_WSD64k_s0", [16_000, 32_000, 64_000]
+    summary = train_run(spec, dataset_manifest, tmp_path / "run", tmp_path / "work" / "weights")
+    points = summary["points"]
+    assert [p["point_id"] for p in points] == [
+        "L1-d32-h2_WSD64k_s0@D16k", "L1-d32-h2_WSD64k_s0@D32k", "L1-d32-h2_WSD64k_s0@D64k"]
+    assert [p["steps"] for p in points] == [31, 62, 125]
+    for point in points:
+        rows = point["cooldown_rows"]
+        assert rows[-1]["step"] == point["steps"]
+        assert rows[-1]["lr"] == pytest.approx(spec["optim"]["lr"] * spec["optim"]["min_lr_ratio"])
+        assert (tmp_path / "work" / "weights" / point["weights"]).exists()
+    # Longer cooldown branches reach lower loss.
+    assert points[0]["final_train_loss"] > points[1]["final_train_loss"] > points[2]["final_train_loss"]
+
+
+def test_lstm_family_trains(dataset_manifest, tmp_path):
+    spec = tiny_spec(family="lstm")
+    spec["run_id"] = "lstm-L1-d32_D32k_s0"
+    summary = train_run(spec, dataset_manifest, tmp_path / "run", tmp_path / "w")
+    assert summary["family"] == "lstm" and summary["kernel_components"]["attention"] == "torch.LSTM"
+    metrics = pl.read_csv(tmp_path / "run" / "metrics.csv")
+    assert metrics["train_loss"][-1] < metrics["train_loss"][0] - 0.5
 
 
 def test_divergence_marks_the_run_and_succeeds(dataset_manifest, tmp_path):
     spec = tiny_spec(lr=1e3, grad_clip=1e6, warmup_fraction=0.0, tokens=40_960)
-    result = subprocess.run(
-        [sys.executable, "-m", "workflow.train", "--spec", json.dumps(spec), "--dataset", str(dataset_manifest),
-         "--out-dir", str(tmp_path / "run"), "--model", str(tmp_path / "model.pt")],
-        capture_output=True, text=True, timeout=300)
+    result = run_cli(spec, dataset_manifest, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "marked diverged" in result.stderr
     summary = read_json(tmp_path / "run" / "summary.json")
-    assert summary["status"] == "diverged"
+    assert summary["status"] == "diverged" and summary["points"][0]["status"] == "diverged"
     assert summary["steps"] < 80
-    assert not math.isfinite(summary["final_train_loss"]) or summary["final_train_loss"] > 2 * math.log(384) / 2
+    assert not math.isfinite(summary["final_train_loss"]) or summary["final_train_loss"] > math.log(384)
 
 
 def test_token_budget_above_the_dataset_is_refused(dataset_manifest, tmp_path):
-    with pytest.raises(TrainError, match="run L1-d32-h2_D20k_s0: token budget 10000000000 exceeds"):
-        train_run(tiny_spec(tokens=10**10), dataset_manifest, tmp_path / "run", tmp_path / "model.pt")
+    with pytest.raises(TrainError, match="run L1-d32-h2_D32k_s0: token budget 10000000000 exceeds"):
+        train_run(tiny_spec(tokens=10**10), dataset_manifest, tmp_path / "run", tmp_path / "w")
     assert not (tmp_path / "run").exists()
 
 
-def test_apex_requested_without_apex_fails_with_install_hint():
-    pytest.importorskip("torch")
+def test_kernel_selection():
     try:
         import apex  # noqa: F401
         pytest.skip("apex is installed here")
     except ImportError:
         pass
-    import torch
-
     with pytest.raises(TrainError) as info:
         resolve_kernels("apex", torch.device("cpu"))
     assert str(info.value) == APEX_INSTALL_HINT
@@ -82,24 +186,8 @@ def test_apex_requested_without_apex_fails_with_install_hint():
     assert resolve_kernels("torch", torch.device("cpu")) == "torch"
 
 
-def test_killed_run_leaves_no_output_that_looks_complete(dataset_manifest, tmp_path):
-    import signal
-    import time
-
-    spec = tiny_spec(tokens=200_000, allow_repeated_epochs=True)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "workflow.train", "--spec", json.dumps(spec), "--dataset", str(dataset_manifest),
-         "--out-dir", str(tmp_path / "run"), "--model", str(tmp_path / "work" / "model.pt")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        for line in process.stdout:  # wait until training is under way
-            if "step" in line or time.monotonic() > deadline:
-                break
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait(timeout=30)
-        process.stdout.close()
-    assert process.returncode == -signal.SIGKILL
-    for name in ("run/summary.json", "run/metrics.csv", "work/model.pt"):
-        assert not (tmp_path / name).exists()
+def test_apex_request_fails_the_run_at_start(dataset_manifest, tmp_path):
+    result = run_cli(tiny_spec(kernels="apex"), dataset_manifest, tmp_path)
+    assert result.returncode == 1
+    assert "error: NVIDIA Apex is not importable" in result.stderr or "apex kernels need CUDA" in result.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "work").exists()

@@ -12,13 +12,15 @@ import math
 from pathlib import Path
 
 from workflow import flops
+from workflow.model import ModelConfig
 
 OPTIM_KEYS = (
     "lr", "min_lr_ratio", "warmup_fraction", "weight_decay", "beta1", "beta2", "eps",
-    "grad_clip", "batch_size",
+    "grad_clip", "batch_tokens", "micro_batch_size",
 )
-# Keys a run may override individually through train.overrides.
-OVERRIDABLE = OPTIM_KEYS + ("log_every",)
+MODEL_KEYS = ("seq_len", "mlp_ratio", "norm", "positions", "tie_embeddings", "bias")
+RUN_KEYS = ("device", "kernels", "threads", "log_every", "allow_repeated_epochs", "schedule",
+            "wsd_decay_fraction", "data_order", "compile", "checkpoint_every", "peak_flops")
 
 
 class ConfigError(ValueError):
@@ -44,56 +46,75 @@ def format_flops(value: float) -> str:
 
 
 def shape_id(shape: dict) -> str:
+    if shape.get("family", "gpt") == "lstm":
+        return f"lstm-L{shape['n_layer']}-d{shape['d_model']}"
     return f"L{shape['n_layer']}-d{shape['d_model']}-h{shape['n_head']}"
 
 
-def _model(train: dict, vocab_size: int, shape: dict) -> dict:
-    return {
-        "vocab_size": vocab_size,
-        "seq_len": train["seq_len"],
-        "n_layer": shape["n_layer"],
-        "d_model": shape["d_model"],
-        "n_head": shape["n_head"],
-        "mlp_ratio": train["mlp_ratio"],
-        "bias": train["bias"],
-    }
+def model_settings(train: dict, vocab_size: int, shape: dict, where: str) -> dict:
+    """The model's full settings; a shape that cannot be built is a config error."""
+    family = shape.get("family", train["family"])
+    if family == "gpt" and "n_head" not in shape:
+        raise ConfigError(f"config error at {where}: a gpt shape needs n_head")
+    model = {"family": family, "vocab_size": vocab_size, "n_layer": shape["n_layer"],
+             "d_model": shape["d_model"], "n_head": shape.get("n_head", 1),
+             **{k: train[k] for k in MODEL_KEYS}}
+    try:
+        ModelConfig(**model)
+    except ValueError as e:
+        raise ConfigError(f"config error at {where}: {e}") from None
+    return model
 
 
-def _spec(config: dict, run_id: str, shape: dict, tokens: int, seed: int, grid: str,
-          compute_budget: float | None) -> dict:
+def scaled_lr(train: dict, model: dict) -> float:
+    """lr x (N / reference_params)^exponent, N the non-embedding parameters (exponent 0: lr)."""
+    rule = train["lr_scaling"]
+    if rule["exponent"] == 0:
+        return train["lr"]
+    n = flops.parameter_counts(**model).non_embedding
+    return train["lr"] * (n / rule["reference_params"]) ** rule["exponent"]
+
+
+def _spec(config: dict, run_id: str, model: dict, tokens: int, seed: int, grid: str,
+          compute_budget: float | None, branch_tokens: list[int]) -> dict:
     train = config["train"]
     optim = {k: train[k] for k in OPTIM_KEYS}
-    spec = {
+    optim["lr"] = scaled_lr(train, model)
+    return {
         "run_id": run_id,
-        "family": "gpt",
         "grid": grid,
         "compute_budget": compute_budget,
-        "model": _model(train, config["tokenizer"]["vocab_size"], shape),
+        "model": model,
         "tokens": int(tokens),
+        "branch_tokens": [int(b) for b in branch_tokens],
         "seed": int(seed),
         "optim": optim,
-        "device": train["device"],
-        "kernels": train["kernels"],
-        "threads": train["threads"],
-        "log_every": train["log_every"],
-        "allow_repeated_epochs": train["allow_repeated_epochs"],
+        "lr_scaling": train["lr_scaling"],
+        **{k: train[k] for k in RUN_KEYS},
         "flop_convention": config["fit"]["flop_convention"],
     }
-    return spec
 
 
-def check_shape(shape: dict, where: str) -> None:
-    if shape["d_model"] % shape["n_head"]:
+def check_batch(train: dict) -> int:
+    step_rows = train["micro_batch_size"] * train["seq_len"]
+    if train["batch_tokens"] % step_rows:
         raise ConfigError(
-            f"config error at {where}: n_head={shape['n_head']} does not divide "
-            f"d_model={shape['d_model']}"
+            f"config error at train.batch_tokens: {train['batch_tokens']} is not a multiple of "
+            f"micro_batch_size x seq_len = {step_rows}, so gradient accumulation cannot reach it exactly"
         )
+    return train["batch_tokens"]
 
 
 def expand_runs(config: dict) -> dict[str, dict]:
-    """Every run of the study, keyed by run id, each with its full settings."""
+    """Every run of the study, keyed by run id, each with its full settings.
+
+    Under the ``wsd`` schedule the shapes x token budgets grid trains one run per
+    shape and seed, with a cooldown branch (a point of the study) at each budget.
+    """
     train = config["train"]
-    batch_tokens = train["batch_size"] * train["seq_len"]
+    vocab_size = config["tokenizer"]["vocab_size"]
+    batch_tokens = check_batch(train)
+    wsd = train["schedule"] == "wsd"
     runs: dict[str, dict] = {}
 
     def add(spec: dict, where: str) -> None:
@@ -103,25 +124,30 @@ def expand_runs(config: dict) -> dict[str, dict]:
         runs[run_id] = spec
 
     grid = train["grid"]
+    for j, tokens in enumerate(grid["token_budgets"]):
+        if tokens < batch_tokens:
+            raise ConfigError(
+                f"config error at train.grid.token_budgets[{j}]: {tokens} tokens is less than one step "
+                f"of train.batch_tokens = {batch_tokens}"
+            )
     for i, shape in enumerate(grid["shapes"]):
-        check_shape(shape, f"train.grid.shapes[{i}]")
-        for j, tokens in enumerate(grid["token_budgets"]):
-            if tokens < batch_tokens:
-                raise ConfigError(
-                    f"config error at train.grid.token_budgets[{j}]: {tokens} tokens is less "
-                    f"than one step of batch_size x seq_len = {batch_tokens}"
-                )
-            for seed in grid["seeds"]:
+        where = f"train.grid.shapes[{i}]"
+        model = model_settings(train, vocab_size, shape, where)
+        for seed in grid["seeds"]:
+            if wsd and grid["token_budgets"]:
+                budgets = sorted(grid["token_budgets"])
+                run_id = f"{shape_id(shape)}_WSD{format_count(budgets[-1])}_s{seed}"
+                add(_spec(config, run_id, model, budgets[-1], seed, "tokens", None, budgets), where)
+                continue
+            for tokens in grid["token_budgets"]:
                 run_id = f"{shape_id(shape)}_D{format_count(tokens)}_s{seed}"
-                add(_spec(config, run_id, shape, tokens, seed, "tokens", None),
-                    f"train.grid.shapes[{i}]")
+                add(_spec(config, run_id, model, tokens, seed, "tokens", None, [tokens]), where)
 
     iso = train["isoflop"]
     convention = config["fit"]["flop_convention"]
     for i, shape in enumerate(iso["shapes"]):
-        check_shape(shape, f"train.isoflop.shapes[{i}]")
-        model = _model(train, config["tokenizer"]["vocab_size"], shape)
-        per_token = flops.gpt_flops_per_token(convention, **model)
+        model = model_settings(train, vocab_size, shape, f"train.isoflop.shapes[{i}]")
+        per_token = flops.flops_per_token(convention, **model)
         for j, budget in enumerate(iso["compute_budgets"]):
             tokens = int(budget // per_token)
             if tokens < batch_tokens:
@@ -132,7 +158,7 @@ def expand_runs(config: dict) -> dict[str, dict]:
                 )
             for seed in iso["seeds"]:
                 run_id = f"{shape_id(shape)}_C{format_flops(budget)}_s{seed}"
-                add(_spec(config, run_id, shape, tokens, seed, "isoflop", float(budget)),
+                add(_spec(config, run_id, model, tokens, seed, "isoflop", float(budget), [tokens]),
                     f"train.isoflop.shapes[{i}]")
 
     for run_id, changes in train.get("overrides", {}).items():
@@ -146,6 +172,7 @@ def expand_runs(config: dict) -> dict[str, dict]:
                 runs[run_id]["optim"][key] = value
             else:
                 runs[run_id][key] = value
+        check_batch({**train, **runs[run_id]["optim"]})
 
     if not runs:
         raise ConfigError("config error at train: the grid defines no runs")

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 
 from workflow.io import read_json, write_json_atomic
-from workflow.model import GPT, GPTConfig
+from workflow.model import LanguageModel, ModelConfig, build_model
 from workflow.shards import load_split, sequential_windows
 from workflow.train import resolve_device
 
 
 @torch.no_grad()
-def validation_loss(model: GPT, shards: list[np.ndarray], batch_size: int, device: torch.device) -> tuple[float, int]:
+def validation_loss(model: LanguageModel, shards: list[np.ndarray], batch_size: int, device: torch.device) -> tuple[float, int]:
     """Mean cross-entropy in nats per predicted token, and the number of tokens scored."""
     model.eval()
     total, count, batch = 0.0, 0, []
@@ -50,42 +50,45 @@ def validation_loss(model: GPT, shards: list[np.ndarray], batch_size: int, devic
     return total / count, count
 
 
-def evaluate_run(model_path: Path, summary_path: Path, dataset_manifest: Path, *, batch_size: int,
+def evaluate_run(weights_dir: Path, summary_path: Path, dataset_manifest: Path, *, batch_size: int,
                  device: str, threads: int) -> dict:
+    """Score every point of a run (one for a cosine run, one per cooldown branch under WSD)."""
     summary = read_json(summary_path)
-    manifest = read_json(dataset_manifest)
-    validation = manifest["splits"]["validation"]
-    result = {
+    validation = read_json(dataset_manifest)["splits"]["validation"]
+    bytes_per_token = validation["bytes"] / validation["tokens"]
+    torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    shards = None
+    points = []
+    for point in summary["points"]:
+        result = {"point_id": point["point_id"], "status": point["status"], "tokens": point["tokens"]}
+        if point["status"] != "completed":
+            # A diverged run has no meaningful loss; the fit leaves it out.
+            result.update(val_loss=None, perplexity=None, bits_per_byte=None, eval_tokens=0)
+        else:
+            checkpoint = torch.load(weights_dir / point["weights"], map_location=dev, weights_only=True)
+            model = build_model(ModelConfig(**checkpoint["model_config"])).to(dev)
+            model.load_state_dict(checkpoint["model"])
+            shards = shards if shards is not None else load_split(dataset_manifest, "validation")
+            loss, scored = validation_loss(model, shards, batch_size, dev)
+            result.update(val_loss=loss, perplexity=math.exp(loss),
+                          bits_per_byte=loss / math.log(2) / bytes_per_token, eval_tokens=scored)
+        points.append(result)
+    return {
         "run_id": summary["run_id"],
         "status": summary["status"],
+        "device": dev.type,
         "validation_tokens": validation["tokens"],
         "validation_bytes": validation["bytes"],
         "validation_documents": validation["documents"],
-        "bytes_per_token": validation["bytes"] / validation["tokens"],
+        "bytes_per_token": bytes_per_token,
+        "points": points,
     }
-    if summary["status"] != "completed":
-        # A diverged run has no meaningful loss; the fit leaves it out.
-        result.update(val_loss=None, perplexity=None, bits_per_byte=None, eval_tokens=0)
-        return result
-    torch.set_num_threads(threads)
-    dev = resolve_device(device)
-    checkpoint = torch.load(model_path, map_location=dev, weights_only=True)
-    model = GPT(GPTConfig(**checkpoint["model_config"])).to(dev)
-    model.load_state_dict(checkpoint["model"])
-    loss, scored = validation_loss(model, load_split(dataset_manifest, "validation"), batch_size, dev)
-    result.update(
-        val_loss=loss,
-        perplexity=math.exp(loss),
-        bits_per_byte=loss / math.log(2) / result["bytes_per_token"],
-        eval_tokens=scored,
-        device=dev.type,
-    )
-    return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workflow.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, type=Path)
+    parser.add_argument("--weights", required=True, type=Path, help="the run's weights directory")
     parser.add_argument("--summary", required=True, type=Path)
     parser.add_argument("--dataset", required=True, type=Path, help="dataset manifest.json")
     parser.add_argument("--batch-size", default=64, type=int)
@@ -93,14 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", default=1, type=int)
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
-    result = evaluate_run(args.model, args.summary, args.dataset, batch_size=args.batch_size,
+    result = evaluate_run(args.weights, args.summary, args.dataset, batch_size=args.batch_size,
                           device=args.device, threads=args.threads)
     write_json_atomic(args.out, result)
-    if result["val_loss"] is None:
-        print(f"{result['run_id']}: {result['status']}, not evaluated")
-    else:
-        print(f"{result['run_id']}: validation loss {result['val_loss']:.4f}, "
-              f"{result['bits_per_byte']:.4f} bits/byte over {result['eval_tokens']} tokens")
+    for point in result["points"]:
+        if point["val_loss"] is None:
+            print(f"{point['point_id']}: {point['status']}, not evaluated")
+        else:
+            print(f"{point['point_id']}: validation loss {point['val_loss']:.4f}, "
+                  f"{point['bits_per_byte']:.4f} bits/byte over {point['eval_tokens']} tokens")
     return 0
 
 

@@ -1,10 +1,18 @@
-"""The GPT trained by every run of the grid, in one readable file.
+"""The models trained by the grid, in one readable file.
 
-Pre-norm transformer blocks, causal self-attention through
+``GPT``: pre-norm transformer blocks with causal self-attention through
 ``torch.nn.functional.scaled_dot_product_attention`` (the flash kernels on
-CUDA), learned absolute positions and a language-model head tied to the token
-embedding. Parameter and FLOP counts live in ``workflow.flops`` so that the
-numbers a fit uses are computed from the shape alone, before any model exists.
+CUDA). Settings: LayerNorm or RMSNorm, learned absolute or rotary positions,
+tied or untied embeddings, bias on or off. Defaults follow current practice:
+RMSNorm, rotary, no bias, tied embeddings.
+
+``LSTM``: the recurrent baseline Kaplan et al. 2020 (Figure 7) compared
+transformers against, with the same embedding and head, so a grid can put both
+families side by side.
+
+Parameter and FLOP counts live in ``workflow.flops``: computed from the shape
+alone, so the numbers a fit uses exist before any model does, and checked
+against these modules by the tests.
 """
 
 from __future__ import annotations
@@ -16,44 +24,97 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+FAMILIES = ("gpt", "lstm")
+NORMS = ("layernorm", "rmsnorm")
+POSITIONS = ("rotary", "learned")
+
 
 @dataclass(frozen=True)
-class GPTConfig:
+class ModelConfig:
     vocab_size: int
     seq_len: int
     n_layer: int
     d_model: int
-    n_head: int
+    n_head: int = 1
+    family: str = "gpt"
     mlp_ratio: int = 4
+    norm: str = "rmsnorm"
+    positions: str = "rotary"
+    tie_embeddings: bool = True
     bias: bool = False
 
     def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown model family {self.family!r}; choose one of {', '.join(FAMILIES)}")
         if self.d_model % self.n_head:
             raise ValueError(f"n_head={self.n_head} does not divide d_model={self.d_model}")
+        if self.positions == "rotary" and (self.d_model // self.n_head) % 2:
+            raise ValueError(f"rotary positions need an even head size, got {self.d_model // self.n_head}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+def norm_factory(cfg: ModelConfig, kernels: str):
+    """(constructor of one norm layer, name of its kernel) for the chosen backend.
+
+    apex's FusedLayerNorm always carries a bias, so a bias-free LayerNorm stays
+    on torch's kernel even under apex: the parameter count must not change with
+    the backend.
+    """
+    d = cfg.d_model
+    if kernels == "apex" and cfg.norm == "rmsnorm":
+        from apex.normalization import FusedRMSNorm
+
+        return (lambda: FusedRMSNorm(d)), "apex.FusedRMSNorm"
+    if kernels == "apex" and cfg.bias:
+        from apex.normalization import FusedLayerNorm
+
+        return (lambda: FusedLayerNorm(d)), "apex.FusedLayerNorm"
+    if cfg.norm == "rmsnorm":
+        return (lambda: nn.RMSNorm(d)), "torch.RMSNorm"
+    return (lambda: nn.LayerNorm(d, bias=cfg.bias)), "torch.LayerNorm"
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding (Su et al. 2021): rotate query/key channel pairs by position."""
+
+    def __init__(self, head_dim: int, seq_len: int, base: float = 10000.0):
+        super().__init__()
+        inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        angles = torch.outer(torch.arange(seq_len, dtype=torch.float32), inv_freq)
+        # Buffers, not parameters: nothing to learn, and not saved (recomputed exactly).
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, heads, T, head_dim)
+        T = x.shape[-2]
+        cos, sin = self.cos[:T].to(x.dtype), self.sin[:T].to(x.dtype)
+        x1, x2 = x[..., 0::2], x[..., 1::2]
+        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.n_head = cfg.n_head
         # One matmul for queries, keys and values: fewer, larger kernels.
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
+        self.rotary = Rotary(cfg.d_model // cfg.n_head, cfg.seq_len) if cfg.positions == "rotary" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         # (B, T, C) -> (B, heads, T, head_dim), the layout SDPA expects.
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if self.rotary is not None:
+            q, k = self.rotary(q), self.rotary(k)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
 
 
 class MLP(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.up = nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model, bias=cfg.bias)
         self.down = nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model, bias=cfg.bias)
@@ -65,11 +126,11 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-norm: normalise the input of each branch, keep the residual stream clean."""
 
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: ModelConfig, make_norm):
         super().__init__()
-        self.norm_attn = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+        self.norm_attn = make_norm()
         self.attn = CausalSelfAttention(cfg)
-        self.norm_mlp = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+        self.norm_mlp = make_norm()
         self.mlp = MLP(cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -77,17 +138,45 @@ class Block(nn.Module):
         return x + self.mlp(self.norm_mlp(x))
 
 
-class GPT(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+class LanguageModel(nn.Module):
+    """What both families share: token embedding, head (tied or not), loss, optimizer groups."""
+
+    def __init__(self, cfg: ModelConfig, kernels: str = "torch"):
         super().__init__()
         self.cfg = cfg
+        self.make_norm, self.norm_kernel = norm_factory(cfg, kernels)
         self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.position_embedding = nn.Embedding(cfg.seq_len, cfg.d_model)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
-        self.norm_final = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        # Tied embeddings: the head reuses the token embedding matrix.
-        self.head.weight = self.token_embedding.weight
+        if cfg.tie_embeddings:
+            self.head.weight = self.token_embedding.weight
+        # Swapped by workflow.train for apex's fused cross-entropy where built.
+        self.cross_entropy = F.cross_entropy
+
+    def logits_and_loss(self, x: torch.Tensor, targets: torch.Tensor | None):
+        logits = self.head(x)
+        if targets is None:
+            return logits, None
+        # Loss in float32 whatever the autocast dtype: it is what we report.
+        loss = self.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
+        return logits, loss
+
+    def optimizer_groups(self, weight_decay: float) -> list[dict]:
+        """Decay matrices (weights, embeddings), not gains and biases."""
+        params = {id(p): p for p in self.parameters()}.values()  # tied weights once
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        return [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+
+
+class GPT(LanguageModel):
+    def __init__(self, cfg: ModelConfig, kernels: str = "torch"):
+        super().__init__(cfg, kernels)
+        self.position_embedding = nn.Embedding(cfg.seq_len, cfg.d_model) if cfg.positions == "learned" else None
+        self.blocks = nn.ModuleList(Block(cfg, self.make_norm) for _ in range(cfg.n_layer))
+        self.norm_final = self.make_norm()
         self.apply(self._init_weights)
         # GPT-2's residual scaling: each block adds two branches to the
         # residual stream, so shrink their output projections with depth to
@@ -107,23 +196,29 @@ class GPT(nn.Module):
         T = idx.shape[1]
         if T > self.cfg.seq_len:
             raise ValueError(f"sequence of {T} tokens exceeds seq_len={self.cfg.seq_len}")
-        pos = torch.arange(T, device=idx.device)
-        x = self.token_embedding(idx) + self.position_embedding(pos)
+        x = self.token_embedding(idx)
+        if self.position_embedding is not None:
+            x = x + self.position_embedding(torch.arange(T, device=idx.device))
         for block in self.blocks:
             x = block(x)
-        logits = self.head(self.norm_final(x))
-        if targets is None:
-            return logits, None
-        # Loss in float32 whatever the autocast dtype: it is what we report.
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
-        return logits, loss
+        return self.logits_and_loss(self.norm_final(x), targets)
 
-    def optimizer_groups(self, weight_decay: float) -> list[dict]:
-        """Decay matrices (weights, embeddings), not gains and biases."""
-        params = {id(p): p for p in self.parameters()}.values()  # tied weights once
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
-        return [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
+
+class LSTM(LanguageModel):
+    """Stacked LSTM language model (cuDNN kernels on CUDA); no positions needed."""
+
+    def __init__(self, cfg: ModelConfig, kernels: str = "torch"):
+        super().__init__(cfg, kernels)
+        self.norm_kernel = "none"
+        self.lstm = nn.LSTM(cfg.d_model, cfg.d_model, num_layers=cfg.n_layer, batch_first=True)
+        nn.init.normal_(self.token_embedding.weight, mean=0.0, std=0.02)
+        if not cfg.tie_embeddings:
+            nn.init.normal_(self.head.weight, mean=0.0, std=0.02)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        x, _ = self.lstm(self.token_embedding(idx))
+        return self.logits_and_loss(x, targets)
+
+
+def build_model(cfg: ModelConfig, kernels: str = "torch") -> LanguageModel:
+    return (GPT if cfg.family == "gpt" else LSTM)(cfg, kernels)

@@ -95,37 +95,47 @@ def load_split(manifest_path: str | os.PathLike, split: str) -> list[np.ndarray]
     return shards
 
 
-class RandomWindows:
-    """Seeded random (input, target) windows of ``seq_len`` tokens from a split.
+class StepBatches:
+    """The (input, target) windows of each training step, addressed by step number.
 
-    A window never crosses a shard boundary; shards are drawn in proportion to
-    the windows they hold, so every token position is equally likely.
+    ``random``: each step draws ``rows`` windows of ``seq_len`` + 1 tokens from a
+    generator seeded with (seed, step), shards in proportion to the windows they
+    hold; a window never crosses a shard boundary. ``sequential``: consecutive,
+    non-overlapping windows through the shards, wrapping at the end (epochs).
+
+    Because a batch depends only on its step, a resumed run or a prefetching
+    thread reads exactly what an uninterrupted run would.
     """
 
-    def __init__(self, shards: list[np.ndarray], seq_len: int, seed: int):
+    def __init__(self, shards: list[np.ndarray], seq_len: int, rows: int, seed: int, order: str = "random"):
         self.shards = [s for s in shards if len(s) > seq_len]
         if not self.shards:
             raise ShardError(f"no shard holds more than seq_len={seq_len} tokens")
-        self.seq_len = seq_len
+        if order not in ("random", "sequential"):
+            raise ValueError(f"unknown data order {order!r}")
+        self.seq_len, self.rows, self.seed, self.order = seq_len, rows, seed, order
         starts = np.array([len(s) - seq_len for s in self.shards], dtype=np.float64)
         self.shard_probs = starts / starts.sum()
-        self.rng = np.random.Generator(np.random.PCG64(seed))
+        self.windows_per_shard = np.array([(len(s) - 1) // seq_len for s in self.shards])
+        self.window_offsets = np.concatenate([[0], np.cumsum(self.windows_per_shard)])
 
-    def batch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        which = self.rng.choice(len(self.shards), size=batch_size, p=self.shard_probs)
-        rows = []
-        for k in which:
-            shard = self.shards[k]
-            start = int(self.rng.integers(0, len(shard) - self.seq_len))
-            rows.append(np.asarray(shard[start : start + self.seq_len + 1], dtype=np.int64))
+    def _window(self, shard: int, start: int) -> np.ndarray:
+        return np.asarray(self.shards[shard][start : start + self.seq_len + 1], dtype=np.int64)
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.order == "random":
+            rng = np.random.default_rng([self.seed, step])
+            which = rng.choice(len(self.shards), size=self.rows, p=self.shard_probs)
+            rows = [self._window(k, int(rng.integers(0, len(self.shards[k]) - self.seq_len))) for k in which]
+        else:
+            total = int(self.window_offsets[-1])
+            rows = []
+            for i in range(step * self.rows, (step + 1) * self.rows):
+                index = i % total
+                shard = int(np.searchsorted(self.window_offsets, index, side="right")) - 1
+                rows.append(self._window(shard, (index - int(self.window_offsets[shard])) * self.seq_len))
         block = np.stack(rows)
         return np.ascontiguousarray(block[:, :-1]), np.ascontiguousarray(block[:, 1:])
-
-    def state(self) -> dict:
-        return self.rng.bit_generator.state
-
-    def set_state(self, state: dict) -> None:
-        self.rng.bit_generator.state = state
 
 
 def sequential_windows(shards: list[np.ndarray], seq_len: int):

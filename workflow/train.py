@@ -1,24 +1,41 @@
-"""Train stage: one run of the grid, from its settings to metrics and a summary.
+"""Train stage: one run of the grid, from its settings to metrics, weights and a summary.
 
-The loop is deliberately plain: seeded random windows from the train shards,
-AdamW with linear warmup then cosine decay to ``min_lr_ratio`` x lr, gradient
-clipping, bf16 autocast on CUDA and fp32 on the CPU. Everything a fit or a
-reviewer needs is recorded in ``summary.json``: the parameter counts, FLOPs
-under every named convention, the device, the kernel backend, versions and
-the seed.
+The loop, in order: seeded batches of windows from the train shards (random or
+sequential, addressed by step so a resumed run reads exactly what it would
+have), gradient accumulation up to the global batch, gradient clipping, AdamW,
+and a learning-rate schedule:
 
-A run whose loss becomes NaN or inf, or blows up past twice the loss of a
-uniform prediction (2 ln V), stops with status ``diverged``; the job still
+- ``cosine``: linear warmup, then cosine decay to ``min_lr_ratio`` x lr;
+- ``wsd`` (warmup-stable-decay, Hägele et al. 2024): linear warmup, then a
+  constant rate; at each token budget of the grid a *cooldown branch* forks off
+  and decays linearly to ``min_lr_ratio`` x lr over the last ``decay_fraction``
+  of that budget's steps, so one run yields one (N, D) point per budget.
+
+Each point's weights go to ``WEIGHTS_DIR/<point>.pt`` (work directory). The run
+checkpoints every ``checkpoint_every`` steps and when Slurm sends SIGTERM or
+SIGUSR1, then exits; started again, it resumes from the checkpoint and, on the
+CPU, reproduces the uninterrupted run bit for bit.
+
+A loss that becomes NaN or inf, or blows up past twice that of a uniform
+prediction (2 ln V), stops the run with status ``diverged``; the job still
 succeeds so that the rest of the sweep goes on.
+
+Every number is recorded in ``summary.json``: parameter counts, FLOPs under
+every named convention, tokens/s and MFU, the data-wait fraction, the device,
+the kernel used for each component, versions and the seed.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import platform
+import queue
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -29,19 +46,25 @@ from tqdm import tqdm
 
 from workflow import __version__, flops
 from workflow.io import atomic_path, read_json, write_json_atomic
-from workflow.model import GPT, GPTConfig
-from workflow.shards import RandomWindows, load_split
+from workflow.model import ModelConfig, build_model
+from workflow.config import format_count
+from workflow.shards import StepBatches, load_split
 
 APEX_INSTALL_HINT = (
     "NVIDIA Apex is not importable. Install it with conda-forge's 'nvidia-apex' package "
     "(envs/train.yaml, used by 'snakemake --sdm conda'), or build it from source with its CUDA "
-    "extensions; or set train.kernels to 'torch' or 'auto'."
+    "extensions (--cpp_ext --cuda_ext); or set train.kernels to 'torch' or 'auto'."
 )
+# Dense bf16 peak FLOP/s for MFU, matched against torch.cuda.get_device_name().
+PEAK_FLOPS = {"H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12}
+CHECKPOINT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
 class TrainError(RuntimeError):
     pass
 
+
+# --------------------------------------------------------------------------- devices and kernels
 
 def resolve_device(requested: str) -> torch.device:
     if requested == "auto":
@@ -51,44 +74,127 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
+def apex_available() -> bool:
+    try:
+        import apex  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def resolve_kernels(requested: str, device: torch.device) -> str:
     """'apex' must import or the run fails; 'auto' uses apex only on CUDA where it imports."""
     if requested == "torch":
         return "torch"
-    try:
-        import apex  # noqa: F401
-        apex_ok = True
-    except ImportError:
-        apex_ok = False
     if requested == "apex":
-        if not apex_ok:
+        if not apex_available():
             raise TrainError(APEX_INSTALL_HINT)
         if device.type != "cuda":
             raise TrainError("train.kernels is 'apex' but the run is on the CPU; apex kernels need CUDA")
         return "apex"
-    return "apex" if apex_ok and device.type == "cuda" else "torch"
+    return "apex" if device.type == "cuda" and apex_available() else "torch"
 
 
-def make_optimizer(model: GPT, optim: dict, device: torch.device, kernels: str) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, optim: dict, device: torch.device, kernels: str):
     groups = model.optimizer_groups(optim["weight_decay"])
     betas = (optim["beta1"], optim["beta2"])
     if kernels == "apex":
         from apex.optimizers import FusedAdam
 
-        return FusedAdam(groups, lr=optim["lr"], betas=betas, eps=optim["eps"], adam_w_mode=True)
-    return torch.optim.AdamW(groups, lr=optim["lr"], betas=betas, eps=optim["eps"],
-                             fused=device.type == "cuda")
+        return FusedAdam(groups, lr=optim["lr"], betas=betas, eps=optim["eps"], adam_w_mode=True), "apex.FusedAdam"
+    fused = device.type == "cuda"
+    optimizer = torch.optim.AdamW(groups, lr=optim["lr"], betas=betas, eps=optim["eps"], fused=fused)
+    return optimizer, "torch.AdamW(fused)" if fused else "torch.AdamW"
+
+
+def apex_cross_entropy():
+    """apex's fused softmax cross-entropy, or None where that extension was not built."""
+    try:
+        from apex.contrib.xentropy import SoftmaxCrossEntropyLoss
+    except ImportError:
+        return None
+
+    def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        # The kernel zeroes the loss wherever the label equals padding_idx
+        # (default 0, a real token id here): -1 never occurs as a label.
+        losses = SoftmaxCrossEntropyLoss.apply(logits, targets, 0.0, -1, False)
+        return losses.float().mean()
+
+    return cross_entropy
+
+
+def peak_flops_per_s(device: torch.device, override: float | None) -> float | None:
+    if override:
+        return float(override)
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, value in PEAK_FLOPS.items():
+        if all(part in name for part in key.split()):
+            return value
+    return None
+
+
+# --------------------------------------------------------------------------- schedule
+
+def lr_multiplier(step: int, total_steps: int, optim: dict) -> float:
+    """Cosine schedule: linear warmup, then cosine from 1 to min_lr_ratio."""
+    floor = optim["min_lr_ratio"]
+    warmup = max(1, round(optim["warmup_fraction"] * total_steps))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    return floor + 0.5 * (1 - floor) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def wsd_multiplier(step: int, warmup_steps: int, cooldown: tuple[int, int] | None, floor: float) -> float:
+    """Warmup-stable-decay: warmup, constant 1, and during a branch's cooldown
+    (start, end) a linear decay from 1 to ``floor`` reached at the last step."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if cooldown is None or step < cooldown[0]:
+        return 1.0
+    start, end = cooldown
+    return 1.0 - (1.0 - floor) * (step - start + 1) / max(1, end - start)
 
 
 def lr_at(step: int, total_steps: int, optim: dict) -> float:
-    """Linear warmup over warmup_fraction of the steps, then cosine to min_lr_ratio x lr."""
-    peak, floor = optim["lr"], optim["lr"] * optim["min_lr_ratio"]
-    warmup = max(1, round(optim["warmup_fraction"] * total_steps))
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total_steps - warmup)
-    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * min(1.0, progress)))
+    return optim["lr"] * lr_multiplier(step, total_steps, optim)
 
+
+# --------------------------------------------------------------------------- data
+
+class Prefetcher:
+    """Batches for steps start..end-1, built by a background thread on CUDA.
+
+    On CUDA the host arrays go to pinned memory and are copied without
+    blocking, so the next batch is ready while the GPU works. Batches are
+    addressed by step, so prefetching never changes what a step reads.
+    """
+
+    def __init__(self, batches: StepBatches, start: int, end: int, device: torch.device):
+        self.batches, self.device = batches, device
+        self.steps = iter(range(start, end))
+        self.background = device.type == "cuda"
+        if self.background:
+            self.queue: queue.Queue = queue.Queue(maxsize=3)
+            self.thread = threading.Thread(target=self._fill, args=(start, end), daemon=True)
+            self.thread.start()
+
+    def _fill(self, start: int, end: int) -> None:
+        for step in range(start, end):
+            x, y = self.batches.batch(step)
+            self.queue.put((torch.from_numpy(x).pin_memory(), torch.from_numpy(y).pin_memory()))
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.background:
+            x, y = self.queue.get()
+        else:
+            x, y = (torch.from_numpy(a) for a in self.batches.batch(next(self.steps)))
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
+# --------------------------------------------------------------------------- records
 
 def versions() -> dict:
     import sentencepiece
@@ -101,131 +207,328 @@ def versions() -> dict:
         "polars": pl.__version__,
         "sentencepiece": sentencepiece.__version__,
         "cuda": torch.version.cuda,
+        "apex": apex_available(),
     }
 
 
-def train_run(spec: dict, dataset_manifest: Path, out_dir: Path, model_path: Path) -> dict:
-    run_id = spec["run_id"]
-    device = resolve_device(spec["device"])
-    kernels = resolve_kernels(spec["kernels"], device)
-    torch.set_num_threads(spec["threads"])
-    torch.manual_seed(spec["seed"])
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+def point_id(run_id: str, tokens: int, schedule: str) -> str:
+    """A WSD run's points are named after their budget; a cosine run is its own point."""
+    return f"{run_id}@D{format_count(tokens)}" if schedule == "wsd" else run_id
 
-    manifest = read_json(dataset_manifest)
-    model_cfg = GPTConfig(**spec["model"])
-    if manifest["vocab_size"] != model_cfg.vocab_size:
-        raise TrainError(f"run {run_id}: model vocab_size={model_cfg.vocab_size} but the dataset's "
-                         f"tokenizer has {manifest['vocab_size']} ids")
-    train_tokens = manifest["splits"]["train"]["tokens"]
-    if spec["tokens"] > train_tokens and not spec["allow_repeated_epochs"]:
-        raise TrainError(
-            f"run {run_id}: token budget {spec['tokens']} exceeds the {train_tokens} training tokens "
-            f"of the dataset; set train.allow_repeated_epochs to train for more than one epoch"
-        )
-    windows = RandomWindows(load_split(dataset_manifest, "train"), model_cfg.seq_len, spec["seed"])
 
-    model = GPT(model_cfg).to(device)
-    counts = flops.gpt_parameter_counts(**model_cfg.to_dict())
-    actual = sum(p.numel() for p in model.parameters())
-    assert actual == counts.total, f"parameter count {actual} != analytic {counts.total}"
-    per_token = flops.all_conventions(**model_cfg.to_dict())
-    optim = spec["optim"]
-    optimizer = make_optimizer(model, optim, device, kernels)
+class StopForSignal(Exception):
+    """Slurm asked the job to stop (SIGTERM or SIGUSR1): checkpoint, then exit."""
 
-    batch_size = optim["batch_size"]
-    batch_tokens = batch_size * model_cfg.seq_len
-    total_steps = math.ceil(spec["tokens"] / batch_tokens)
-    divergence_limit = 2.0 * math.log(model_cfg.vocab_size)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
-    rows: list[dict] = []
-    status, interval_losses = "completed", []
-    start = time.perf_counter()
-    bar = tqdm(total=total_steps, desc=run_id, unit="step", disable=None)
-    for step in range(total_steps):
-        lr = lr_at(step, total_steps, optim)
-        for group in optimizer.param_groups:
+# --------------------------------------------------------------------------- the run
+
+class Trainer:
+    def __init__(self, spec: dict, dataset_manifest: Path, out_dir: Path, weights_dir: Path, checkpoint: Path):
+        self.spec, self.out_dir, self.weights_dir, self.checkpoint_path = spec, out_dir, weights_dir, checkpoint
+        self.staging_dir = checkpoint.parent / f"{checkpoint.stem}-points"
+        self.run_id = spec["run_id"]
+        self.device = resolve_device(spec["device"])
+        self.kernels = resolve_kernels(spec["kernels"], self.device)
+        torch.set_num_threads(spec["threads"])
+        torch.manual_seed(spec["seed"])
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+
+        manifest = read_json(dataset_manifest)
+        self.cfg = ModelConfig(**spec["model"])
+        if manifest["vocab_size"] != self.cfg.vocab_size:
+            raise TrainError(f"run {self.run_id}: model vocab_size={self.cfg.vocab_size} but the dataset's "
+                             f"tokenizer has {manifest['vocab_size']} ids")
+        self.train_tokens = manifest["splits"]["train"]["tokens"]
+        budgets = sorted(spec["branch_tokens"]) if spec["schedule"] == "wsd" else [spec["tokens"]]
+        if budgets[-1] > self.train_tokens and not spec["allow_repeated_epochs"]:
+            raise TrainError(
+                f"run {self.run_id}: token budget {budgets[-1]} exceeds the {self.train_tokens} training tokens "
+                f"of the dataset; set train.allow_repeated_epochs to train for more than one epoch"
+            )
+        optim = spec["optim"]
+        self.batch_tokens = optim["batch_tokens"]
+        self.micro_batch = optim["micro_batch_size"]
+        self.accumulation = self.batch_tokens // (self.micro_batch * self.cfg.seq_len)
+        # Each point trains for the whole steps that its budget allows (at least one).
+        self.point_steps = [max(1, b // self.batch_tokens) for b in budgets]
+        self.total_steps = self.point_steps[-1]
+        self.batches = StepBatches(load_split(dataset_manifest, "train"), self.cfg.seq_len,
+                                   self.micro_batch * self.accumulation, spec["seed"], spec["data_order"])
+
+        self.model = build_model(self.cfg, kernels=self.kernels).to(self.device)
+        self.counts = flops.parameter_counts(**self.cfg.to_dict())
+        actual = sum(p.numel() for p in {id(p): p for p in self.model.parameters()}.values())
+        assert actual == self.counts.total, f"parameter count {actual} != analytic {self.counts.total}"
+        self.per_token = flops.all_conventions(**self.cfg.to_dict())
+        self.optimizer, optimizer_kernel = make_optimizer(self.model, optim, self.device, self.kernels)
+        xentropy = apex_cross_entropy() if self.kernels == "apex" else None
+        if xentropy is not None:
+            self.model.cross_entropy = xentropy
+        self.kernel_record = {
+            "backend": self.kernels,
+            "optimizer": optimizer_kernel,
+            "norm": self.model.norm_kernel,
+            "cross_entropy": "apex.contrib.xentropy" if xentropy is not None else "torch.cross_entropy",
+            "attention": "torch.scaled_dot_product_attention" if self.cfg.family == "gpt" else "torch.LSTM",
+            "compile": bool(spec["compile"]),
+        }
+        self.forward = torch.compile(self.model) if spec["compile"] else self.model
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        self.peak = peak_flops_per_s(self.device, spec.get("peak_flops"))
+        self.divergence_limit = 2.0 * math.log(self.cfg.vocab_size)
+        self.warmup_steps = max(1, round(optim["warmup_fraction"] * self.total_steps))
+
+        # Progress state: everything a checkpoint must restore.
+        self.step = 0
+        self.rows: list[dict] = []
+        self.points: list[dict] = []
+        self.status = "completed"
+        self.elapsed = 0.0
+        self.wait = 0.0
+        self.processed_steps = 0  # every optimizer step, cooldown branches included
+        self.resumed_from: int | None = None
+        self.signal_received: int | None = None
+
+    # -- checkpoints
+
+    def state(self) -> dict:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "step": self.step, "rows": self.rows, "points": self.points, "status": self.status,
+            "elapsed": self.elapsed, "wait": self.wait, "processed_steps": self.processed_steps,
+            "torch_rng": torch.get_rng_state(),
+            "spec": self.spec,
+        }
+
+    def save_checkpoint(self) -> None:
+        # Written under a temporary name and renamed: the previous checkpoint
+        # stays intact until the new one is complete (a full disk included).
+        with atomic_path(self.checkpoint_path) as tmp:
+            torch.save(self.state(), tmp)
+
+    def load_checkpoint(self) -> bool:
+        if not self.checkpoint_path.exists():
+            return False
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        if state["spec"] != self.spec:
+            print(f"{self.run_id}: checkpoint {self.checkpoint_path} is from other settings; starting afresh",
+                  file=sys.stderr)
+            return False
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step, self.rows, self.points = state["step"], state["rows"], state["points"]
+        self.status, self.elapsed, self.wait = state["status"], state["elapsed"], state["wait"]
+        self.processed_steps = state["processed_steps"]
+        self.resumed_from = self.step
+        print(f"{self.run_id}: resumed from the checkpoint at step {self.step}", flush=True)
+        return True
+
+    def _on_signal(self, signum, _frame) -> None:
+        self.signal_received = signum
+
+    # -- steps
+
+    def train_step(self, lr: float, data: Prefetcher) -> float:
+        for group in self.optimizer.param_groups:
             group["lr"] = lr
-        x, y = (torch.from_numpy(a).to(device, non_blocking=True) for a in windows.batch(batch_size))
-        with autocast:
-            _, loss = model(x, y)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value) or loss_value > divergence_limit:
-            status = "diverged"
-        else:
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), optim["grad_clip"])
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        interval_losses.append(loss_value)
-        bar.update(1)
-        last = step == total_steps - 1 or status == "diverged"
-        if (step + 1) % spec["log_every"] == 0 or last:
-            tokens = (step + 1) * batch_tokens
-            elapsed = time.perf_counter() - start
-            rows.append({
-                "step": step + 1,
-                "tokens": tokens,
-                "flops": tokens * per_token[spec["flop_convention"]],
-                "train_loss": float(np.mean(interval_losses)),
-                "lr": lr,
-                "elapsed_s": elapsed,
-                "tokens_per_s": tokens / elapsed,
-            })
-            interval_losses = []
-            bar.set_postfix(loss=f"{rows[-1]['train_loss']:.3f}", tok_s=f"{rows[-1]['tokens_per_s']:.0f}")
-            if bar.disable and (len(rows) % 10 == 0 or last):
-                print(f"{run_id} step {step + 1}/{total_steps} loss {rows[-1]['train_loss']:.4f} "
-                      f"{rows[-1]['tokens_per_s']:.0f} tok/s", flush=True)
-        if status == "diverged":
-            print(f"{run_id}: loss {loss_value} at step {step + 1} is not finite or above "
-                  f"{divergence_limit:.2f}; run marked diverged", file=sys.stderr)
-            break
-    bar.close()
-    elapsed = time.perf_counter() - start
-    steps_done = rows[-1]["step"]
-    tokens_trained = steps_done * batch_tokens
+        total = 0.0
+        t0 = time.perf_counter()
+        x_step, y_step = data.next()
+        self.wait += time.perf_counter() - t0
+        for x, y in zip(x_step.chunk(self.accumulation), y_step.chunk(self.accumulation)):
+            with self.autocast:
+                _, loss = self.forward(x, y)
+            (loss / self.accumulation).backward()
+            total += loss.item() / self.accumulation
+        if math.isfinite(total) and total <= self.divergence_limit:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.spec["optim"]["grad_clip"])
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.processed_steps += 1
+        return total
 
-    with atomic_path(model_path) as tmp:
-        torch.save({"model_config": model_cfg.to_dict(), "model": model.state_dict(),
-                    "run_id": run_id, "status": status, "step": steps_done}, tmp)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "metrics.csv") as tmp:
-        pl.DataFrame(rows).write_csv(tmp)
-    summary = {
-        "run_id": run_id,
-        "status": status,
-        "family": spec["family"],
-        "grid": spec["grid"],
-        "compute_budget": spec["compute_budget"],
-        "model": model_cfg.to_dict(),
-        "parameters": counts.to_dict(),
-        "tokens_requested": spec["tokens"],
-        "tokens_trained": tokens_trained,
-        "steps": steps_done,
-        "batch_size": batch_size,
-        "batch_tokens": batch_tokens,
-        "flops_per_token": per_token,
-        "flops": {name: value * tokens_trained for name, value in per_token.items()},
-        "flop_convention": spec["flop_convention"],
-        "final_train_loss": rows[-1]["train_loss"],
-        "seed": spec["seed"],
-        "device": device.type,
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-        "precision": "bf16-autocast" if device.type == "cuda" else "fp32",
-        "kernels": kernels,
-        "threads": spec["threads"],
-        "elapsed_s": elapsed,
-        "tokens_per_s": tokens_trained / elapsed,
-        "dataset_train_tokens": train_tokens,
-        "versions": versions(),
-        "spec": spec,
-    }
-    write_json_atomic(out_dir / "summary.json", summary)
-    return summary
+    def run_steps(self, start: int, end: int, lr_of_step, rows: list[dict], label: str) -> str:
+        """Train steps start..end-1; returns 'completed' or 'diverged'."""
+        data = Prefetcher(self.batches, start, end, self.device)
+        losses = []
+        bar = tqdm(total=end - start, desc=label, unit="step", disable=None)
+        clock = time.perf_counter()
+        for step in range(start, end):
+            lr = self.spec["optim"]["lr"] * lr_of_step(step)
+            loss = self.train_step(lr, data)
+            losses.append(loss)
+            bar.update(1)
+            diverged = not math.isfinite(loss) or loss > self.divergence_limit
+            if (step + 1) % self.spec["log_every"] == 0 or step == end - 1 or diverged:
+                now = time.perf_counter()
+                self.elapsed += now - clock
+                clock = now
+                rows.append(self.metrics_row(step + 1, float(np.mean(losses)), lr))
+                losses = []
+                bar.set_postfix(loss=f"{rows[-1]['train_loss']:.3f}", tok_s=f"{rows[-1]['tokens_per_s']:.0f}")
+                if bar.disable and (len(rows) % 10 == 0 or step == end - 1):
+                    mfu = f", MFU {rows[-1]['mfu']:.1%}" if rows[-1]["mfu"] is not None else ""
+                    print(f"{label} step {step + 1}/{end} loss {rows[-1]['train_loss']:.4f} "
+                          f"{rows[-1]['tokens_per_s']:.0f} tok/s{mfu}", flush=True)
+            if diverged:
+                bar.close()
+                print(f"{self.run_id}: loss {loss} at step {step + 1} is not finite or above "
+                      f"{self.divergence_limit:.2f}; run marked diverged", file=sys.stderr)
+                return "diverged"
+            if label == self.run_id:
+                self.step = step + 1
+                if self.signal_received is not None:
+                    self.elapsed += time.perf_counter() - clock
+                    bar.close()
+                    raise StopForSignal
+                if self.step % self.spec["checkpoint_every"] == 0 and self.step < end:
+                    self.save_checkpoint()
+        bar.close()
+        return "completed"
+
+    def metrics_row(self, step: int, loss: float, lr: float) -> dict:
+        tokens = step * self.batch_tokens
+        processed = self.processed_steps * self.batch_tokens
+        tokens_per_s = processed / self.elapsed if self.elapsed > 0 else float("nan")
+        return {
+            "step": step,
+            "tokens": tokens,
+            "flops": tokens * self.per_token[self.spec["flop_convention"]],
+            "train_loss": loss,
+            "lr": lr,
+            "elapsed_s": self.elapsed,
+            "tokens_per_s": tokens_per_s,
+            "mfu": tokens_per_s * self.per_token["palm"] / self.peak if self.peak else None,
+            "data_wait_fraction": self.wait / self.elapsed if self.elapsed > 0 else 0.0,
+        }
+
+    def save_point(self, budget: int, steps: int, rows: list[dict], status: str) -> None:
+        """Weights and record of one point, named after its token budget (tokens trained differ
+        by less than one batch: whole steps only)."""
+        tokens = steps * self.batch_tokens
+        pid = point_id(self.run_id, budget, self.spec["schedule"])
+        # Staged beside the checkpoint (not a Snakemake output, so a rerun of
+        # an interrupted job keeps the points already made).
+        with atomic_path(self.staging_dir / f"{pid}.pt") as tmp:
+            torch.save({"model_config": self.cfg.to_dict(), "model": self.model.state_dict(),
+                        "point_id": pid, "status": status, "step": steps}, tmp)
+        self.points.append({
+            "point_id": pid, "status": status, "steps": steps, "tokens": tokens, "token_budget": budget,
+            "flops": {name: value * tokens for name, value in self.per_token.items()},
+            "final_train_loss": rows[-1]["train_loss"] if rows else float("nan"),
+            "weights": f"{pid}.pt",
+            "cooldown_rows": rows if self.spec["schedule"] == "wsd" else [],
+        })
+
+    def train(self) -> dict:
+        previous = {s: signal.signal(s, self._on_signal) for s in CHECKPOINT_SIGNALS}
+        try:
+            self.load_checkpoint()
+            if self.spec["schedule"] == "cosine":
+                if self.status == "completed" and self.step < self.total_steps:
+                    self.status = self.run_steps(self.step, self.total_steps,
+                                                 lambda s: lr_multiplier(s, self.total_steps, self.spec["optim"]),
+                                                 self.rows, self.run_id)
+                self.save_point(self.spec["tokens"], self.rows[-1]["step"] if self.rows else 0, self.rows,
+                                self.status)
+            else:
+                self.train_wsd()
+        except StopForSignal:
+            self.save_checkpoint()
+            name = signal.Signals(self.signal_received).name
+            print(f"{self.run_id}: {name} received; checkpoint saved at step {self.step}, exiting so the "
+                  f"job can be requeued", file=sys.stderr, flush=True)
+            raise
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        return self.write_outputs()
+
+    def train_wsd(self) -> None:
+        """The stable trajectory, with a cooldown branch forked at each budget."""
+        floor = self.spec["optim"]["min_lr_ratio"]
+        decay = self.spec["wsd_decay_fraction"]
+        done = {p["steps"] for p in self.points}
+        for budget, steps in zip(sorted(self.spec["branch_tokens"]), self.point_steps):
+            if steps in done:
+                continue
+            fork = min(steps - 1, max(self.warmup_steps, round(steps * (1 - decay))))
+            assert fork >= self.step or self.status != "completed", "cooldown forks must come in order"
+            if self.step < fork and self.status == "completed":
+                self.status = self.run_steps(self.step, fork, lambda s: wsd_multiplier(s, self.warmup_steps, None, floor),
+                                             self.rows, self.run_id)
+                self.save_checkpoint()
+            if self.status != "completed":
+                break
+            # The branch trains a copy; the stable run goes on from the fork.
+            stable = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
+            branch_rows: list[dict] = []
+            status = self.run_steps(fork, steps, lambda s, f=fork, e=steps: wsd_multiplier(
+                s, self.warmup_steps, (f, e), floor), branch_rows, f"{self.run_id} cooldown@{steps}")
+            self.save_point(budget, steps, branch_rows, status)
+            self.model.load_state_dict(stable[0])
+            self.optimizer.load_state_dict(stable[1])
+            self.save_checkpoint()
+
+    def write_outputs(self) -> dict:
+        with atomic_path(self.weights_dir) as tmp:
+            self.staging_dir.rename(tmp)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.out_dir / "metrics.csv") as tmp:
+            pl.DataFrame(self.rows, schema_overrides={"mfu": pl.Float64}).write_csv(tmp)
+        tokens_trained = self.rows[-1]["tokens"] if self.rows else 0
+        summary = {
+            "run_id": self.run_id,
+            "status": "diverged" if any(p["status"] == "diverged" for p in self.points) else self.status,
+            "family": self.cfg.family,
+            "grid": self.spec["grid"],
+            "compute_budget": self.spec["compute_budget"],
+            "schedule": self.spec["schedule"],
+            "model": self.cfg.to_dict(),
+            "parameters": self.counts.to_dict(),
+            "tokens_requested": self.spec["tokens"],
+            "tokens_trained": tokens_trained,
+            "steps": self.rows[-1]["step"] if self.rows else 0,
+            "batch_tokens": self.batch_tokens,
+            "micro_batch_size": self.micro_batch,
+            "gradient_accumulation": self.accumulation,
+            "lr": self.spec["optim"]["lr"],
+            "flops_per_token": self.per_token,
+            "flops": {name: value * tokens_trained for name, value in self.per_token.items()},
+            "flop_convention": self.spec["flop_convention"],
+            "final_train_loss": self.rows[-1]["train_loss"] if self.rows else None,
+            "points": self.points,
+            "seed": self.spec["seed"],
+            "device": self.device.type,
+            "device_name": (torch.cuda.get_device_name(self.device) if self.device.type == "cuda"
+                            else platform.processor() or platform.machine()),
+            "precision": "bf16-autocast" if self.device.type == "cuda" else "fp32",
+            "kernels": self.kernels,
+            "kernel_components": self.kernel_record,
+            "threads": self.spec["threads"],
+            "elapsed_s": self.elapsed,
+            "tokens_per_s": self.processed_steps * self.batch_tokens / self.elapsed if self.elapsed else None,
+            "peak_flops_per_s": self.peak,
+            "mfu": self.rows[-1]["mfu"] if self.rows else None,
+            "mfu_convention": "palm",
+            "data_wait_fraction": self.wait / self.elapsed if self.elapsed else 0.0,
+            "resumed_from_step": self.resumed_from,
+            "dataset_train_tokens": self.train_tokens,
+            "versions": versions(),
+            "spec": self.spec,
+        }
+        write_json_atomic(self.out_dir / "summary.json", summary)
+        self.checkpoint_path.unlink(missing_ok=True)  # finished: the weights are saved per point
+        return summary
+
+
+def train_run(spec: dict, dataset_manifest: Path, out_dir: Path, weights_dir: Path,
+              checkpoint: Path | None = None) -> dict:
+    checkpoint = checkpoint or weights_dir.parent / "checkpoint.pt"
+    return Trainer(spec, dataset_manifest, out_dir, weights_dir, checkpoint).train()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,16 +536,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", required=True, help="the run's settings as JSON (from the grid)")
     parser.add_argument("--dataset", required=True, type=Path, help="dataset manifest.json")
     parser.add_argument("--out-dir", required=True, type=Path, help="results/runs/<run>: metrics, summary")
-    parser.add_argument("--model", required=True, type=Path, help="where the final weights go (work dir)")
+    parser.add_argument("--weights", required=True, type=Path, help="directory for each point's weights (work dir)")
+    parser.add_argument("--checkpoint", required=True, type=Path, help="resumable checkpoint (work dir)")
     args = parser.parse_args(argv)
     spec = json.loads(args.spec)
     try:
-        summary = train_run(spec, args.dataset, args.out_dir, args.model)
+        summary = train_run(spec, args.dataset, args.out_dir, args.weights, args.checkpoint)
     except TrainError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except StopForSignal:
+        return 128 + signal.SIGTERM
+    except torch.cuda.OutOfMemoryError as e:
+        print(f"error: run {spec['run_id']} ran out of GPU memory ({e}). Lower train.micro_batch_size "
+              f"(gradient accumulation keeps the global batch) or use a GPU with more memory.", file=sys.stderr)
+        return 1
+    mfu = f", MFU {summary['mfu']:.1%}" if summary["mfu"] is not None else ""
     print(f"{summary['run_id']}: {summary['status']}, train loss {summary['final_train_loss']:.4f}, "
-          f"{summary['tokens_per_s']:.0f} tokens/s on {summary['device']} ({summary['kernels']} kernels)")
+          f"{summary['tokens_per_s']:.0f} tokens/s{mfu} on {summary['device']} ({summary['kernels']} kernels)")
     return 0
 
 
