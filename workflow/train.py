@@ -211,6 +211,18 @@ def versions() -> dict:
     }
 
 
+def cpu_name() -> str:
+    """The processor's model name (platform.processor() is often empty on Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def point_id(run_id: str, tokens: int, schedule: str) -> str:
     """A WSD run's points are named after their budget; a cosine run is its own point."""
     return f"{run_id}@D{format_count(tokens)}" if schedule == "wsd" else run_id
@@ -504,7 +516,7 @@ class Trainer:
             "seed": self.spec["seed"],
             "device": self.device.type,
             "device_name": (torch.cuda.get_device_name(self.device) if self.device.type == "cuda"
-                            else platform.processor() or platform.machine()),
+                            else cpu_name()),
             "precision": "bf16-autocast" if self.device.type == "cuda" else "fp32",
             "kernels": self.kernels,
             "kernel_components": self.kernel_record,

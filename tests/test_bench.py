@@ -1,0 +1,24 @@
+"""The training benchmark runs on the CPU in CI-sized settings and reports every setting."""
+
+import json
+import subprocess
+import sys
+
+from helpers import REPO
+
+
+def test_benchmark_ci_preset(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "train_throughput.py"), "--preset", "ci",
+                             "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "| shape | setting | tokens/s |" in result.stdout
+    data = json.loads(out.read_text())
+    by_setting = {r["setting"]: r for r in data["results"]}
+    assert set(by_setting) == {"torch-eager", "torch-compile", "torch-compile-cudagraphs", "apex"}
+    for setting in ("torch-eager", "torch-compile"):
+        assert by_setting[setting]["tokens_per_s"] > 0 and by_setting[setting]["peak_memory_mb"] > 0
+    # Without a GPU the CUDA-only settings say why they did not run; nothing is estimated.
+    assert "CUDA" in by_setting["torch-compile-cudagraphs"]["skipped"]
+    assert "apex" in by_setting["apex"]["skipped"] or "CUDA" in by_setting["apex"]["skipped"]
+    assert by_setting["torch-eager"]["mfu"] is None
