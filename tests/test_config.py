@@ -120,9 +120,13 @@ def test_lstm_shapes_sit_beside_gpt_shapes(config):
     assert runs["L2-d64-h4_D1M_s0"]["model"]["family"] == "gpt"
 
 
-def test_lr_scaling_rule_in_n(config):
-    config["train"]["lr_scaling"] = {"exponent": -1 / 3, "reference_params": 98_624}
+def test_lr_and_batch_follow_rules_in_n(config):
+    config["train"]["scaling"] = {"reference_params": 98_624, "lr_exponent": -1 / 3, "batch_exponent": 0.5}
     runs = expand_runs(config)
-    assert runs["L2-d64-h4_D1M_s0"]["optim"]["lr"] == pytest.approx(config["train"]["lr"])
-    small = runs["L1-d32-h2_D1M_s0"]["optim"]["lr"]
-    assert small == pytest.approx(config["train"]["lr"] * (12_384 / 98_624) ** (-1 / 3))
+    reference, small = runs["L2-d64-h4_D1M_s0"]["optim"], runs["L1-d32-h2_D1M_s0"]["optim"]
+    assert reference["lr"] == pytest.approx(config["train"]["lr"]) and reference["batch_tokens"] == 2048
+    assert small["lr"] == pytest.approx(config["train"]["lr"] * (12_384 / 98_624) ** (-1 / 3))
+    # 2048 x (12384/98624)^0.5 = 726 tokens, rounded to whole 32 x 64-token micro-batches: one.
+    assert small["batch_tokens"] == 2048
+    large = runs["L3-d96-h4_D1M_s0"]["optim"]["batch_tokens"]
+    assert large == round(2048 * (332_448 / 98_624) ** 0.5 / 2048) * 2048 == 4096

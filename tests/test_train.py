@@ -191,3 +191,12 @@ def test_apex_request_fails_the_run_at_start(dataset_manifest, tmp_path):
     assert result.returncode == 1
     assert "error: NVIDIA Apex is not importable" in result.stderr or "apex kernels need CUDA" in result.stderr
     assert not (tmp_path / "run").exists() and not (tmp_path / "work").exists()
+
+
+def test_compiled_model_trains_like_eager(dataset_manifest, tmp_path):
+    eager = train_run(tiny_spec(tokens=8_192), dataset_manifest, tmp_path / "a", tmp_path / "a" / "w")
+    compiled = train_run(tiny_spec(tokens=8_192, compile=True), dataset_manifest, tmp_path / "b", tmp_path / "b" / "w")
+    assert compiled["kernel_components"]["compile"] is True and eager["kernel_components"]["compile"] is False
+    a = pl.read_csv(tmp_path / "a" / "metrics.csv")["train_loss"].to_list()
+    b = pl.read_csv(tmp_path / "b" / "metrics.csv")["train_loss"].to_list()
+    assert a == pytest.approx(b, rel=1e-3)

@@ -66,20 +66,27 @@ def model_settings(train: dict, vocab_size: int, shape: dict, where: str) -> dic
     return model
 
 
-def scaled_lr(train: dict, model: dict) -> float:
-    """lr x (N / reference_params)^exponent, N the non-embedding parameters (exponent 0: lr)."""
-    rule = train["lr_scaling"]
-    if rule["exponent"] == 0:
-        return train["lr"]
-    n = flops.parameter_counts(**model).non_embedding
-    return train["lr"] * (n / rule["reference_params"]) ** rule["exponent"]
+def scaled_hyperparameters(train: dict, model: dict) -> tuple[float, int]:
+    """(lr, batch_tokens) following rules in N, the non-embedding parameters:
+
+    lr x (N / reference_params)^lr_exponent, and batch_tokens x (N / reference_params)^batch_exponent
+    rounded to a whole number of micro-batches (at least one). Exponents of 0 leave both as set.
+    """
+    rule = train["scaling"]
+    ratio = flops.parameter_counts(**model).non_embedding / rule["reference_params"]
+    lr = train["lr"] * ratio ** rule["lr_exponent"] if rule["lr_exponent"] else train["lr"]
+    batch = train["batch_tokens"]
+    if rule["batch_exponent"]:
+        micro = train["micro_batch_size"] * train["seq_len"]
+        batch = max(1, round(batch * ratio ** rule["batch_exponent"] / micro)) * micro
+    return lr, batch
 
 
 def _spec(config: dict, run_id: str, model: dict, tokens: int, seed: int, grid: str,
           compute_budget: float | None, branch_tokens: list[int]) -> dict:
     train = config["train"]
     optim = {k: train[k] for k in OPTIM_KEYS}
-    optim["lr"] = scaled_lr(train, model)
+    optim["lr"], optim["batch_tokens"] = scaled_hyperparameters(train, model)
     return {
         "run_id": run_id,
         "grid": grid,
@@ -89,7 +96,7 @@ def _spec(config: dict, run_id: str, model: dict, tokens: int, seed: int, grid: 
         "branch_tokens": [int(b) for b in branch_tokens],
         "seed": int(seed),
         "optim": optim,
-        "lr_scaling": train["lr_scaling"],
+        "scaling": train["scaling"],
         **{k: train[k] for k in RUN_KEYS},
         "flop_convention": config["fit"]["flop_convention"],
     }

@@ -158,10 +158,6 @@ def wsd_multiplier(step: int, warmup_steps: int, cooldown: tuple[int, int] | Non
     return 1.0 - (1.0 - floor) * (step - start + 1) / max(1, end - start)
 
 
-def lr_at(step: int, total_steps: int, optim: dict) -> float:
-    return optim["lr"] * lr_multiplier(step, total_steps, optim)
-
-
 # --------------------------------------------------------------------------- data
 
 class Prefetcher:
@@ -362,8 +358,13 @@ class Trainer:
         self.processed_steps += 1
         return total
 
-    def run_steps(self, start: int, end: int, lr_of_step, rows: list[dict], label: str) -> str:
-        """Train steps start..end-1; returns 'completed' or 'diverged'."""
+    def run_steps(self, start: int, end: int, lr_of_step, rows: list[dict], branch: str | None = None) -> str:
+        """Train steps start..end-1; returns 'completed' or 'diverged'.
+
+        The main trajectory advances ``self.step``, checkpoints and honours
+        Slurm's signals; a cooldown ``branch`` is short and runs to its end.
+        """
+        label = f"{self.run_id} {branch}" if branch else self.run_id
         data = Prefetcher(self.batches, start, end, self.device)
         losses = []
         bar = tqdm(total=end - start, desc=label, unit="step", disable=None)
@@ -390,7 +391,7 @@ class Trainer:
                 print(f"{self.run_id}: loss {loss} at step {step + 1} is not finite or above "
                       f"{self.divergence_limit:.2f}; run marked diverged", file=sys.stderr)
                 return "diverged"
-            if label == self.run_id:
+            if branch is None:
                 self.step = step + 1
                 if self.signal_received is not None:
                     self.elapsed += time.perf_counter() - clock
@@ -443,7 +444,7 @@ class Trainer:
                 if self.status == "completed" and self.step < self.total_steps:
                     self.status = self.run_steps(self.step, self.total_steps,
                                                  lambda s: lr_multiplier(s, self.total_steps, self.spec["optim"]),
-                                                 self.rows, self.run_id)
+                                                 self.rows)
                 self.save_point(self.spec["tokens"], self.rows[-1]["step"] if self.rows else 0, self.rows,
                                 self.status)
             else:
@@ -470,8 +471,8 @@ class Trainer:
             fork = min(steps - 1, max(self.warmup_steps, round(steps * (1 - decay))))
             assert fork >= self.step or self.status != "completed", "cooldown forks must come in order"
             if self.step < fork and self.status == "completed":
-                self.status = self.run_steps(self.step, fork, lambda s: wsd_multiplier(s, self.warmup_steps, None, floor),
-                                             self.rows, self.run_id)
+                self.status = self.run_steps(self.step, fork,
+                                             lambda s: wsd_multiplier(s, self.warmup_steps, None, floor), self.rows)
                 self.save_checkpoint()
             if self.status != "completed":
                 break
@@ -479,7 +480,7 @@ class Trainer:
             stable = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
             branch_rows: list[dict] = []
             status = self.run_steps(fork, steps, lambda s, f=fork, e=steps: wsd_multiplier(
-                s, self.warmup_steps, (f, e), floor), branch_rows, f"{self.run_id} cooldown@{steps}")
+                s, self.warmup_steps, (f, e), floor), branch_rows, branch=f"cooldown@{steps}")
             self.save_point(budget, steps, branch_rows, status)
             self.model.load_state_dict(stable[0])
             self.optimizer.load_state_dict(stable[1])
