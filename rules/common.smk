@@ -2,7 +2,7 @@
 import json
 import re
 
-from workflow.config import ConfigError, check_config, source_file, spec_json
+from workflow.config import ConfigError, check_config, source_file, spec_json, train_runtime_minutes
 
 try:
     RUNS = check_config(config)
@@ -22,6 +22,11 @@ wildcard_constraints:
 def run_spec(wildcards):
     """The run's full settings: Snakemake reruns the run when this text changes."""
     return spec_json(RUNS[wildcards.run])
+
+
+def train_runtime(wildcards, attempt):
+    """Minutes of Slurm time for a run, from its FLOPs; more on each retry."""
+    return train_runtime_minutes(RUNS[wildcards.run], config["cluster"], attempt)
 
 
 def download_path(name):

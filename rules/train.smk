@@ -15,6 +15,8 @@ rule train:
         spec=run_spec,
         checkpoint=lambda wildcards: f"{WORK}/runs/{wildcards.run}/checkpoint.pt",
     threads: config["train"]["threads"]
+    resources:
+        runtime=train_runtime,
     conda:
         "../envs/train.yaml"
     log:

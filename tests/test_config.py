@@ -130,3 +130,14 @@ def test_lr_and_batch_follow_rules_in_n(config):
     assert small["batch_tokens"] == 2048
     large = runs["L3-d96-h4_D1M_s0"]["optim"]["batch_tokens"]
     assert large == round(2048 * (332_448 / 98_624) ** 0.5 / 2048) * 2048 == 4096
+
+
+def test_train_runtime_grows_with_flops_and_attempt(config):
+    from workflow.config import train_runtime_minutes
+
+    runs = expand_runs(config)
+    cluster = {"train_flops_per_s": 1e9, "runtime_factor": 2.0, "min_runtime_minutes": 1}
+    small, large = runs["L1-d32-h2_D500k_s0"], runs["L3-d96-h4_D2M_s0"]
+    assert train_runtime_minutes(large, cluster) > train_runtime_minutes(small, cluster)
+    assert train_runtime_minutes(large, cluster, attempt=2) >= 2 * train_runtime_minutes(large, cluster) - 1
+    assert train_runtime_minutes(small, {**cluster, "min_runtime_minutes": 30}) == 30

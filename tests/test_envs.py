@@ -12,7 +12,7 @@ CONDA_TO_PYPI = {"pytorch": "torch"}
 # which come from conda-forge ('nvidia-apex') and have no PyPI release.
 CONDA_ONLY = {"python", "nvidia-apex"}
 # Needed by the driver, not by the jobs.
-DRIVER_ONLY = {"snakemake"}
+DRIVER_ONLY = {"snakemake", "snakemake-executor-plugin-slurm"}
 
 
 def name(requirement: str) -> str:

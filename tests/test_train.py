@@ -127,6 +127,9 @@ def test_sigterm_checkpoints_then_exits_and_the_rerun_resumes(dataset_manifest, 
     rerun = run_cli(spec, dataset_manifest, tmp_path)
     assert rerun.returncode == 0 and "resumed from the checkpoint" in rerun.stdout
     assert read_json(tmp_path / "run" / "summary.json")["steps"] == 250
+    # Stopped at any step (not only at a metrics row), the resumed run is the uninterrupted one.
+    assert run_cli(spec, dataset_manifest, tmp_path / "whole").returncode == 0
+    assert losses(tmp_path) == losses(tmp_path / "whole")
 
 
 def test_wsd_run_yields_a_point_per_budget(dataset_manifest, tmp_path):

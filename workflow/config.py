@@ -204,3 +204,15 @@ def check_config(config: dict) -> dict[str, dict]:
 def source_file(module: str) -> str:
     """Path of a stage's module, for rules that rerun when their analysis code changes."""
     return str(Path(__file__).with_name(f"{module}.py"))
+
+
+def train_runtime_minutes(spec: dict, cluster: dict, attempt: int = 1) -> int:
+    """Slurm time limit for a run: its training FLOPs over an assumed throughput,
+    times a safety factor, times the attempt (a retry after a time limit resumes
+    from its checkpoint with more time), at least ``min_runtime_minutes``."""
+    per_token = flops.flops_per_token("palm", **spec["model"])
+    tokens = spec["tokens"]
+    if spec["schedule"] == "wsd":  # every cooldown branch but the last is extra work
+        tokens += sum(b * spec["wsd_decay_fraction"] for b in spec["branch_tokens"][:-1])
+    seconds = per_token * tokens / cluster["train_flops_per_s"] * cluster["runtime_factor"] * attempt
+    return max(cluster["min_runtime_minutes"], math.ceil(seconds / 60))

@@ -296,6 +296,7 @@ class Trainer:
         self.elapsed = 0.0
         self.wait = 0.0
         self.processed_steps = 0  # every optimizer step, cooldown branches included
+        self.pending_losses: list[float] = []
         self.resumed_from: int | None = None
         self.signal_received: int | None = None
 
@@ -306,7 +307,7 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "step": self.step, "rows": self.rows, "points": self.points, "status": self.status,
             "elapsed": self.elapsed, "wait": self.wait, "processed_steps": self.processed_steps,
-            "torch_rng": torch.get_rng_state(),
+            "pending_losses": self.pending_losses, "torch_rng": torch.get_rng_state(),
             "spec": self.spec,
         }
 
@@ -329,7 +330,7 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.step, self.rows, self.points = state["step"], state["rows"], state["points"]
         self.status, self.elapsed, self.wait = state["status"], state["elapsed"], state["wait"]
-        self.processed_steps = state["processed_steps"]
+        self.processed_steps, self.pending_losses = state["processed_steps"], state["pending_losses"]
         self.resumed_from = self.step
         print(f"{self.run_id}: resumed from the checkpoint at step {self.step}", flush=True)
         return True
@@ -366,7 +367,9 @@ class Trainer:
         """
         label = f"{self.run_id} {branch}" if branch else self.run_id
         data = Prefetcher(self.batches, start, end, self.device)
-        losses = []
+        # The main trajectory's losses since its last metrics row are part of
+        # the checkpoint, so a row averaged across a resume is the same row.
+        losses = self.pending_losses if branch is None else []
         bar = tqdm(total=end - start, desc=label, unit="step", disable=None)
         clock = time.perf_counter()
         for step in range(start, end):
@@ -380,7 +383,7 @@ class Trainer:
                 self.elapsed += now - clock
                 clock = now
                 rows.append(self.metrics_row(step + 1, float(np.mean(losses)), lr))
-                losses = []
+                losses.clear()
                 bar.set_postfix(loss=f"{rows[-1]['train_loss']:.3f}", tok_s=f"{rows[-1]['tokens_per_s']:.0f}")
                 if bar.disable and (len(rows) % 10 == 0 or step == end - 1):
                     mfu = f", MFU {rows[-1]['mfu']:.1%}" if rows[-1]["mfu"] is not None else ""

@@ -1,0 +1,112 @@
+"""The pipeline through `snakemake --profile slurm` on a real Slurm cluster.
+
+CI starts a single-node cluster (.ci/slurm-cluster.sh) and sets REQUIRE_SLURM=1,
+so there these tests must run; elsewhere they skip when sbatch is absent.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import polars as pl
+import pytest
+import yaml
+
+from helpers import REPO, copy_pipeline, snakemake
+from workflow.config import expand_runs
+from workflow.io import read_json
+from workflow.train import train_run
+
+pytestmark = pytest.mark.pipeline
+if shutil.which("sbatch") is None:
+    if os.environ.get("REQUIRE_SLURM") == "1":
+        raise RuntimeError("REQUIRE_SLURM=1 but sbatch is not on PATH")
+    pytest.skip("no Slurm here (sbatch not found)", allow_module_level=True)
+
+PARTITION = os.environ.get("SLURM_TEST_PARTITION", "ci")
+# Site overrides for a small CPU-only test cluster: no GPUs, little memory,
+# squeue for status (no accounting storage), quick status polling.
+OVERRIDES = [
+    "--profile", "slurm", "--slurm-status-command", "squeue",
+    "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
+    "--default-resources", f"slurm_partition={PARTITION}", "mem_mb=1000", "runtime=10", "cpus_per_task=1",
+    "--set-resources", "train:gpu=0", "train:cpus_per_gpu=0", "train:mem_mb=1500", "evaluate:gpu=0",
+    "evaluate:cpus_per_gpu=0", "evaluate:mem_mb=1500", "tokenizer:cpus_per_task=1", "tokenizer:mem_mb=2000",
+    "dataset:cpus_per_task=1", "dataset:mem_mb=2000",
+    "--jobs", "4",
+]
+SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: .*/rule_(\w+)/")
+
+
+def slurm_pipeline(tmp_path):
+    workdir = copy_pipeline(tmp_path)
+    shutil.copytree(REPO / "slurm", workdir / "slurm")
+    return workdir
+
+
+def test_tiny_study_through_slurm(tmp_path):
+    workdir = slurm_pipeline(tmp_path)
+    start = time.perf_counter()
+    first = snakemake(workdir, *OVERRIDES, "--configfile", "config/tiny.yaml", timeout=1500)
+    elapsed = time.perf_counter() - start
+    submitted = SUBMITTED.findall(first.stdout + first.stderr)
+    rules = [rule for _, rule in submitted]
+    # Every job but the local 'all' went through sbatch, each with its own Slurm job id.
+    assert sorted(set(rules)) == ["collect", "corpus", "dataset", "evaluate", "fit", "report", "tokenizer", "train"]
+    assert rules.count("train") == 9 and rules.count("evaluate") == 9 and len(rules) == 24
+    assert len({job_id for job_id, _ in submitted}) == 24
+    assert (workdir / "results" / "report" / "index.html").exists()
+    print(f"slurm job ids {[int(j) for j, _ in submitted]}; tiny study through Slurm in {elapsed:.0f} s")
+
+    second = snakemake(workdir, *OVERRIDES, "--configfile", "config/tiny.yaml", timeout=600)
+    assert "Nothing to be done" in second.stdout + second.stderr
+    assert not SUBMITTED.findall(second.stdout + second.stderr)
+
+
+def test_signalled_training_job_resumes_from_its_checkpoint(tmp_path):
+    workdir = slurm_pipeline(tmp_path)
+    config = yaml.safe_load((workdir / "config" / "tiny.yaml").read_text())
+    config["train"]["grid"] = {"shapes": [{"n_layer": 2, "d_model": 48, "n_head": 4}],
+                               "token_budgets": [512_000], "seeds": [0]}
+    config["train"]["checkpoint_every"] = 50
+    (workdir / "config" / "resume.yaml").write_text(yaml.safe_dump(config))
+    run_id = "L2-d48-h4_D512k_s0"
+    target = f"results/runs/{run_id}/summary.json"
+    checkpoint = workdir / "resources" / "runs" / run_id / "checkpoint.pt"
+
+    env = dict(os.environ, PYTHONPATH=str(workdir), PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
+    process = subprocess.Popen(
+        # The target first: --configfile would take any later word as one more config file.
+        [sys.executable, "-m", "snakemake", target, "--cores", "2", *OVERRIDES, "--configfile", "config/resume.yaml"],
+        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        assert checkpoint.exists(), "the training job never wrote a checkpoint"
+        jobs = subprocess.run(["squeue", "-h", "-o", "%i %j", "-t", "RUNNING"], capture_output=True, text=True)
+        job_ids = [line.split()[0] for line in jobs.stdout.splitlines()]
+        assert job_ids, "no running Slurm job to signal"
+        # What Slurm does before a time limit or a preemption (--signal=TERM@...).
+        for job_id in job_ids:
+            subprocess.run(["scancel", "--signal=TERM", job_id], check=True)
+        out, _ = process.communicate(timeout=900)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, out
+    log = (workdir / "results" / "logs" / "train" / f"{run_id}.log").read_text()
+    summary = read_json(workdir / target)
+    assert summary["resumed_from_step"] is not None and summary["resumed_from_step"] > 0, log
+    assert "resumed from the checkpoint" in log
+
+    # The same run, uninterrupted, outside Slurm: identical losses.
+    spec = expand_runs(config)[run_id]
+    train_run(spec, workdir / "resources" / "dataset" / "manifest.json", tmp_path / "whole", tmp_path / "whole" / "w")
+    resumed = pl.read_csv(workdir / "results" / "runs" / run_id / "metrics.csv")["train_loss"].to_list()
+    whole = pl.read_csv(tmp_path / "whole" / "metrics.csv")["train_loss"].to_list()
+    assert resumed == whole
+    print(f"resumed from step {summary['resumed_from_step']}; final loss {resumed[-1]:.6f} = {whole[-1]:.6f}")
