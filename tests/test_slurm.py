@@ -110,3 +110,15 @@ def test_signalled_training_job_resumes_from_its_checkpoint(tmp_path):
     whole = pl.read_csv(tmp_path / "whole" / "metrics.csv")["train_loss"].to_list()
     assert resumed == whole
     print(f"resumed from step {summary['resumed_from_step']}; final loss {resumed[-1]:.6f} = {whole[-1]:.6f}")
+
+
+def test_tiny_runs_packed_into_fewer_slurm_jobs(tmp_path):
+    """Snakemake groups: 9 training jobs of the tiny grid in 3 Slurm jobs of 3 runs each."""
+    workdir = slurm_pipeline(tmp_path)
+    packed = snakemake(workdir, *OVERRIDES, "--configfile", "config/tiny.yaml", "--groups", "train=pack",
+                       "--group-components", "pack=3", timeout=1500)
+    out = packed.stdout + packed.stderr
+    groups = re.findall(r"Job \S+ has been submitted with SLURM jobid (\d+) \(log: .*/group_pack\w*/", out)
+    assert len(groups) == 3, out[-3000:]
+    assert len(list((workdir / "results" / "runs").glob("*/summary.json"))) == 9
+    assert not re.findall(r"/rule_train/", out)
