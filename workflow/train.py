@@ -340,10 +340,13 @@ class Trainer:
 
     # -- steps
 
+    def diverged(self, loss: float) -> bool:
+        return not math.isfinite(loss) or loss > self.divergence_limit
+
     def train_step(self, lr: float, data: Prefetcher) -> float:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        total = 0.0
+        total = torch.zeros((), device=self.device)
         t0 = time.perf_counter()
         x_step, y_step = data.next()
         self.wait += time.perf_counter() - t0
@@ -351,8 +354,10 @@ class Trainer:
             with self.autocast:
                 _, loss = self.forward(x, y)
             (loss / self.accumulation).backward()
-            total += loss.item() / self.accumulation
-        if math.isfinite(total) and total <= self.divergence_limit:
+            total += loss.detach() / self.accumulation
+        # One host sync per step, not one per micro-batch.
+        total = total.item()
+        if not self.diverged(total):
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.spec["optim"]["grad_clip"])
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -377,7 +382,7 @@ class Trainer:
             loss = self.train_step(lr, data)
             losses.append(loss)
             bar.update(1)
-            diverged = not math.isfinite(loss) or loss > self.divergence_limit
+            diverged = self.diverged(loss)
             if (step + 1) % self.spec["log_every"] == 0 or step == end - 1 or diverged:
                 now = time.perf_counter()
                 self.elapsed += now - clock
