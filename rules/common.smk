@@ -29,6 +29,12 @@ def train_runtime(wildcards, attempt):
     return train_runtime_minutes(RUNS[wildcards.run], config["cluster"], attempt)
 
 
+def train_gpus(wildcards):
+    """GPUs of a run's Slurm job: train.devices (k > 1 runs DDP through torchrun), none on the CPU."""
+    spec = RUNS[wildcards.run]
+    return 0 if spec["device"] == "cpu" else spec["devices"]
+
+
 def download_path(name):
     return f"{WORK}/downloads/{name}"
 

@@ -17,6 +17,7 @@ rule train:
     threads: config["train"]["threads"]
     resources:
         runtime=train_runtime,
+        gpu=train_gpus,
     conda:
         "../envs/train.yaml"
     log:

@@ -203,3 +203,52 @@ def test_compiled_model_trains_like_eager(dataset_manifest, tmp_path):
     a = pl.read_csv(tmp_path / "a" / "metrics.csv")["train_loss"].to_list()
     b = pl.read_csv(tmp_path / "b" / "metrics.csv")["train_loss"].to_list()
     assert a == pytest.approx(b, rel=1e-3)
+
+
+def test_two_process_ddp_matches_one_device(dataset_manifest, tmp_path):
+    """devices=2 on the CPU: the CLI becomes torchrun with 2 gloo processes, each
+    taking half of every step's micro-batches; losses and weights match a
+    single-process run up to floating-point noise (summation order)."""
+    single = tiny_spec(tokens=16_384, micro_batch_size=4, threads=2)
+    summary = train_run(single, dataset_manifest, tmp_path / "one" / "run", tmp_path / "one" / "work" / "weights")
+    assert summary["gradient_accumulation"] == 4 and summary["devices"] == 1
+
+    ddp = dict(single, devices=2)
+    result = run_cli(ddp, dataset_manifest, tmp_path / "two")
+    assert result.returncode == 0, result.stderr
+    two = read_json(tmp_path / "two" / "run" / "summary.json")
+    assert two["devices"] == 2 and two["distributed_backend"] == "gloo"
+    assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-5)
+    point = summary["points"][0]["point_id"]
+    for name, tensor in weights(tmp_path / "one", point).items():
+        torch.testing.assert_close(weights(tmp_path / "two", point)[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_ddp_refuses_a_batch_that_does_not_divide(dataset_manifest, tmp_path):
+    spec = tiny_spec(tokens=16_384, micro_batch_size=16, devices=2)  # 1 micro-batch per step
+    result = run_cli(spec, dataset_manifest, tmp_path)
+    assert result.returncode != 0
+    assert "do not divide among 2 devices" in result.stderr and spec["run_id"] in result.stderr
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_ddp_run_checkpoints_on_sigterm_and_resumes(dataset_manifest, tmp_path):
+    """Slurm signals the job's process, which under devices=2 is torchrun: it passes
+    SIGTERM to both ranks, which stop at the same step; rank 0 checkpoints."""
+    spec = tiny_spec(tokens=128_000, micro_batch_size=4, checkpoint_every=10_000, log_every=5, devices=2,
+                     threads=2)
+    process = run_cli(spec, dataset_manifest, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "step" in process.stdout.readline()  # training is under way (rank 0's first progress line)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert "SIGTERM received; checkpoint saved at step" in err
+    assert (tmp_path / "work" / "checkpoint.pt").exists() and not (tmp_path / "run" / "summary.json").exists()
+    rerun = run_cli(spec, dataset_manifest, tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resumed from the checkpoint" in rerun.stdout
+    summary = read_json(tmp_path / "run" / "summary.json")
+    assert summary["steps"] == 250 and summary["resumed_from_step"] > 0
+    whole = run_cli(spec, dataset_manifest, tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+    assert losses(tmp_path) == pytest.approx(losses(tmp_path / "whole"), rel=1e-6)

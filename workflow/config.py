@@ -19,7 +19,7 @@ OPTIM_KEYS = (
     "grad_clip", "batch_tokens", "micro_batch_size",
 )
 MODEL_KEYS = ("seq_len", "mlp_ratio", "norm", "positions", "tie_embeddings", "bias")
-RUN_KEYS = ("device", "kernels", "threads", "log_every", "allow_repeated_epochs", "schedule",
+RUN_KEYS = ("device", "devices", "kernels", "threads", "log_every", "allow_repeated_epochs", "schedule",
             "wsd_decay_fraction", "data_order", "compile", "checkpoint_every", "peak_flops")
 
 
@@ -214,5 +214,6 @@ def train_runtime_minutes(spec: dict, cluster: dict, attempt: int = 1) -> int:
     tokens = spec["tokens"]
     if spec["schedule"] == "wsd":  # every cooldown branch but the last is extra work
         tokens += sum(b * spec["wsd_decay_fraction"] for b in spec["branch_tokens"][:-1])
-    seconds = per_token * tokens / cluster["train_flops_per_s"] * cluster["runtime_factor"] * attempt
+    seconds = (per_token * tokens / (cluster["train_flops_per_s"] * spec["devices"])
+               * cluster["runtime_factor"] * attempt)
     return max(cluster["min_runtime_minutes"], math.ceil(seconds / 60))

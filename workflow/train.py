@@ -16,6 +16,13 @@ checkpoints every ``checkpoint_every`` steps and when Slurm sends SIGTERM or
 SIGUSR1, then exits; started again, it resumes from the checkpoint and, on the
 CPU, reproduces the uninterrupted run bit for bit.
 
+A run with ``devices`` = k > 1 is launched through torchrun (DDP): the job's
+command starts one process per device, each takes its k-th share of every
+step's micro-batches (the same windows a single device would read), gradients
+are averaged across processes, and rank 0 alone writes checkpoints and
+outputs. On the CPU the gloo backend stands in for NCCL, which is how the
+tests check that 2 processes match one device up to floating-point noise.
+
 A loss that becomes NaN or inf, or blows up past twice that of a uniform
 prediction (2 ln V), stops the run with status ``diverged``; the job still
 succeeds so that the rest of the sweep goes on.
@@ -28,9 +35,11 @@ the kernel used for each component, versions and the seed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
+import os
 import platform
 import queue
 import signal
@@ -42,6 +51,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from workflow import __version__, flops
@@ -72,6 +83,41 @@ def resolve_device(requested: str) -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
         raise TrainError("train.device is 'cuda' but no CUDA device is visible to this job")
     return torch.device(requested)
+
+
+class Distributed:
+    """This process's place in a torchrun launch (world size 1 without one)."""
+
+    def __init__(self) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.backend: str | None = None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def start(self, device: torch.device) -> torch.device:
+        """Joins the process group; returns this rank's device."""
+        if self.world == 1:
+            return device
+        if device.type == "cuda":
+            device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(device)
+        self.backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(self.backend)
+        return device
+
+    def stop(self) -> None:
+        if self.backend is not None and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def launch_command(devices: int, argv: list[str]) -> list[str]:
+    """torchrun on this node with one process per device, each running this module."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={devices}",
+            "-m", "workflow.train", *argv]
 
 
 def apex_available() -> bool:
@@ -168,8 +214,9 @@ class Prefetcher:
     addressed by step, so prefetching never changes what a step reads.
     """
 
-    def __init__(self, batches: StepBatches, start: int, end: int, device: torch.device):
-        self.batches, self.device = batches, device
+    def __init__(self, batches: StepBatches, start: int, end: int, device: torch.device,
+                 rows: slice = slice(None)):
+        self.batches, self.device, self.rows = batches, device, rows
         self.steps = iter(range(start, end))
         self.background = device.type == "cuda"
         if self.background:
@@ -179,14 +226,14 @@ class Prefetcher:
 
     def _fill(self, start: int, end: int) -> None:
         for step in range(start, end):
-            x, y = self.batches.batch(step)
+            x, y = (a[self.rows] for a in self.batches.batch(step))
             self.queue.put((torch.from_numpy(x).pin_memory(), torch.from_numpy(y).pin_memory()))
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.background:
             x, y = self.queue.get()
         else:
-            x, y = (torch.from_numpy(a) for a in self.batches.batch(next(self.steps)))
+            x, y = (torch.from_numpy(a[self.rows]) for a in self.batches.batch(next(self.steps)))
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
@@ -235,9 +282,15 @@ class Trainer:
         self.spec, self.out_dir, self.weights_dir, self.checkpoint_path = spec, out_dir, weights_dir, checkpoint
         self.staging_dir = checkpoint.parent / f"{checkpoint.stem}-points"
         self.run_id = spec["run_id"]
-        self.device = resolve_device(spec["device"])
+        self.dist = Distributed()
+        if self.dist.world != spec["devices"]:
+            raise TrainError(f"run {self.run_id} asks for {spec['devices']} device(s) but runs in "
+                             f"{self.dist.world} process(es); start it with 'python -m workflow.train', "
+                             f"which launches torchrun itself")
+        self.device = self.dist.start(resolve_device(spec["device"]))
         self.kernels = resolve_kernels(spec["kernels"], self.device)
-        torch.set_num_threads(spec["threads"])
+        # The job's CPU threads are shared by its processes.
+        torch.set_num_threads(max(1, spec["threads"] // self.dist.world))
         torch.manual_seed(spec["seed"])
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -259,6 +312,15 @@ class Trainer:
         self.batch_tokens = optim["batch_tokens"]
         self.micro_batch = optim["micro_batch_size"]
         self.accumulation = self.batch_tokens // (self.micro_batch * self.cfg.seq_len)
+        if self.accumulation % self.dist.world:
+            raise TrainError(
+                f"run {self.run_id}: {self.accumulation} micro-batches per step (batch_tokens "
+                f"{self.batch_tokens} / (micro_batch_size {self.micro_batch} x seq_len {self.cfg.seq_len})) "
+                f"do not divide among {self.dist.world} devices; change train.micro_batch_size")
+        # This rank's share of each step: a contiguous block of its micro-batches.
+        self.local_accumulation = self.accumulation // self.dist.world
+        share = self.micro_batch * self.local_accumulation
+        self.my_share = slice(self.dist.rank * share, (self.dist.rank + 1) * share)
         # Each point trains for the whole steps that its budget allows (at least one).
         self.point_steps = [max(1, b // self.batch_tokens) for b in budgets]
         self.total_steps = self.point_steps[-1]
@@ -282,9 +344,13 @@ class Trainer:
             "attention": "torch.scaled_dot_product_attention" if self.cfg.family == "gpt" else "torch.LSTM",
             "compile": bool(spec["compile"]),
         }
-        self.forward = torch.compile(self.model) if spec["compile"] else self.model
+        # DDP broadcasts rank 0's initial weights and averages gradients across ranks.
+        self.wrapped = (DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda"
+                                                else None) if self.dist.world > 1 else self.model)
+        self.forward = torch.compile(self.wrapped) if spec["compile"] else self.wrapped
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        self.peak = peak_flops_per_s(self.device, spec.get("peak_flops"))
+        per_device_peak = peak_flops_per_s(self.device, spec.get("peak_flops"))
+        self.peak = per_device_peak * self.dist.world if per_device_peak else None
         self.divergence_limit = 2.0 * math.log(self.cfg.vocab_size)
         self.warmup_steps = max(1, round(optim["warmup_fraction"] * self.total_steps))
 
@@ -312,6 +378,8 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> None:
+        if not self.dist.main:
+            return
         # Written under a temporary name and renamed: the previous checkpoint
         # stays intact until the new one is complete (a full disk included).
         with atomic_path(self.checkpoint_path) as tmp:
@@ -332,7 +400,8 @@ class Trainer:
         self.status, self.elapsed, self.wait = state["status"], state["elapsed"], state["wait"]
         self.processed_steps, self.pending_losses = state["processed_steps"], state["pending_losses"]
         self.resumed_from = self.step
-        print(f"{self.run_id}: resumed from the checkpoint at step {self.step}", flush=True)
+        if self.dist.main:
+            print(f"{self.run_id}: resumed from the checkpoint at step {self.step}", flush=True)
         return True
 
     def _on_signal(self, signum, _frame) -> None:
@@ -346,17 +415,27 @@ class Trainer:
     def train_step(self, lr: float, data: Prefetcher) -> float:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        total = torch.zeros((), device=self.device)
+        # [mean loss of the step, 1 if a checkpoint signal arrived]: one
+        # all-reduce and one host sync per step, not one per micro-batch.
+        total = torch.zeros(2, device=self.device)
         t0 = time.perf_counter()
         x_step, y_step = data.next()
         self.wait += time.perf_counter() - t0
-        for x, y in zip(x_step.chunk(self.accumulation), y_step.chunk(self.accumulation)):
-            with self.autocast:
-                _, loss = self.forward(x, y)
-            (loss / self.accumulation).backward()
-            total += loss.detach() / self.accumulation
-        # One host sync per step, not one per micro-batch.
-        total = total.item()
+        micro_batches = list(zip(x_step.chunk(self.local_accumulation), y_step.chunk(self.local_accumulation)))
+        for i, (x, y) in enumerate(micro_batches):
+            # Under DDP, gradients are averaged across ranks on the last micro-batch only.
+            sync = self.dist.world == 1 or i == len(micro_batches) - 1
+            with contextlib.nullcontext() if sync else self.wrapped.no_sync():
+                with self.autocast:
+                    _, loss = self.forward(x, y)
+                (loss / self.local_accumulation).backward()
+            total[0] += loss.detach() / self.accumulation
+        if self.dist.world > 1:
+            total[1] = float(self.signal_received is not None)
+            dist.all_reduce(total)
+        total, signalled = total.tolist()
+        if signalled and self.signal_received is None:
+            self.signal_received = signal.SIGTERM  # another rank was signalled: all stop at this step
         if not self.diverged(total):
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.spec["optim"]["grad_clip"])
             self.optimizer.step()
@@ -371,11 +450,11 @@ class Trainer:
         Slurm's signals; a cooldown ``branch`` is short and runs to its end.
         """
         label = f"{self.run_id} {branch}" if branch else self.run_id
-        data = Prefetcher(self.batches, start, end, self.device)
+        data = Prefetcher(self.batches, start, end, self.device, self.my_share)
         # The main trajectory's losses since its last metrics row are part of
         # the checkpoint, so a row averaged across a resume is the same row.
         losses = self.pending_losses if branch is None else []
-        bar = tqdm(total=end - start, desc=label, unit="step", disable=None)
+        bar = tqdm(total=end - start, desc=label, unit="step", disable=None if self.dist.main else True)
         clock = time.perf_counter()
         for step in range(start, end):
             lr = self.spec["optim"]["lr"] * lr_of_step(step)
@@ -390,7 +469,7 @@ class Trainer:
                 rows.append(self.metrics_row(step + 1, float(np.mean(losses)), lr))
                 losses.clear()
                 bar.set_postfix(loss=f"{rows[-1]['train_loss']:.3f}", tok_s=f"{rows[-1]['tokens_per_s']:.0f}")
-                if bar.disable and (len(rows) % 10 == 0 or step == end - 1):
+                if bar.disable and self.dist.main and (len(rows) % 10 == 0 or step == end - 1):
                     mfu = f", MFU {rows[-1]['mfu']:.1%}" if rows[-1]["mfu"] is not None else ""
                     print(f"{label} step {step + 1}/{end} loss {rows[-1]['train_loss']:.4f} "
                           f"{rows[-1]['tokens_per_s']:.0f} tok/s{mfu}", flush=True)
@@ -433,9 +512,10 @@ class Trainer:
         pid = point_id(self.run_id, budget, self.spec["schedule"])
         # Staged beside the checkpoint (not a Snakemake output, so a rerun of
         # an interrupted job keeps the points already made).
-        with atomic_path(self.staging_dir / f"{pid}.pt") as tmp:
-            torch.save({"model_config": self.cfg.to_dict(), "model": self.model.state_dict(),
-                        "point_id": pid, "status": status, "step": steps}, tmp)
+        if self.dist.main:
+            with atomic_path(self.staging_dir / f"{pid}.pt") as tmp:
+                torch.save({"model_config": self.cfg.to_dict(), "model": self.model.state_dict(),
+                            "point_id": pid, "status": status, "step": steps}, tmp)
         self.points.append({
             "point_id": pid, "status": status, "steps": steps, "tokens": tokens, "token_budget": budget,
             "flops": {name: value * tokens for name, value in self.per_token.items()},
@@ -466,7 +546,7 @@ class Trainer:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-        return self.write_outputs()
+        return self.write_outputs() if self.dist.main else {}
 
     def train_wsd(self) -> None:
         """The stable trajectory, with a cooldown branch forked at each budget."""
@@ -524,6 +604,8 @@ class Trainer:
             "points": self.points,
             "seed": self.spec["seed"],
             "device": self.device.type,
+            "devices": self.dist.world,
+            "distributed_backend": self.dist.backend,
             "device_name": (torch.cuda.get_device_name(self.device) if self.device.type == "cuda"
                             else cpu_name()),
             "precision": "bf16-autocast" if self.device.type == "cuda" else "fp32",
@@ -549,7 +631,11 @@ class Trainer:
 def train_run(spec: dict, dataset_manifest: Path, out_dir: Path, weights_dir: Path,
               checkpoint: Path | None = None) -> dict:
     checkpoint = checkpoint or weights_dir.parent / "checkpoint.pt"
-    return Trainer(spec, dataset_manifest, out_dir, weights_dir, checkpoint).train()
+    trainer = Trainer(spec, dataset_manifest, out_dir, weights_dir, checkpoint)
+    try:
+        return trainer.train()
+    finally:
+        trainer.dist.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -561,6 +647,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True, type=Path, help="resumable checkpoint (work dir)")
     args = parser.parse_args(argv)
     spec = json.loads(args.spec)
+    if spec.get("devices", 1) > 1 and "WORLD_SIZE" not in os.environ:
+        # k devices: become torchrun, which starts k copies of this command.
+        # exec keeps the job's process id, so Slurm's signals reach torchrun,
+        # which passes them on to the training processes.
+        command = launch_command(spec["devices"], sys.argv[1:] if argv is None else argv)
+        sys.stdout.flush()
+        os.execv(command[0], command)
     try:
         summary = train_run(spec, args.dataset, args.out_dir, args.weights, args.checkpoint)
     except TrainError as e:
@@ -572,6 +665,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: run {spec['run_id']} ran out of GPU memory ({e}). Lower train.micro_batch_size "
               f"(gradient accumulation keeps the global batch) or use a GPU with more memory.", file=sys.stderr)
         return 1
+    if not summary:  # not rank 0
+        return 0
     mfu = f", MFU {summary['mfu']:.1%}" if summary["mfu"] is not None else ""
     print(f"{summary['run_id']}: {summary['status']}, train loss {summary['final_train_loss']:.4f}, "
           f"{summary['tokens_per_s']:.0f} tokens/s{mfu} on {summary['device']} ({summary['kernels']} kernels)")
