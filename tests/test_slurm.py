@@ -109,7 +109,8 @@ def test_signalled_training_job_resumes_from_its_checkpoint(tmp_path):
     resumed = pl.read_csv(workdir / "results" / "runs" / run_id / "metrics.csv")["train_loss"].to_list()
     whole = pl.read_csv(tmp_path / "whole" / "metrics.csv")["train_loss"].to_list()
     assert resumed == whole
-    print(f"resumed from step {summary['resumed_from_step']}; final loss {resumed[-1]:.6f} = {whole[-1]:.6f}")
+    print(f"signalled Slurm job(s) {job_ids}; resumed from step {summary['resumed_from_step']}; "
+          f"final loss {resumed[-1]:.6f} = {whole[-1]:.6f}")
 
 
 def test_tiny_runs_packed_into_fewer_slurm_jobs(tmp_path):
@@ -122,3 +123,24 @@ def test_tiny_runs_packed_into_fewer_slurm_jobs(tmp_path):
     assert len(groups) == 3, out[-3000:]
     assert len(list((workdir / "results" / "runs").glob("*/summary.json"))) == 9
     assert not re.findall(r"/rule_train/", out)
+
+
+def test_two_device_run_launches_torchrun_inside_its_slurm_job(tmp_path):
+    """train.devices: 2 (gloo on this CPU cluster): one Slurm job, two training processes."""
+    workdir = slurm_pipeline(tmp_path)
+    config = yaml.safe_load((workdir / "config" / "tiny.yaml").read_text())
+    config["train"]["grid"] = {"shapes": [{"n_layer": 1, "d_model": 32, "n_head": 2}],
+                               "token_budgets": [64_000], "seeds": [0]}
+    config["train"].update(devices=2, threads=2, micro_batch_size=8)
+    (workdir / "config" / "ddp.yaml").write_text(yaml.safe_dump(config))
+    run_id = "L1-d32-h2_D64k_s0"
+    target = f"results/runs/{run_id}/summary.json"
+    overrides = list(OVERRIDES)  # one --set-resources option: a second would replace the first
+    overrides.insert(overrides.index("--set-resources") + 1, "train:cpus_per_task=2")
+    result = snakemake(workdir, target, *overrides, "--configfile", "config/ddp.yaml", timeout=900)
+    submitted = SUBMITTED.findall(result.stdout + result.stderr)
+    assert [rule for _, rule in submitted].count("train") == 1
+    summary = read_json(workdir / target)
+    assert summary["devices"] == 2 and summary["distributed_backend"] == "gloo"
+    assert summary["status"] == "completed"
+    print(f"two-process run in Slurm job {[j for j, r in submitted if r == 'train'][0]}")
