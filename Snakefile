@@ -14,11 +14,20 @@ validate(config, "config/config.schema.yaml")
 
 
 include: "rules/common.smk"
-include: "rules/corpus.smk"
-include: "rules/tokenizer.smk"
-include: "rules/dataset.smk"
-include: "rules/train.smk"
-include: "rules/evaluate.smk"
+
+
+# Reviewers (--config regenerate_from_results=true): only the analysis rules
+# exist, so the runs' summaries, evaluations and metrics in results/ are plain
+# inputs and no download, tokenizer, dataset, training or evaluation job can run.
+if not config["regenerate_from_results"]:
+
+    include: "rules/corpus.smk"
+    include: "rules/tokenizer.smk"
+    include: "rules/dataset.smk"
+    include: "rules/train.smk"
+    include: "rules/evaluate.smk"
+
+
 include: "rules/fit.smk"
 include: "rules/report.smk"
 
@@ -26,4 +35,5 @@ include: "rules/report.smk"
 rule all:
     input:
         "results/report/index.html",
+        "results/config.yaml",
     default_target: True

@@ -2,6 +2,20 @@
 # sources are inputs, so editing the analysis code reruns the analysis.
 
 
+rule study_config:
+    output:
+        "results/config.yaml",
+    params:
+        config=lambda wildcards: json.dumps(config, sort_keys=True),
+    localrule: True
+    conda:
+        "../envs/analysis.yaml"
+    log:
+        "results/logs/study_config.log",
+    shell:
+        "python -m workflow.config --config-json {params.config:q} --write {output:q} > {log:q} 2>&1"
+
+
 rule collect:
     input:
         summaries=run_files("results/runs/{run}/summary.json"),

@@ -1,6 +1,7 @@
 """End to end: the tiny study through Snakemake, then what reruns after each kind of change."""
 
 import re
+import shutil
 import time
 
 import pytest
@@ -73,14 +74,15 @@ def test_one_runs_settings_rerun_that_run_alone(finished):
     changed = write_config(workdir, "one_run.yaml", lambda c: c["train"].update(
         overrides={"L1-d32-h2_D64k_s0": {"lr": 0.002}}))
     assert dry_run_jobs(workdir, changed) == {
-        "train": 1, "evaluate": 1, "collect": 1, "fit": 1, "report": 1, "all": 1}
+        "study_config": 1, "train": 1, "evaluate": 1, "collect": 1, "fit": 1, "report": 1, "all": 1}
 
 
 def test_vocabulary_change_reruns_from_the_tokenizer(finished):
     workdir, _ = finished
     changed = write_config(workdir, "vocab.yaml", lambda c: c["tokenizer"].update(vocab_size=400))
     assert dry_run_jobs(workdir, changed) == {
-        "tokenizer": 1, "dataset": 1, "train": 9, "evaluate": 9, "collect": 1, "fit": 1, "report": 1, "all": 1}
+        "study_config": 1, "tokenizer": 1, "dataset": 1, "train": 9, "evaluate": 9, "collect": 1, "fit": 1,
+        "report": 1, "all": 1}
 
 
 def test_editing_report_code_reruns_only_the_report(finished):
@@ -97,6 +99,28 @@ def test_snakemake_report(finished):
     workdir, _ = finished
     snakemake(workdir, "--configfile", TINY, "--report", "report.html")
     assert (workdir / "report.html").stat().st_size > 10_000
+
+
+def test_reviewer_regenerates_fits_and_report_from_results_alone(finished, tmp_path):
+    """A fresh clone holding only the study's results/: no corpus, shards or checkpoints."""
+    workdir, _ = finished
+    (tmp_path / "clone").mkdir()
+    clone = copy_pipeline(tmp_path / "clone")
+    shutil.copytree(workdir / "results", clone / "results")
+    for stale in ("fits/fits.json", "report/index.html", "tables/runs.parquet"):
+        (clone / "results" / stale).unlink()
+    command = ("--forceall", "--configfile", "results/config.yaml", "--config", "regenerate_from_results=True")
+    planned = snakemake(clone, "-n", *command).stdout
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", planned.split("Job stats:", 1)[1], flags=re.MULTILINE))
+    assert set(jobs) - {"total"} == {"study_config", "collect", "fit", "report", "all"}
+    snakemake(clone, *command)
+    assert not (clone / "resources").exists()
+    before = read_json(workdir / "results" / "fits" / "fits.json")["approach3"]
+    after = read_json(clone / "results" / "fits" / "fits.json")["approach3"]
+    for name in ("E", "A", "B", "alpha", "beta"):
+        assert after[name] == pytest.approx(before[name], rel=1e-6), name
+    assert (clone / "results" / "report" / "index.html").stat().st_size > 10_000
+    assert (clone / "results" / "config.yaml").read_text() == (workdir / "results" / "config.yaml").read_text()
 
 
 def test_wsd_study_gets_a_point_per_budget_from_one_run_per_shape(tmp_path):

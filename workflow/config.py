@@ -7,9 +7,13 @@ bad config stops before any job runs with a message naming the key.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import sys
 from pathlib import Path
+
+import yaml
 
 from workflow import flops
 from workflow.model import ModelConfig
@@ -217,3 +221,27 @@ def train_runtime_minutes(spec: dict, cluster: dict, attempt: int = 1) -> int:
     seconds = (per_token * tokens / (cluster["train_flops_per_s"] * spec["devices"])
                * cluster["runtime_factor"] * attempt)
     return max(cluster["min_runtime_minutes"], math.ceil(seconds / 60))
+
+
+def write_study_config(config: dict, path: Path) -> None:
+    """The study's validated config, kept in results/ so that a reviewer can
+    regenerate the fits and the report from results/ alone."""
+    from workflow.io import write_text_atomic
+
+    study = {k: v for k, v in config.items() if k != "regenerate_from_results"}
+    header = ("# The config this study ran with (written by the pipeline). Regenerate the fits and\n"
+              "# the report from results/ alone: see README.md, 'Reviewers: regenerate from results'.\n")
+    write_text_atomic(Path(path), header + yaml.safe_dump(study, sort_keys=False))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workflow.config", description="Record a study's config.")
+    parser.add_argument("--config-json", required=True, help="the validated config as JSON")
+    parser.add_argument("--write", required=True, type=Path, help="YAML file to write")
+    args = parser.parse_args(argv)
+    write_study_config(json.loads(args.config_json), args.write)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
