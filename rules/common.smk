@@ -1,6 +1,7 @@
 # Helpers shared by the rules: the expanded grid, paths and per-run settings.
 import json
 import re
+import shlex
 
 from workflow.config import ConfigError, check_config, source_file, spec_json, train_runtime_minutes
 
@@ -33,6 +34,12 @@ def train_gpus(wildcards):
     """GPUs of a run's Slurm job: train.devices (k > 1 runs DDP through torchrun), none on the CPU."""
     spec = RUNS[wildcards.run]
     return 0 if spec["device"] == "cpu" else spec["devices"]
+
+
+def tokenizer_source(wildcards, input):
+    """Train on the documents, or check and use tokenizer.model_file."""
+    given = config["tokenizer"].get("model_file")
+    return f"--given-model {shlex.quote(given)}" if given else f"--documents {shlex.quote(input.documents)}"
 
 
 def download_path(name):

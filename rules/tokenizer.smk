@@ -1,13 +1,15 @@
-# Tokenizer: SentencePiece trained on a seeded sample of the documents.
+# Tokenizer: SentencePiece trained on a seeded sample of the documents, or a given model file.
 
 
 rule tokenizer:
     input:
         documents=rules.corpus.output.documents,
+        given_model=lambda wildcards: config["tokenizer"].get("model_file") or [],
     output:
         model=f"{WORK}/tokenizer/tokenizer.model",
         info="results/data/tokenizer.json",
     params:
+        source=tokenizer_source,
         vocab_size=config["tokenizer"]["vocab_size"],
         model_type=config["tokenizer"]["model_type"],
         sample_bytes=config["tokenizer"]["sample_bytes"],
@@ -18,7 +20,7 @@ rule tokenizer:
     log:
         "results/logs/tokenizer.log",
     shell:
-        "python -m workflow.tokenizer --documents {input.documents:q}"
+        "python -m workflow.tokenizer {params.source}"
         " --vocab-size {params.vocab_size} --model-type {params.model_type}"
         " --sample-bytes {params.sample_bytes} --seed {params.seed} --threads {threads}"
         " --out-model {output.model:q} --out-info {output.info:q} > {log:q} 2>&1"

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from workflow.io import atomic_path, sha256_file, write_json_atomic
 from workflow.shards import ShardWriter, dtype_for_vocab
+from workflow.tokenizer import document_chunks
 
 ENCODE_CHUNK_DOCUMENTS = 256
 
@@ -71,6 +72,9 @@ class SplitWriter:
             "documents": self.documents,
             "bytes": self.bytes,
             "tokens": self.tokens,
+            # UTF-8 bytes per token: converts nats/token into bits per byte, which
+            # compares across tokenizers.
+            "bytes_per_token": self.bytes / self.tokens if self.tokens else None,
             "shards": self.shards,
         }
 
@@ -81,15 +85,15 @@ def build_dataset(documents: Path, tokenizer_model: Path, out_dir: Path, *, vali
     eod = processor.eos_id()
     vocab_size = processor.get_piece_size()
     dtype = dtype_for_vocab(vocab_size)
-    texts = pl.read_parquet(documents, columns=["text"])["text"]
+    total_documents = pl.scan_parquet(documents).select(pl.len()).collect().item()
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         train = SplitWriter(tmp, "train", shard_tokens, dtype)
         validation = SplitWriter(tmp, "validation", shard_tokens, dtype)
         validation_overflow = 0
-        with tqdm(total=len(texts), unit="doc", desc="encode", disable=None) as bar:
-            for start in range(0, len(texts), ENCODE_CHUNK_DOCUMENTS):
-                chunk = texts.slice(start, ENCODE_CHUNK_DOCUMENTS).to_list()
+        with tqdm(total=total_documents, unit="doc", desc="encode", disable=None) as bar:
+            for chunk in document_chunks(documents, ENCODE_CHUNK_DOCUMENTS):
+                # SentencePiece encodes the chunk on `threads` threads of its own.
                 encoded = processor.encode(chunk, num_threads=threads)
                 for text, ids in zip(chunk, encoded):
                     tokens = np.array(ids + [eod], dtype=dtype)
