@@ -122,8 +122,9 @@ def test_sigterm_checkpoints_then_exits_and_the_rerun_resumes(dataset_manifest, 
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM
-    assert "SIGTERM received; checkpoint saved at step" in err
-    assert (tmp_path / "work" / "checkpoint.pt").exists() and not (tmp_path / "run" / "summary.json").exists()
+    assert "SIGTERM received; checkpoint saved at step" in err, err
+    assert (tmp_path / "work" / "checkpoint.pt").exists(), err
+    assert not (tmp_path / "run" / "summary.json").exists()
     rerun = run_cli(spec, dataset_manifest, tmp_path)
     assert rerun.returncode == 0 and "resumed from the checkpoint" in rerun.stdout
     assert read_json(tmp_path / "run" / "summary.json")["steps"] == 250
@@ -242,8 +243,9 @@ def test_ddp_run_checkpoints_on_sigterm_and_resumes(dataset_manifest, tmp_path):
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode != 0
-    assert "SIGTERM received; checkpoint saved at step" in err
-    assert (tmp_path / "work" / "checkpoint.pt").exists() and not (tmp_path / "run" / "summary.json").exists()
+    assert "SIGTERM received; checkpoint saved at step" in err, err
+    assert (tmp_path / "work" / "checkpoint.pt").exists(), err
+    assert not (tmp_path / "run" / "summary.json").exists()
     rerun = run_cli(spec, dataset_manifest, tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert "resumed from the checkpoint" in rerun.stdout

@@ -365,6 +365,9 @@ class Trainer:
         self.pending_losses: list[float] = []
         self.resumed_from: int | None = None
         self.signal_received: int | None = None
+        # Every rank stops at the step where the all-reduced signal flag says so:
+        # a signal landing on one rank just after the all-reduce counts at the next step.
+        self.stop_agreed = False
 
     # -- checkpoints
 
@@ -433,9 +436,11 @@ class Trainer:
         if self.dist.world > 1:
             total[1] = float(self.signal_received is not None)
             dist.all_reduce(total)
-        total, signalled = total.tolist()
-        if signalled and self.signal_received is None:
-            self.signal_received = signal.SIGTERM  # another rank was signalled: all stop at this step
+            total, signalled = total.tolist()
+            self.stop_agreed = signalled > 0
+        else:
+            total = total[0].item()
+            self.stop_agreed = self.signal_received is not None
         if not self.diverged(total):
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.spec["optim"]["grad_clip"])
             self.optimizer.step()
@@ -480,7 +485,7 @@ class Trainer:
                 return "diverged"
             if branch is None:
                 self.step = step + 1
-                if self.signal_received is not None:
+                if self.stop_agreed:
                     self.elapsed += time.perf_counter() - clock
                     bar.close()
                     raise StopForSignal
@@ -539,7 +544,7 @@ class Trainer:
                 self.train_wsd()
         except StopForSignal:
             self.save_checkpoint()
-            name = signal.Signals(self.signal_received).name
+            name = signal.Signals(self.signal_received or signal.SIGTERM).name
             print(f"{self.run_id}: {name} received; checkpoint saved at step {self.step}, exiting so the "
                   f"job can be requeued", file=sys.stderr, flush=True)
             raise
