@@ -44,6 +44,7 @@ rule collect:
 rule fit:
     input:
         table=rules.collect.output.runs,
+        curves=rules.collect.output.curves,
         code=source_file("fit"),
     output:
         report("results/fits/fits.json", caption="captions/fits.rst", category="Fits"),
@@ -52,11 +53,16 @@ rule fit:
         parameter_count=config["fit"]["parameter_count"],
         huber_delta=config["fit"]["huber_delta"],
         refine=config["fit"]["refine_starts"],
+        bootstrap=config["fit"]["bootstrap_samples"],
+        seed=config["fit"]["bootstrap_seed"],
+        predict=",".join(f"{flops:g}" for flops in config["fit"]["predict_flops"]),
+    threads: 2
     conda:
         "../envs/analysis.yaml"
     log:
         "results/logs/fit.log",
     shell:
-        "python -m workflow.fit {input.table:q} --out {output:q} --huber-delta {params.huber_delta}"
-        " --refine {params.refine} --flop-convention {params.flop_convention}"
-        " --parameter-count {params.parameter_count} > {log:q} 2>&1"
+        "python -m workflow.fit {input.table:q} --curves {input.curves:q} --out {output:q}"
+        " --huber-delta {params.huber_delta} --refine {params.refine}"
+        " --bootstrap {params.bootstrap} --seed {params.seed} --workers {threads} --predict={params.predict:q}"
+        " --flop-convention {params.flop_convention} --parameter-count {params.parameter_count} > {log:q} 2>&1"

@@ -63,6 +63,23 @@ def test_epoch_chinchilla_points_give_the_published_fit():
     assert fit["beta"] == pytest.approx(0.3672, abs=5e-4)
 
 
+def test_fit_keeps_its_local_optima_and_says_when_e_is_not_identified():
+    fit = fit_approach3(*synthetic())
+    assert fit["warnings"] == []
+    optima = fit["local_optima"]
+    assert optima[0]["log_params"] == fit["log_params"] and optima[0]["objective"] == fit["objective"]
+    assert all(later["objective"] > earlier["objective"] for earlier, later in zip(optima, optima[1:]))
+    n, d, _ = synthetic()
+    no_offset = {**TRUE, "E": 0.0}
+    loss = predict_approach3(no_offset, n, d) * np.exp(np.random.default_rng(0).normal(0, 0.003, n.size))
+    fit = fit_approach3(n, d, loss)
+    assert any(w.startswith("E is not identified") for w in fit["warnings"])
+    # Loss that does not fall with D: refused, not fitted with a meaningless beta.
+    with pytest.raises(FitError, match="non-positive exponents .* does not fall with both N and D"):
+        fit_approach3(n, d, predict_approach3({**TRUE, "B": 0.0}, n, d) * np.exp(
+            np.random.default_rng(0).normal(0, 0.003, n.size)))
+
+
 def test_frontier_and_power_law():
     flops = np.array([1e10, 2e10, 4e10, 8e10, 3e10])
     loss = 5.0 * flops ** -0.05
