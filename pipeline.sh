@@ -44,10 +44,16 @@ case "$command" in
     test)
         setup
         export PATH="$PWD/$VENV/bin:$PATH"
-        # In CI (as root) the real-Slurm tests must run: start a one-node cluster.
+        # In CI (as root) the real-Slurm and real-browser tests must run: start a
+        # one-node cluster and install Debian's chromium for the report test.
         if [ -n "${CI:-}" ] && [ "$(id -u)" = 0 ]; then
             .ci/slurm-cluster.sh
             export REQUIRE_SLURM=1
+            if ! command -v chromium >/dev/null; then
+                apt-get update -qq
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+            fi
+            export REQUIRE_BROWSER=1
         fi
         python -m pytest "$@"
         ;;

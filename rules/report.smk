@@ -1,10 +1,19 @@
-# Report: Altair charts (self-contained HTML and SVG) and an index page.
+# Report: eight Altair charts (self-contained HTML, SVG and PNG), their RST
+# captions with the fitted numbers, the parameters table and an index page.
+# The captions are written by the report job itself, so `snakemake --report`
+# shows the same numbers as results/report/index.html.
+from workflow.report import CHARTS as REPORT_CHARTS
 
-REPORT_CHARTS = {
-    "loss_vs_compute": "Loss against compute",
-    "loss_vs_params": "Loss against parameters",
-    "training_curves": "Training curves",
-}
+REPORT_DIR = "results/report"
+
+
+def report_chart(name, title):
+    return report(
+        f"{REPORT_DIR}/{name}.svg",
+        caption=f"../{REPORT_DIR}/captions/{name}.rst",
+        category="Charts",
+        labels={"chart": title},
+    )
 
 
 rule report:
@@ -14,17 +23,13 @@ rule report:
         fits=rules.fit.output[0],
         code=source_file("report"),
     output:
-        index=report("results/report/index.html", caption="captions/index.rst", category="Report"),
-        **{
-            f"{name}_svg": report(
-                f"results/report/{name}.svg",
-                caption=f"captions/{name}.rst",
-                category="Charts",
-                labels={"chart": title},
-            )
-            for name, title in REPORT_CHARTS.items()
-        },
-        **{f"{name}_html": f"results/report/{name}.html" for name in REPORT_CHARTS},
+        index=report(f"{REPORT_DIR}/index.html", caption=f"../{REPORT_DIR}/captions/index.rst", category="Report"),
+        parameters=report(
+            f"{REPORT_DIR}/parameters.csv", caption="captions/parameters.rst", category="Tables"
+        ),
+        captions=[f"{REPORT_DIR}/captions/{name}.rst" for name in [*REPORT_CHARTS, "index"]],
+        **{f"{name}_svg": report_chart(name, title) for name, title in REPORT_CHARTS.items()},
+        **{f"{name}_{fmt}": f"{REPORT_DIR}/{name}.{fmt}" for name in REPORT_CHARTS for fmt in ("html", "png")},
     conda:
         "../envs/analysis.yaml"
     log:

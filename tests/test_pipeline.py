@@ -9,6 +9,7 @@ import yaml
 
 from helpers import copy_pipeline, snakemake
 from workflow.io import read_json
+from workflow.report import CHARTS, FORMATS
 
 pytestmark = pytest.mark.pipeline
 TINY = "config/tiny.yaml"
@@ -54,8 +55,11 @@ def test_tiny_study_end_to_end(finished):
     fits = read_json(workdir / "results" / "fits" / "fits.json")
     assert fits["approach3"]["alpha"] > 0 and fits["approach3"]["beta"] > 0
     assert fits["flop_convention"] == "6N" and fits["parameter_count"] == "non_embedding"
+    assert fits["bootstrap"]["samples"] == 100 and "alpha" in fits["bootstrap"]["intervals"]
+    assert [p["flops"] for p in fits["predictions"]] == [1e14]
     report = workdir / "results" / "report"
-    assert {p.name for p in report.iterdir()} >= {"index.html", "loss_vs_compute.svg", "training_curves.html"}
+    assert {p.name for p in report.iterdir()} >= (
+        {f"{chart}.{fmt}" for chart in CHARTS for fmt in FORMATS} | {"index.html", "parameters.csv"})
     # Large artifacts stay in the work directory; results/ holds small files only.
     assert (workdir / "resources" / "dataset" / "manifest.json").exists()
     assert not list((workdir / "results").rglob("*.bin")) and not list((workdir / "results").rglob("*.pt"))
@@ -99,6 +103,10 @@ def test_snakemake_report(finished):
     workdir, _ = finished
     snakemake(workdir, "--configfile", TINY, "--report", "report.html")
     assert (workdir / "report.html").stat().st_size > 10_000
+    # The captions the report job wrote, with their numbers, are the report's captions.
+    caption = (workdir / "results" / "report" / "captions" / "residuals.rst").read_text()
+    rms = re.search(r"RMS ([0-9.e-]+)", caption).group(1)
+    assert f"RMS {rms}" in (workdir / "report.html").read_text()
 
 
 def test_reviewer_regenerates_fits_and_report_from_results_alone(finished, tmp_path):

@@ -1,3 +1,4 @@
+import json
 import re
 import xml.etree.ElementTree as ET
 
@@ -5,52 +6,133 @@ import numpy as np
 import polars as pl
 import pytest
 
+from tests.browser import load
 from workflow.fit import fit_table, predict_approach3
-from workflow.report import CHARTS, build_report
+from workflow.report import CHARTS, FORMATS, build_report, main
+
+LAW = {"E": 1.8, "A": 400.0, "B": 2000.0, "alpha": 0.34, "beta": 0.36}
+BUDGETS = [1e15, 3e15, 1e16, 3e16]
+PREDICT = [1e18, 1e19]
+
+
+def loss_at(n, d):
+    return float(predict_approach3(LAW, n, d))
 
 
 @pytest.fixture(scope="module")
 def study():
-    rows = []
-    for i, n in enumerate([1e4, 3e4, 1e5, 3e5]):
-        for d in [5e5, 1e6, 2e6]:
-            loss = float(predict_approach3({"E": 1.0, "A": 30.0, "B": 200.0, "alpha": 0.3, "beta": 0.3}, n, d))
-            rows.append({"run_id": f"r{i}_{int(d)}", "status": "completed", "params": n, "tokens": d,
-                         "flops": 6 * n * d, "loss": loss, "bits_per_byte": loss / 1.3, "train_loss": loss,
-                         "tokens_per_s": 1e4, "device": "cpu", "kernels": "torch"})
-    rows[0]["status"], rows[0]["loss"] = "diverged", None
+    """An IsoFLOP study drawn from a known law with 1% noise: 4 budgets x 7 sizes around
+    each budget's optimum, each run with a training curve (one of them diverged)."""
+    rng = np.random.default_rng(7)
+    g = (LAW["alpha"] * LAW["A"] / (LAW["beta"] * LAW["B"])) ** (1 / (LAW["alpha"] + LAW["beta"]))
+    a = LAW["beta"] / (LAW["alpha"] + LAW["beta"])
+    rows, curves = [], []
+    for budget in BUDGETS:
+        n_opt = g * (budget / 6) ** a
+        for k, factor in enumerate(np.geomspace(1 / 6, 6, 7)):
+            n = float(n_opt * factor)
+            d = budget / (6 * n)
+            loss = loss_at(n, d) * float(np.exp(rng.normal(0, 0.01)))
+            run_id = f"c{budget:.0e}_n{k}"
+            rows.append({"run_id": run_id, "status": "completed", "compute_budget": budget, "params": n,
+                         "tokens": d, "flops": budget, "loss": loss, "bits_per_byte": loss / 1.3,
+                         "train_loss": loss, "tokens_per_s": 1e4, "device": "cpu", "kernels": "torch"})
+            tokens = np.geomspace(d / 50, d, 40)
+            curves.append(pl.DataFrame({"run_id": run_id, "params": n, "step": np.arange(1, 41),
+                                        "tokens": tokens, "flops": 6 * n * tokens,
+                                        "train_loss": [loss_at(n, t) for t in tokens]}))
+    rows[3].update(status="diverged", loss=None)
     runs = pl.DataFrame(rows)
-    curves = pl.concat([
-        pl.DataFrame({"run_id": r["run_id"], "params": r["params"], "step": np.arange(1, 11),
-                      "tokens": np.linspace(r["tokens"] / 10, r["tokens"], 10),
-                      "train_loss": np.linspace(6.0, r["loss"] or 6.0, 10)})
-        for r in rows
-    ])
-    fits = fit_table(runs, metadata={"flop_convention": "6N", "parameter_count": "non_embedding"})
+    curves = pl.concat(curves)
+    fits = fit_table(runs, curves=curves, bootstrap_samples=40, seed=3, predict=PREDICT, workers=2,
+                     metadata={"flop_convention": "6N", "parameter_count": "non_embedding"})
     return runs, curves, fits
 
 
-def test_report_files_are_self_contained(study, tmp_path):
+@pytest.fixture(scope="module")
+def report_dir(study, tmp_path_factory):
     runs, curves, fits = study
-    written = build_report(runs, curves, fits, tmp_path)
-    assert sorted(p.name for p in written) == sorted(
-        [f"{c}.{ext}" for c in CHARTS for ext in ("html", "svg")] + ["index.html"])
-    for path in tmp_path.glob("*.html"):
-        text = path.read_text()
-        # Nothing is loaded from the network: no external scripts or stylesheets.
-        assert not re.search(r"<script[^>]+src=", text) and not re.search(r"<link[^>]+href=\"http", text)
-        assert "vegaEmbed" in text
+    out = tmp_path_factory.mktemp("report")
+    build_report(runs, curves, fits, out)
+    return out
+
+
+def test_every_approach_is_fitted_on_the_study(study):
+    _, _, fits = study
+    for name in ("approach1", "approach2", "extrapolation", "bootstrap"):
+        assert "skipped" not in fits[name], (name, fits[name])
+    assert fits["approach3"]["alpha"] == pytest.approx(LAW["alpha"], abs=0.1)
+
+
+def test_report_writes_every_chart_in_every_format(report_dir):
+    expected = {f"{c}.{ext}" for c in CHARTS for ext in FORMATS} | {"index.html", "parameters.csv"}
+    assert expected <= {p.name for p in report_dir.iterdir()}
+    assert {p.name for p in (report_dir / "captions").iterdir()} == {f"{c}.rst" for c in CHARTS} | {"index.rst"}
     for chart in CHARTS:
-        root = ET.parse(tmp_path / f"{chart}.svg").getroot()
-        assert root.tag.endswith("svg")
-    index = (tmp_path / "index.html").read_text()
-    assert f"{fits['approach3']['alpha']:.4f}" in index and "'6N' FLOPs" in index
-    assert "left out of the fit as not completed (diverged): r0_500000" in index
-    body = index[index.index("<h2>Fitted parameters"):]
-    assert body.count("<tr>") == 1 + 9 + 1 + 12  # headers and rows of both tables
+        assert ET.parse(report_dir / f"{chart}.svg").getroot().tag.endswith("svg")
+        assert (report_dir / f"{chart}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_svg_carries_convention(study, tmp_path):
+def test_html_loads_nothing_from_the_network(report_dir):
+    for path in report_dir.glob("*.html"):
+        text = path.read_text()
+        assert not re.search(r"<script[^>]+src=", text), path
+        assert not re.search(r"<link[^>]+href=\"?https?:", text), path
+        assert "vegaEmbed" in text
+
+
+def test_captions_and_page_carry_the_numbers(study, report_dir):
+    runs, _, fits = study
+    a3 = fits["approach3"]
+    index = (report_dir / "index.html").read_text()
+    low, high = fits["bootstrap"]["intervals"]["alpha"]
+    assert f"{a3['alpha']:.4g} [{low:.4g}, {high:.4g}]" in index
+    assert "'6N' FLOPs" in index and "non_embedding parameters" in index
+    diverged = runs.filter(pl.col("status") == "diverged")["run_id"][0]
+    assert f"left out of the fit as not completed (diverged): {diverged}" in index
+    assert f"<tr class=\"diverged\"><td>{diverged}</td>" in index
+    for flops in PREDICT:
+        assert f"at C = {flops:.3g} FLOPs" in index
+    caption = (report_dir / "captions" / "isoflop_profiles.rst").read_text()
+    assert f"C^{fits['approach2']['a']:.4g}" in caption
+    caption = (report_dir / "captions" / "extrapolation.rst").read_text()
+    assert f"{fits['extrapolation']['mean_absolute_error']:.3g}" in caption
+    assert "'6N' FLOPs" in (report_dir / "loss_vs_compute.svg").read_text()
+    table = pl.read_csv(report_dir / "parameters.csv")
+    alpha = table.filter(pl.col("parameter") == "alpha")
+    assert alpha["ci95_low"][0] == pytest.approx(low) and alpha["ci95_high"][0] == pytest.approx(high)
+
+
+def test_published_laws_are_labelled_reference_lines(report_dir):
+    spec = (report_dir / "loss_vs_compute.html").read_text()
+    assert "published: Hoffmann et al. 2022 (published)" in spec
+
+
+def test_points_carry_run_tooltips(report_dir):
+    spec = (report_dir / "loss_vs_compute.html").read_text()
+    for title in ('"title": "run"', '"title": "N"', '"title": "D"', '"title": "C (FLOPs)"'):
+        assert title in spec
+
+
+def test_report_renders_in_a_headless_browser_with_the_network_off(report_dir):
+    page = load(report_dir / "index.html")
+    body = page.body()
+    assert body.get("data-report-status") == "done", page.console
+    assert body.get("data-errors") == "[]", body.get("data-errors")
+    assert not [line for line in page.console if "Uncaught" in line or ":ERROR:" in line], page.console
+    rendered = {attrs["id"] for attrs in page.with_attribute("data-rendered")}
+    assert rendered == set(CHARTS)
+    for chart in CHARTS:  # each chart's own page too
+        single = load(report_dir / f"{chart}.html")
+        assert "<svg" in single.dom or "<canvas" in single.dom, chart
+        assert not [line for line in single.console if "Uncaught" in line], single.console
+
+
+def test_cli_builds_the_report_from_result_files(study, tmp_path):
     runs, curves, fits = study
-    build_report(runs, curves, fits, tmp_path)
-    assert "non_embedding parameters" in (tmp_path / "loss_vs_compute.svg").read_text()
+    runs.write_parquet(tmp_path / "runs.parquet")
+    curves.write_parquet(tmp_path / "curves.parquet")
+    (tmp_path / "fits.json").write_text(json.dumps(fits))
+    assert main(["--runs", str(tmp_path / "runs.parquet"), "--curves", str(tmp_path / "curves.parquet"),
+                 "--fits", str(tmp_path / "fits.json"), "--out-dir", str(tmp_path / "report")]) == 0
+    assert (tmp_path / "report" / "index.html").exists()
