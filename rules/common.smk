@@ -12,7 +12,6 @@ except ConfigError as error:
 
 WORK = config["work_dir"].rstrip("/")
 SOURCES = {source["name"]: source for source in config["corpus"]["sources"]}
-URL_SOURCES = [name for name, source in SOURCES.items() if "url" in source]
 
 
 wildcard_constraints:
@@ -36,18 +35,21 @@ def train_gpus(wildcards):
     return 0 if spec["device"] == "cpu" else spec["devices"]
 
 
+GIVEN_TOKENIZER_DOWNLOAD = f"{WORK}/downloads/tokenizer/tokenizer.model"
+
+
+def given_tokenizer():
+    """The tokenizer model to use instead of training one: tokenizer.model_file, the download of
+    tokenizer.model_url, or None."""
+    if "model_url" in config["tokenizer"]:
+        return GIVEN_TOKENIZER_DOWNLOAD
+    return config["tokenizer"].get("model_file")
+
+
 def tokenizer_source(wildcards, input):
-    """Train on the documents, or check and use tokenizer.model_file."""
-    given = config["tokenizer"].get("model_file")
+    """Train on the documents, or check and use the given model."""
+    given = given_tokenizer()
     return f"--given-model {shlex.quote(given)}" if given else f"--documents {shlex.quote(input.documents)}"
-
-
-def download_path(name):
-    return f"{WORK}/downloads/{name}"
-
-
-def download_args(wildcards, input):
-    return " ".join(f"--download {name}={path}" for name, path in zip(URL_SOURCES, input.downloads))
 
 
 def run_files(pattern):

@@ -1,5 +1,9 @@
-# Corpus: downloads (on the submit host: compute nodes often have no internet),
-# then one documents table and its manifest.
+# Corpus: downloads, one job per file of each url source (on the submit host:
+# compute nodes often have no internet), then one documents table and its manifest.
+from workflow.corpus import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF_S, DEFAULT_LOCK_FILE, DEFAULT_TIMEOUT_S, download_plan
+
+CORPUS_FILES = {f"{item['source']}/{item['file']}": item for item in download_plan(config["corpus"]["sources"])}
+CORPUS_FETCH = config["corpus"].get("download", {})
 
 
 localrules:
@@ -8,32 +12,47 @@ localrules:
 
 rule download:
     output:
-        f"{WORK}/downloads/{{source}}",
+        f"{WORK}/downloads/{{source}}/{{file}}",
+    wildcard_constraints:
+        file=r"[^/]+",
     params:
-        url=lambda wildcards: SOURCES[wildcards.source]["url"],
-        sha256=lambda wildcards: SOURCES[wildcards.source]["sha256"],
+        url=lambda wildcards: CORPUS_FILES[f"{wildcards.source}/{wildcards.file}"]["url"],
+        sha256=lambda wildcards: (
+            f"--sha256 {CORPUS_FILES[f'{wildcards.source}/{wildcards.file}']['sha256']}"
+            if CORPUS_FILES[f"{wildcards.source}/{wildcards.file}"]["sha256"]
+            else ""
+        ),
+        lock_file=config["corpus"].get("lock_file", DEFAULT_LOCK_FILE),
+        attempts=CORPUS_FETCH.get("attempts", DEFAULT_ATTEMPTS),
+        backoff_s=CORPUS_FETCH.get("backoff_s", DEFAULT_BACKOFF_S),
+        timeout_s=CORPUS_FETCH.get("timeout_s", DEFAULT_TIMEOUT_S),
     conda:
         "../envs/data.yaml"
     log:
-        "results/logs/download/{source}.log",
+        "results/logs/download/{source}/{file}.log",
     shell:
-        "python -m workflow.corpus download --url {params.url:q} --sha256 {params.sha256}"
+        "python -m workflow.corpus download --url {params.url:q} {params.sha256} --lock-file {params.lock_file:q}"
+        " --attempts {params.attempts} --backoff-s {params.backoff_s} --timeout-s {params.timeout_s}"
         " --out {output:q} > {log:q} 2>&1"
 
 
 rule corpus:
     input:
-        downloads=[download_path(name) for name in URL_SOURCES],
+        downloads=[f"{WORK}/downloads/{key}" for key in CORPUS_FILES],
     output:
         documents=f"{WORK}/corpus/documents.parquet",
         manifest="results/data/corpus.json",
     params:
         sources=json.dumps(config["corpus"]["sources"], sort_keys=True),
-        downloads=download_args,
+        downloads=lambda wildcards, input: " ".join(
+            shlex.quote(f"--download={item['source']}={path}")
+            for item, path in zip(CORPUS_FILES.values(), input.downloads)
+        ),
+        dedup="--dedup" if config["corpus"].get("dedup") else "",
     conda:
         "../envs/data.yaml"
     log:
         "results/logs/corpus.log",
     shell:
-        "python -m workflow.corpus build --sources {params.sources:q} {params.downloads}"
+        "python -m workflow.corpus build --sources {params.sources:q} {params.downloads} {params.dedup}"
         " --out-documents {output.documents:q} --out-manifest {output.manifest:q} > {log:q} 2>&1"

@@ -1,10 +1,29 @@
-# Tokenizer: SentencePiece trained on a seeded sample of the documents, or a given model file.
+# Tokenizer: SentencePiece trained on a seeded sample of the documents, or a given
+# model (a file, or a URL with its sha256, downloaded on the submit host).
+
+
+if "model_url" in config["tokenizer"]:
+
+    rule download_tokenizer:
+        output:
+            GIVEN_TOKENIZER_DOWNLOAD,
+        params:
+            url=config["tokenizer"]["model_url"],
+            sha256=config["tokenizer"]["model_sha256"],
+        localrule: True
+        conda:
+            "../envs/data.yaml"
+        log:
+            "results/logs/download_tokenizer.log",
+        shell:
+            "python -m workflow.corpus download --url {params.url:q} --sha256 {params.sha256}"
+            " --out {output:q} > {log:q} 2>&1"
 
 
 rule tokenizer:
     input:
         documents=rules.corpus.output.documents,
-        given_model=lambda wildcards: config["tokenizer"].get("model_file") or [],
+        given_model=lambda wildcards: given_tokenizer() or [],
     output:
         model=f"{WORK}/tokenizer/tokenizer.model",
         info="results/data/tokenizer.json",

@@ -1,38 +1,111 @@
-"""Corpus stage: the builtin stdlib source, and url sources over a real local HTTP server."""
+"""Corpus stage: the builtin stdlib source; downloads from a real HTTP server on
+127.0.0.1 (normal, interrupted and resumed, corrupted, 404, no Range support,
+retries, lock file, full disk); every format; dedup; bad input; the presets."""
 
+import errno
+import gzip
 import hashlib
 import http.server
+import io
+import json
+import random
+import re
 import threading
+import zipfile
 
+import jsonschema
 import polars as pl
 import pytest
+import yaml
 
-from workflow.corpus import CorpusError, build, download, read_stdlib, stdlib_root
+import workflow.corpus as corpus
+from helpers import REPO, copy_pipeline, snakemake, tiny_config
+from workflow.corpus import (CorpusError, build, download, download_plan, main, read_lock, read_stdlib,
+                             stdlib_root)
 
 TEXT = "first document\nwith two lines\n\n\nsecond document\n"
+BODY = random.Random(0).randbytes(3 * (1 << 20) + 12345)  # several 1 MiB read chunks
+
+
+class Server:
+    """A real HTTP/1.0 server on 127.0.0.1 (an ephemeral port) whose misbehaviour the test sets."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.requests: list[tuple[str, dict]] = []
+        self.drop_first: set[str] = set()   # first GET of these paths sends half the body, then closes
+        self.statuses: dict[str, list[int]] = {}  # paths answered with these error statuses first
+        self.range_support = True
+        state = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                state.requests.append((self.path, dict(self.headers)))
+                if state.statuses.get(self.path):
+                    self.send_error(state.statuses[self.path].pop(0))
+                    return
+                body = state.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                start = 0
+                match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
+                if match and state.range_support:
+                    start = int(match.group(1))
+                    if start >= len(body):
+                        self.send_error(416)
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                payload = body[start:]
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.path in state.drop_first:
+                    state.drop_first.discard(self.path)
+                    self.wfile.write(payload[: len(payload) // 2])
+                    self.close_connection = True
+                    return
+                self.wfile.write(payload)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def ranges(self, path: str) -> list[str | None]:
+        return [headers.get("Range") for p, headers in self.requests if p == path]
 
 
 @pytest.fixture
-def http_root(tmp_path):
-    """A real HTTP server on 127.0.0.1 serving tmp_path/www; stops with the test."""
-    root = tmp_path / "www"
-    root.mkdir()
+def server():
+    srv = Server()
+    srv.thread.start()
+    yield srv
+    srv.httpd.shutdown()
+    srv.httpd.server_close()
+    srv.thread.join(timeout=5)
 
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(root), **kwargs)
 
-        def log_message(self, *args):
-            pass
+@pytest.fixture
+def delays():
+    """The backoff waits a download asked for, without waiting."""
+    return []
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
 
+def fetch(url, out, sha256=None, delays=None, **kwargs):
+    kwargs.setdefault("timeout_s", 10)
+    return download(url, out, sha256, sleep=(delays.append if delays is not None else lambda s: None), **kwargs)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------- stdlib
 
 def test_stdlib_documents_sorted_with_hashes():
     documents, info = read_stdlib("[a-c]*.py")
@@ -50,55 +123,494 @@ def test_build_writes_table_and_manifest(tmp_path):
     assert manifest["documents"] == table.height > 5
     assert manifest["bytes"] == sum(len(t.encode()) for t in table["text"])
     assert manifest["python_version"].count(".") == 2
+    assert manifest["sources"][0]["documents"] == table.height
+    assert json.loads((tmp_path / "corpus.json").read_text()) == manifest
 
 
-def test_http_download_verified_and_split(http_root, tmp_path):
-    root, base = http_root
-    (root / "corpus.txt").write_text(TEXT)
-    digest = hashlib.sha256(TEXT.encode()).hexdigest()
-    out = download(f"{base}/corpus.txt", tmp_path / "dl" / "web", digest)
-    assert out.read_text() == TEXT
-    source = {"name": "web", "url": f"{base}/corpus.txt", "sha256": digest, "separator": "\n\n\n"}
-    manifest = build([source], {"web": out}, tmp_path / "d.parquet", tmp_path / "m.json")
-    assert pl.read_parquet(tmp_path / "d.parquet")["text"].to_list() == ["first document\nwith two lines",
-                                                                         "second document\n"]
-    assert manifest["sources"][0]["sha256"] == digest
+# --------------------------------------------------------------------------- download
+
+def test_download_streams_to_disk(server, tmp_path):
+    server.files["/big.bin"] = BODY
+    out = fetch(f"{server.base}/big.bin", tmp_path / "dl" / "big", sha(BODY))
+    assert out.read_bytes() == BODY
+    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["big"]  # no .part left
+    assert server.ranges("/big.bin") == [None]
 
 
-def test_checksum_mismatch_shows_both_hashes_and_leaves_nothing(http_root, tmp_path):
-    root, base = http_root
-    (root / "corpus.txt").write_text(TEXT)
+def test_interrupted_download_resumes_with_range(server, tmp_path, delays):
+    server.files["/big.bin"] = BODY
+    server.drop_first.add("/big.bin")
+    out = fetch(f"{server.base}/big.bin", tmp_path / "big", sha(BODY), delays, backoff_s=0.5)
+    assert out.read_bytes() == BODY
+    first, second = server.ranges("/big.bin")
+    assert first is None and second == f"bytes={len(BODY) // 2}-"
+    assert delays == [0.5]
+    assert not (tmp_path / "big.part").exists()
+
+
+def test_resume_continues_a_part_left_by_an_earlier_run(server, tmp_path):
+    server.files["/big.bin"] = BODY
+    (tmp_path / "big.part").write_bytes(BODY[:1000])
+    assert fetch(f"{server.base}/big.bin", tmp_path / "big", sha(BODY)).read_bytes() == BODY
+    assert server.ranges("/big.bin") == ["bytes=1000-"]
+
+
+def test_server_without_range_support_starts_over(server, tmp_path):
+    server.files["/big.bin"] = BODY
+    server.drop_first.add("/big.bin")
+    server.range_support = False
+    out = fetch(f"{server.base}/big.bin", tmp_path / "big", sha(BODY))
+    assert out.read_bytes() == BODY
+    assert server.ranges("/big.bin") == [None, f"bytes={len(BODY) // 2}-"]  # asked, got the whole file
+
+
+def test_checksum_mismatch_shows_both_hashes_and_leaves_nothing(server, tmp_path):
+    server.files["/corpus.txt"] = TEXT.encode()
     wrong = "0" * 64
     with pytest.raises(CorpusError) as info:
-        download(f"{base}/corpus.txt", tmp_path / "dl" / "web", wrong)
-    assert wrong in str(info.value) and hashlib.sha256(TEXT.encode()).hexdigest() in str(info.value)
+        fetch(f"{server.base}/corpus.txt", tmp_path / "dl" / "web", wrong)
+    assert wrong in str(info.value) and sha(TEXT.encode()) in str(info.value)
     assert list((tmp_path / "dl").iterdir()) == []
 
 
-def test_http_404_names_status(http_root, tmp_path):
-    _, base = http_root
-    with pytest.raises(CorpusError, match="HTTP 404"):
-        download(f"{base}/missing.txt", tmp_path / "out", "0" * 64)
+def test_http_404_names_status_and_url_without_retrying(server, tmp_path, delays):
+    url = f"{server.base}/missing.txt"
+    with pytest.raises(CorpusError, match=re.escape(f"HTTP 404 Not Found for {url}")):
+        fetch(url, tmp_path / "out", "0" * 64, delays)
+    assert len(server.requests) == 1 and delays == []
     assert not (tmp_path / "out").exists()
+
+
+def test_server_errors_are_retried_with_exponential_backoff(server, tmp_path, delays):
+    server.files["/flaky.txt"] = TEXT.encode()
+    server.statuses["/flaky.txt"] = [503, 429, 500]
+    out = fetch(f"{server.base}/flaky.txt", tmp_path / "out", sha(TEXT.encode()), delays, backoff_s=1, attempts=5)
+    assert out.read_text() == TEXT
+    assert delays == [1, 2, 4] and len(server.requests) == 4
+
+
+def test_retries_are_bounded(server, tmp_path, delays):
+    server.statuses["/down.txt"] = [503] * 10
+    with pytest.raises(CorpusError, match=r"failed after 3 attempts: HTTP 503 Service Unavailable"):
+        fetch(f"{server.base}/down.txt", tmp_path / "out", "0" * 64, delays, attempts=3, backoff_s=1)
+    assert len(server.requests) == 3 and delays == [1, 2]
+
+
+def test_lock_file_records_first_hash_and_checks_later_downloads(server, tmp_path):
+    url = f"{server.base}/corpus.txt"
+    lock = tmp_path / "config" / "corpus.lock.json"
+    server.files["/corpus.txt"] = TEXT.encode()
+    fetch(url, tmp_path / "a", lock_file=lock)
+    assert read_lock(lock) == {url: {"sha256": sha(TEXT.encode()), "size": len(TEXT.encode())}}
+    assert lock.read_text().startswith('{\n  "http')  # sorted, indented: reviewable in a diff
+    fetch(url, tmp_path / "b", lock_file=lock)  # same bytes: fine
+    server.files["/corpus.txt"] = b"changed upstream\n"
+    with pytest.raises(CorpusError) as info:
+        fetch(url, tmp_path / "c", lock_file=lock)
+    assert sha(TEXT.encode()) in str(info.value) and sha(b"changed upstream\n") in str(info.value)
+    assert "lock file" in str(info.value)
+    assert not (tmp_path / "c").exists() and not (tmp_path / "c.part").exists()
+    assert read_lock(lock)[url]["sha256"] == sha(TEXT.encode())
+
+
+def test_lock_file_keeps_entries_sorted(tmp_path):
+    lock = tmp_path / "corpus.lock.json"
+    for name in ("b", "a", "c"):
+        (tmp_path / name).write_text(name)
+        fetch((tmp_path / name).as_uri(), tmp_path / "dl" / name, lock_file=lock)
+    assert list(json.loads(lock.read_text())) == sorted((tmp_path / n).as_uri() for n in "abc")
+
+
+def test_part_longer_than_the_file_starts_over(server, tmp_path):
+    server.files["/big.bin"] = BODY
+    (tmp_path / "big.part").write_bytes(BODY + b"stale tail")
+    assert fetch(f"{server.base}/big.bin", tmp_path / "big", sha(BODY)).read_bytes() == BODY
+    assert server.ranges("/big.bin") == [f"bytes={len(BODY) + 10}-", None]  # 416, then from byte 0
+
+
+def test_disk_full_is_reported_with_bytes_written(server, tmp_path):
+    server.files["/big.bin"] = BODY
+
+    class FullDisk(io.FileIO):
+        def write(self, data):
+            if self.tell() + len(data) > 1 << 20:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(data)
+
+    with pytest.raises(CorpusError, match=r"disk full while writing .*big\.part: 1048576 bytes written"):
+        fetch(f"{server.base}/big.bin", tmp_path / "big", sha(BODY), open_file=FullDisk)
+    assert not (tmp_path / "big").exists()
+    assert (tmp_path / "big.part").stat().st_size == 1 << 20  # kept: a rerun resumes
+    assert fetch(f"{server.base}/big.bin", tmp_path / "big", sha(BODY)).read_bytes() == BODY
+    assert server.ranges("/big.bin")[-1] == f"bytes={1 << 20}-"
 
 
 def test_file_url(tmp_path):
     src = tmp_path / "local.txt"
     src.write_text(TEXT)
-    out = download(src.as_uri(), tmp_path / "copy", hashlib.sha256(TEXT.encode()).hexdigest())
+    out = fetch(src.as_uri(), tmp_path / "copy", sha(TEXT.encode()))
     assert out.read_text() == TEXT
 
+
+def test_missing_file_url_is_not_retried(tmp_path, delays):
+    with pytest.raises(CorpusError, match="cannot read file://"):
+        fetch((tmp_path / "nope.txt").as_uri(), tmp_path / "out", "0" * 64, delays)
+    assert delays == []
+
+
+def test_download_cli_reports_errors(server, tmp_path, capsys):
+    url = f"{server.base}/missing.txt"
+    assert main(["download", "--url", url, "--out", str(tmp_path / "x"), "--lock-file", str(tmp_path / "l.json"),
+                 "--attempts", "2", "--backoff-s", "0"]) == 1
+    assert f"error: HTTP 404 Not Found for {url}" in capsys.readouterr().err
+    assert not (tmp_path / "l.json").exists()
+
+
+def test_download_plan_names_each_file():
+    sources = [
+        {"name": "stdlib", "builtin": "stdlib"},
+        {"name": "one", "url": "https://example.org/a/corpus.txt", "sha256": "a" * 64},
+        {"name": "shards", "urls": ["https://example.org/x/refs%2Fconvert/train/0000.parquet?download=true",
+                                    {"url": "https://example.org/x/refs%2Fconvert/train/0000.parquet",
+                                     "sha256": "b" * 64}]},
+    ]
+    plan = download_plan(sources)
+    assert [(p["source"], p["file"], p["sha256"]) for p in plan] == [
+        ("one", "0000-corpus.txt", "a" * 64),
+        ("shards", "0000-0000.parquet", None),
+        ("shards", "0001-0000.parquet", "b" * 64),
+    ]
+
+
+# --------------------------------------------------------------------------- formats
+
+DOCS = ["alpha story", "beta story\nwith a second line", "gamma — ünïcode ✓"]
+
+
+def jsonl_bytes(docs, field="text"):
+    return "".join(json.dumps({"id": i, field: d, "meta": {"n": i}}) + "\n" for i, d in enumerate(docs)).encode()
+
+
+def zstd_bytes(data: bytes) -> bytes:
+    """JSON lines compressed with zstd by polars itself (no extra package needed to write it)."""
+    buffer = io.BytesIO()
+    rows = [json.loads(line) for line in data.decode().splitlines()]
+    pl.DataFrame(rows).lazy().sink_ndjson(buffer, compression="zstd")
+    assert buffer.getvalue()[:4] == b"\x28\xb5\x2f\xfd"
+    return buffer.getvalue()
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def parquet_bytes(docs, column="content"):
+    buffer = io.BytesIO()
+    pl.DataFrame({"id": range(len(docs)), column: docs}).write_parquet(buffer)
+    return buffer.getvalue()
+
+
+TEXT_SEP = "\n<|endoftext|>\n"
+FORMAT_CASES = {
+    "text": ("corpus.txt", lambda: TEXT_SEP.join(DOCS).encode(), {"separator": TEXT_SEP}),
+    "text.gz": ("corpus.txt.gz", lambda: gzip.compress(TEXT_SEP.join(DOCS).encode()), {"separator": TEXT_SEP}),
+    "jsonl": ("data.jsonl", lambda: jsonl_bytes(DOCS), {}),
+    "jsonl.gz": ("data.jsonl.gz", lambda: gzip.compress(jsonl_bytes(DOCS, "body")), {"field": "body"}),
+    "jsonl.zst": ("data.jsonl.zst", lambda: zstd_bytes(jsonl_bytes(DOCS)), {}),
+    "jsonl.gz, no suffix": ("download", lambda: gzip.compress(jsonl_bytes(DOCS)), {"format": "jsonl"}),
+    "parquet": ("train-00000-of-00001.parquet", lambda: parquet_bytes(DOCS), {"field": "content"}),
+    "zip of text": ("enwik8.zip", lambda: zip_bytes({"enwik8": "</page>\n".join(DOCS).encode()}),
+                    {"separator": "</page>\n"}),
+    "zip of jsonl": ("shards.zip", lambda: zip_bytes({"a.jsonl": jsonl_bytes(DOCS[:2]),
+                                                      "b.jsonl": jsonl_bytes(DOCS[2:])}), {}),
+}
+
+
+@pytest.mark.parametrize("case", list(FORMAT_CASES))
+def test_formats(case, tmp_path):
+    name, make, settings = FORMAT_CASES[case]
+    path = tmp_path / name
+    path.write_bytes(make())
+    source = {"name": "src", "url": path.as_uri(), **settings}
+    manifest = build([source], {"src": path}, tmp_path / "d.parquet", tmp_path / "m.json")
+    table = pl.read_parquet(tmp_path / "d.parquet")
+    assert table["text"].to_list() == DOCS
+    assert table["bytes"].to_list() == [len(d.encode()) for d in DOCS]
+    assert table["name"].n_unique() == len(DOCS)
+    (info,) = manifest["sources"]
+    assert info["documents"] == len(DOCS) and info["files"][0]["sha256"] == sha(path.read_bytes())
+    assert info["files"][0]["size"] == path.stat().st_size
+    assert info["files"][0]["url"] == path.as_uri()
+
+
+def test_zstd_text(tmp_path):
+    zstandard = pytest.importorskip("zstandard")
+    path = tmp_path / "corpus.txt.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(TEXT_SEP.join(DOCS).encode()))
+    source = {"name": "src", "url": path.as_uri(), "separator": TEXT_SEP}
+    manifest = build([source], {"src": path}, tmp_path / "d.parquet", tmp_path / "m.json")
+    assert pl.read_parquet(tmp_path / "d.parquet")["text"].to_list() == DOCS
+    assert manifest["sources"][0]["files"][0]["compression"] == "zstd"
+
+
+def test_text_without_separator_is_one_document(tmp_path):
+    path = tmp_path / "book.txt"
+    path.write_text(TEXT)
+    build([{"name": "book", "url": path.as_uri()}], {"book": path}, tmp_path / "d.parquet", tmp_path / "m.json")
+    assert pl.read_parquet(tmp_path / "d.parquet")["text"].to_list() == [TEXT]
+
+
+def test_separator_split_across_read_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 7)  # separators and characters straddle reads
+    docs = [f"document {i} — ✓ " * (i % 4 + 1) for i in range(50)]
+    path = tmp_path / "c.txt"
+    path.write_text("<SEP>".join(docs))
+    build([{"name": "c", "url": path.as_uri(), "separator": "<SEP>"}], {"c": path},
+          tmp_path / "d.parquet", tmp_path / "m.json")
+    assert pl.read_parquet(tmp_path / "d.parquet")["text"].to_list() == docs
+
+
+def test_table_is_written_in_batches_in_order(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus, "BATCH_DOCUMENTS", 3)
+    docs = [f"doc {i}" for i in range(100)]
+    files = []
+    for k in range(2):
+        files.append(tmp_path / f"part{k}.jsonl")
+        files[-1].write_bytes(jsonl_bytes(docs[50 * k: 50 * k + 50]))
+    text = tmp_path / "t.txt"
+    text.write_text("\n\n".join(docs))
+    sources = [{"name": "j", "urls": [f.as_uri() for f in files]},
+               {"name": "t", "url": text.as_uri(), "separator": "\n\n"}]
+    manifest = build(sources, {"j": files, "t": text}, tmp_path / "d.parquet", tmp_path / "m.json")
+    table = pl.read_parquet(tmp_path / "d.parquet")
+    assert table["text"].to_list() == docs + docs
+    assert table["source"].to_list() == ["j"] * 100 + ["t"] * 100
+    assert table["name"].to_list()[:2] == ["part0.jsonl:0", "part0.jsonl:1"]
+    assert [f["documents_read"] for f in manifest["sources"][0]["files"]] == [50, 50]
+    # the next stage's reader streams it
+    from workflow.tokenizer import document_chunks
+    assert sum(len(c) for c in document_chunks(tmp_path / "d.parquet", 7)) == 200
+
+
+def test_build_cli_takes_several_files_per_source(tmp_path, capsys):
+    files = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    files[0].write_bytes(jsonl_bytes(DOCS[:1]))
+    files[1].write_bytes(jsonl_bytes(DOCS[1:]))
+    sources = [{"name": "web", "urls": [f.as_uri() for f in files]}]
+    assert main(["build", "--sources", json.dumps(sources), *[f"--download=web={f}" for f in files],
+                 "--out-documents", str(tmp_path / "d.parquet"), "--out-manifest", str(tmp_path / "m.json")]) == 0
+    assert pl.read_parquet(tmp_path / "d.parquet")["text"].to_list() == DOCS
+    assert "corpus: 3 documents" in capsys.readouterr().out
+
+
+def test_dedup_removes_exact_duplicates_across_sources(tmp_path):
+    a, b = tmp_path / "a.txt", tmp_path / "b.jsonl"
+    a.write_text("|".join(["one", "two", "one", "three"]))
+    b.write_bytes(jsonl_bytes(["two", "four", "four"]))
+    sources = [{"name": "a", "url": a.as_uri(), "separator": "|"}, {"name": "b", "url": b.as_uri()}]
+    kept = build(sources, {"a": a, "b": b}, tmp_path / "all.parquet", tmp_path / "all.json")
+    assert kept["duplicates_removed"] == 0 and kept["documents"] == 7
+    manifest = build(sources, {"a": a, "b": b}, tmp_path / "d.parquet", tmp_path / "m.json", dedup=True)
+    assert pl.read_parquet(tmp_path / "d.parquet")["text"].to_list() == ["one", "two", "three", "four"]
+    assert manifest["dedup"] is True and manifest["duplicates_removed"] == 3 and manifest["documents"] == 4
+    assert [s["duplicates_removed"] for s in manifest["sources"]] == [1, 2]
+
+
+def test_blank_documents_are_skipped_and_counted(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"text": "kept"}\n{"text": "   "}\n{"other": 1}\n{"text": "also kept"}\n')
+    manifest = build([{"name": "c", "url": path.as_uri()}], {"c": path}, tmp_path / "d.parquet", tmp_path / "m.json")
+    assert pl.read_parquet(tmp_path / "d.parquet")["text"].to_list() == ["kept", "also kept"]
+    assert manifest["sources"][0]["empty_skipped"] == 2
+
+
+# --------------------------------------------------------------------------- bad input
 
 def test_not_utf8_url_source_is_refused(tmp_path):
     path = tmp_path / "latin1.txt"
     path.write_bytes("caf\xe9".encode("latin-1"))
-    source = {"name": "bad", "url": path.as_uri(), "sha256": "0" * 64}
-    with pytest.raises(CorpusError, match="'bad'.*not UTF-8: invalid byte at offset 3"):
+    source = {"name": "bad", "url": path.as_uri(), "sha256": sha(path.read_bytes())}
+    with pytest.raises(CorpusError, match=f"'bad'.*{re.escape(str(path))}.*not UTF-8: invalid byte at offset 3"):
         build([source], {"bad": path}, tmp_path / "d.parquet", tmp_path / "m.json")
     assert not (tmp_path / "d.parquet").exists()
+
+
+def test_not_utf8_offset_counts_from_the_start_of_the_file(tmp_path):
+    path = tmp_path / "c.txt.gz"
+    path.write_bytes(gzip.compress(b"good one||bad \xff here||good two"))
+    source = {"name": "c", "url": path.as_uri(), "separator": "||"}
+    with pytest.raises(CorpusError, match="invalid byte at offset 14 of the decompressed data"):
+        build([source], {"c": path}, tmp_path / "d.parquet", tmp_path / "m.json")
+    manifest = build([dict(source, invalid_utf8="skip")], {"c": path}, tmp_path / "d.parquet", tmp_path / "m.json")
+    assert pl.read_parquet(tmp_path / "d.parquet")["text"].to_list() == ["good one", "good two"]
+    info = manifest["sources"][0]
+    assert info["invalid_utf8_skipped"] == 1 and info["invalid_utf8_offsets"] == [{"file": "c.txt.gz", "offset": 14}]
+
+
+def test_jsonl_without_the_field_names_file_and_field(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(jsonl_bytes(DOCS, field="body"))
+    with pytest.raises(CorpusError, match=f"{re.escape(str(path))}.*no field 'text'"):
+        build([{"name": "c", "url": path.as_uri()}], {"c": path}, tmp_path / "d.parquet", tmp_path / "m.json")
+
+
+def test_parquet_without_the_column_lists_columns(tmp_path):
+    path = tmp_path / "c.parquet"
+    path.write_bytes(parquet_bytes(DOCS))
+    with pytest.raises(CorpusError, match=r"no column 'text' \(columns: id, content\)"):
+        build([{"name": "c", "url": path.as_uri()}], {"c": path}, tmp_path / "d.parquet", tmp_path / "m.json")
+
+
+def test_broken_json_names_the_file(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"text": "ok"}\n{"text": \n')
+    with pytest.raises(CorpusError, match=f"{re.escape(str(path))}.*cannot read it as jsonl"):
+        build([{"name": "c", "url": path.as_uri()}], {"c": path}, tmp_path / "d.parquet", tmp_path / "m.json")
+    assert not (tmp_path / "d.parquet").exists()
+
+
+def test_corrupt_gzip_names_the_file(tmp_path):
+    path = tmp_path / "c.txt.gz"
+    path.write_bytes(gzip.compress(TEXT.encode() * 100)[:60])
+    with pytest.raises(CorpusError, match=f"{re.escape(str(path))}.*cannot read it as gzip"):
+        build([{"name": "c", "url": path.as_uri()}], {"c": path}, tmp_path / "d.parquet", tmp_path / "m.json")
 
 
 def test_empty_source_is_refused(tmp_path):
     with pytest.raises(CorpusError, match="source 'stdlib' yielded no documents"):
         build([{"name": "stdlib", "builtin": "stdlib", "glob": "no-such-*.py"}], {},
               tmp_path / "d.parquet", tmp_path / "m.json")
+
+
+def test_empty_source_beside_others_is_refused_early(tmp_path, monkeypatch):
+    full = tmp_path / "full.txt"
+    full.write_text("a|b")
+    blank = tmp_path / "blank.txt"
+    blank.write_text("  ")
+    read, batches = [], corpus._SourceReader.batches
+
+    def spy(reader):
+        read.append(reader.name)
+        return batches(reader)
+
+    monkeypatch.setattr(corpus._SourceReader, "batches", spy)
+    sources = [{"name": "blank", "url": blank.as_uri()}, {"name": "full", "url": full.as_uri(), "separator": "|"},
+               {"name": "never", "url": full.as_uri()}]
+    with pytest.raises(CorpusError, match="^source 'blank' yielded no documents"):
+        build(sources, {"blank": blank, "full": full, "never": full}, tmp_path / "d.parquet", tmp_path / "m.json")
+    assert read == ["blank", "full"]
+
+
+def test_empty_corpus_names_the_sources(tmp_path):
+    blank = tmp_path / "blank.txt"
+    blank.write_text(" \n\n \n")
+    sources = [{"name": "stdlib", "builtin": "stdlib", "glob": "no-such-*.py"},
+               {"name": "blank", "url": blank.as_uri(), "separator": "\n\n"}]
+    with pytest.raises(CorpusError, match="corpus has no documents: source 'stdlib', 'blank' yielded no documents"):
+        build(sources, {"blank": blank}, tmp_path / "d.parquet", tmp_path / "m.json")
+    assert not (tmp_path / "d.parquet").exists() and not (tmp_path / "m.json").exists()
+
+
+# --------------------------------------------------------------------------- config and presets
+
+def corpus_schema() -> dict:
+    schema = yaml.safe_load((REPO / "config" / "config.schema.yaml").read_text())
+    return {"$schema": schema["$schema"], "$defs": schema.get("$defs", {}), **schema["properties"]["corpus"]}
+
+
+PRESETS = sorted((REPO / "config" / "corpora").glob("*.yaml"))
+
+
+def test_presets_cover_the_real_corpora():
+    assert {p.stem for p in PRESETS} >= {"tinystories", "fineweb-edu-sample-10bt", "openwebtext", "enwik8"}
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_preset_is_valid(preset):
+    text = preset.read_text()
+    assert "cannot be fetched in CI" in text
+    settings = yaml.safe_load(text)
+    assert set(settings) == {"corpus"}
+    jsonschema.Draft202012Validator(corpus_schema()).validate(settings["corpus"])
+    plan = download_plan(settings["corpus"]["sources"])
+    assert plan and len({(p["source"], p["file"]) for p in plan}) == len(plan)
+    assert all(p["url"].startswith(("https://", "http://")) for p in plan)
+    for source in settings["corpus"]["sources"]:
+        assert source.get("license")
+    # it also validates merged over the default config, as snakemake --configfile merges it
+    from snakemake.utils import validate
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["corpus"] = settings["corpus"]
+    validate(config, str(REPO / "config" / "config.schema.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("source", "valid"),
+    [
+        ({"name": "a", "url": "https://x/y.txt"}, True),
+        ({"name": "a", "url": "https://x/y.txt", "sha256": "a" * 64, "separator": "\n\n"}, True),
+        ({"name": "a", "urls": ["https://x/1.parquet", {"url": "https://x/2.parquet", "sha256": "b" * 64}],
+          "format": "parquet", "field": "content"}, True),
+        ({"name": "a", "urls": ["https://x/1.parquet"], "sha256": "b" * 64}, False),
+        ({"name": "a", "url": "https://x/1", "urls": ["https://x/1"]}, False),
+        ({"name": "a", "urls": []}, False),
+        ({"name": "a", "urls": ["ftp://x/1"]}, False),
+        ({"name": "a", "builtin": "stdlib", "format": "text"}, False),
+        ({"name": "a", "url": "https://x/y", "format": "csv"}, False),
+        ({"name": "a", "url": "https://x/y", "compression": "bz2"}, False),
+        ({"name": "a", "url": "https://x/y", "unknown": 1}, False),
+    ],
+)
+def test_corpus_schema(source, valid):
+    errors = list(jsonschema.Draft202012Validator(corpus_schema()).iter_errors({"sources": [source]}))
+    assert (not errors) == valid, errors
+
+
+def test_corpus_settings_in_schema():
+    validator = jsonschema.Draft202012Validator(corpus_schema())
+    settings = {"sources": [{"name": "s", "builtin": "stdlib"}], "dedup": True, "lock_file": "config/x.json",
+                "download": {"attempts": 3, "backoff_s": 0.5, "timeout_s": 30}}
+    assert not list(validator.iter_errors(settings))
+    assert list(validator.iter_errors(dict(settings, download={"attempts": 0})))
+
+
+# --------------------------------------------------------------------------- the rules
+
+@pytest.mark.pipeline
+def test_rules_download_each_file_then_build(tmp_path):
+    """Snakemake wiring: one download job per URL, a lock file for hashes not in the config, one build."""
+    (tmp_path / "pipeline").mkdir()
+    workdir = copy_pipeline(tmp_path / "pipeline")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.jsonl").write_bytes(jsonl_bytes(DOCS[:2]))
+    (data / "b.txt").write_text("x|y")
+    (data / "b.txt.gz").write_bytes(gzip.compress(b"z"))
+    config = tiny_config()
+    config["corpus"] = {
+        "dedup": True,
+        "lock_file": "config/test.lock.json",
+        "download": {"attempts": 2, "backoff_s": 0, "timeout_s": 5},
+        "sources": [
+            {"name": "j", "url": (data / "a.jsonl").as_uri(), "sha256": sha((data / "a.jsonl").read_bytes())},
+            {"name": "t", "urls": [(data / "b.txt").as_uri(), (data / "b.txt.gz").as_uri()], "separator": "|"},
+        ],
+    }
+    (workdir / "config" / "test.yaml").write_text(yaml.safe_dump(config))
+    target = "results/data/corpus.json"
+    plan = snakemake(workdir, "-n", target, "--configfile", "config/test.yaml").stdout
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.split("Job stats:", 1)[1], flags=re.MULTILINE))
+    assert jobs["download"] == "3" and jobs["corpus"] == "1"
+    snakemake(workdir, target, "--configfile", "config/test.yaml")
+    assert sorted(p.name for p in (workdir / "resources" / "downloads" / "t").iterdir()) == [
+        "0000-b.txt", "0001-b.txt.gz"]
+    lock = json.loads((workdir / "config" / "test.lock.json").read_text())
+    assert sorted(lock) == [(data / "b.txt").as_uri(), (data / "b.txt.gz").as_uri()]
+    manifest = json.loads((workdir / target).read_text())
+    assert manifest["documents"] == 5 and manifest["dedup"] is True
+    table = pl.read_parquet(workdir / "resources" / "corpus" / "documents.parquet")
+    assert table["text"].to_list() == DOCS[:2] + ["x", "y", "z"]

@@ -131,6 +131,28 @@ def test_reviewer_regenerates_fits_and_report_from_results_alone(finished, tmp_p
     assert (clone / "results" / "config.yaml").read_text() == (workdir / "results" / "config.yaml").read_text()
 
 
+def test_tokenizer_given_by_url_is_downloaded_checked_and_used(finished, tmp_path):
+    """tokenizer.model_url (here a file:// URL) with its sha256: a download job on the submit
+    host, then the tokenizer stage checks the model instead of training one."""
+    from workflow.io import sha256_file
+
+    workdir, _ = finished
+    model = workdir / "resources" / "tokenizer" / "tokenizer.model"
+    clone = copy_pipeline(tmp_path)
+    config = write_config(clone, "given.yaml", lambda c: c["tokenizer"].update(
+        model_url=model.as_uri(), model_sha256=sha256_file(model)))
+    snakemake(clone, "results/data/tokenizer.json", "--configfile", config)
+    info = read_json(clone / "results" / "data" / "tokenizer.json")
+    assert info["model_sha256"] == sha256_file(model)
+    assert (clone / "resources" / "downloads" / "tokenizer" / "tokenizer.model").read_bytes() == model.read_bytes()
+    wrong = write_config(clone, "wrong.yaml", lambda c: c["tokenizer"].update(
+        model_url=model.as_uri(), model_sha256="0" * 64))
+    result = snakemake(clone, "results/data/tokenizer.json", "--forcerun", "download_tokenizer",
+                       "--configfile", wrong, check=False)
+    log = (clone / "results" / "logs" / "download_tokenizer.log").read_text()
+    assert result.returncode != 0 and "0" * 64 in log and sha256_file(model) in log
+
+
 def test_wsd_study_gets_a_point_per_budget_from_one_run_per_shape(tmp_path):
     import polars as pl
 

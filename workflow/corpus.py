@@ -1,69 +1,325 @@
 """Corpus stage: gather documents from the configured sources into one table.
 
-Sources:
+Sources (``corpus.sources``):
+
 - ``builtin: stdlib``: the ``.py`` files of the running interpreter's standard
   library (about 30 MB of real code and prose), read offline, one document per
   file in sorted order. Files that are not valid UTF-8 are skipped and listed.
-- ``url`` (http, https or file): downloaded by ``download`` and verified by
-  sha256 before use; split into documents on ``separator`` (or one document).
+- ``url`` (one file) or ``urls`` (several, e.g. the parquet shards a dataset hub
+  publishes), over http, https or file. Each file is fetched by ``download``
+  (on a host with internet: cluster compute nodes often have none) to
+  ``WORK/downloads/SOURCE/NNNN-NAME`` and verified by sha256. A file whose
+  sha256 the config does not give is pinned by the lock file
+  (``corpus.lock_file``, default ``config/corpus.lock.json``): the first
+  download records the hash and size it saw, and every later download (a
+  reviewer's rerun) must match them.
 
-Output: a documents table (parquet, via polars) with one row per document,
-and a manifest recording hashes, sizes and the Python version.
+Download: streamed to ``OUT.part`` beside the output; an interrupted transfer
+resumes with an HTTP Range request (a server without Range support answers 200
+with the whole file, which then starts over from byte 0); network errors,
+timeouts and HTTP 408, 429 and 5xx are retried with exponential backoff, other
+HTTP errors fail at once ("HTTP 404 Not Found for URL"). Only a complete,
+verified file is renamed to ``OUT``; a checksum mismatch shows both hashes and
+deletes the download; a full disk says so and keeps the ``.part`` to resume.
+
+Formats (``format``, else from the URL's suffix: .jsonl/.ndjson/.json, .parquet,
+anything else is text):
+
+- ``text``: split into documents on ``separator`` (else one document per file);
+- ``jsonl``: JSON lines, the string field ``field`` (default ``text``);
+- ``parquet``: the string column ``field`` (default ``text``).
+
+Text and JSON lines may be gzip or zstd compressed, or zip archives (every
+member, in archive order); ``compression: auto`` (the default) tells them by
+their first bytes. Parquet compresses its own pages and is read as it is.
+Documents that are empty or only whitespace are left out and counted.
+
+Bytes that are not UTF-8 in a text source: by default (``invalid_utf8: error``)
+the build stops, naming the source, the file and the byte offset (in the
+decompressed data); with ``invalid_utf8: skip`` the documents holding them are
+left out, counted, and the offsets of the first few are recorded.
+
+Output: the documents table (one parquet file, columns source, name, text,
+bytes; one row per document in source and file order) written batch by batch
+through polars' streaming engine, so memory stays bounded whatever the corpus
+size (a document, and with no separator a whole text file, must fit in
+memory). ``corpus.dedup`` removes exact duplicate documents across all sources
+(the first copy is kept; a 16-byte hash per distinct document is held in
+memory, about 100 bytes each). The manifest records per source its files (URL,
+sha256, size, format, compression, documents read), documents, bytes,
+duplicates removed and skipped documents, plus the Python version and the
+table's sha256.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import fcntl
+import gzip
 import hashlib
+import http.client
+import io
 import json
+import os
 import platform
+import re
 import sys
 import sysconfig
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from pathlib import Path
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Callable, Iterator
 
 import polars as pl
+from polars.io.plugins import register_io_source
 from tqdm import tqdm
 
-from workflow.io import CHUNK_BYTES, atomic_path, sha256_bytes, sha256_file, write_json_atomic
+from workflow import __version__
+from workflow.io import CHUNK_BYTES, atomic_path, read_json, sha256_bytes, sha256_file, write_json_atomic
 
 
 class CorpusError(RuntimeError):
     pass
 
 
+DEFAULT_LOCK_FILE = "config/corpus.lock.json"
+DEFAULT_ATTEMPTS = 5
+DEFAULT_BACKOFF_S = 2.0
+DEFAULT_TIMEOUT_S = 60.0
+MAX_BACKOFF_S = 120.0
+
+BATCH_DOCUMENTS = 8192
+BATCH_BYTES = 64 << 20
+JSONL_BLOCK_BYTES = 16 << 20
+OFFSETS_KEPT = 10
+
+TABLE_SCHEMA = {"source": pl.String, "name": pl.String, "text": pl.String, "bytes": pl.Int64}
+COMPRESSION_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd", ".zip": "zip"}
+FORMAT_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+MAGIC = ((b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"))
+
+
+# --------------------------------------------------------------------------- lock file
+
+def read_lock(path: str | os.PathLike) -> dict[str, dict]:
+    """The lock file's entries, URL -> {"sha256", "size"}; empty if there is none yet."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        entries = read_json(path)
+    except json.JSONDecodeError as e:
+        raise CorpusError(f"lock file {path} is not valid JSON: {e}") from None
+    if not isinstance(entries, dict):
+        raise CorpusError(f"lock file {path} must map each URL to its sha256 and size")
+    return entries
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Serialise writers of ``path`` (parallel download jobs) with a lock on a hidden sibling."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.flock"), "a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(guard, fcntl.LOCK_UN)
+
+
+def record_lock(path: str | os.PathLike, url: str, sha256: str, size: int) -> None:
+    """Add ``url`` to the lock file (sorted JSON, written atomically), or check it against its entry."""
+    path = Path(path)
+    with _exclusive(path):
+        entries = read_lock(path)
+        known = entries.get(url)
+        if known and known.get("sha256") != sha256:
+            raise CorpusError(f"checksum mismatch for {url}: expected sha256 {known.get('sha256')} "
+                              f"(from the lock file {path}), got {sha256}")
+        entries[url] = {"sha256": sha256, "size": size}
+        write_json_atomic(path, entries)
+
+
 # --------------------------------------------------------------------------- download
 
-def download(url: str, out: str | Path, sha256: str, timeout_s: float = 60.0) -> Path:
-    """Stream ``url`` to ``out``, verifying its sha256; nothing is left on failure."""
-    out = Path(out)
+class _Retryable(Exception):
+    """A failed try worth repeating (network error, timeout, 408, 429, 5xx)."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _retry_after(headers) -> float | None:
+    try:
+        return max(0.0, float(headers.get("Retry-After")))
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _content_range_start(value: str | None) -> int | None:
+    match = re.fullmatch(r"\s*bytes\s+(\d+)-\d+/(\d+|\*)\s*", value or "")
+    return int(match.group(1)) if match else None
+
+
+def _hash_of(path: Path) -> "hashlib._Hash":
     digest = hashlib.sha256()
-    with atomic_path(out) as tmp:
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest
+
+
+def _transfer(url: str, part: Path, timeout_s: float, open_file: Callable) -> tuple[str, int]:
+    """One try: fetch ``url`` into ``part`` (resuming it over http/https); its sha256 and size."""
+    resumable = urllib.parse.urlsplit(url).scheme in ("http", "https")
+    offset = part.stat().st_size if resumable and part.exists() else 0
+    headers = {"User-Agent": f"scaling-laws-pipeline/{__version__}", "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s)
+    except urllib.error.HTTPError as e:
+        e.close()
+        if e.code == 416 and offset:  # the kept part is not a prefix of the file: start over
+            part.unlink()
+            return _transfer(url, part, timeout_s, open_file)
+        message = f"HTTP {e.code} {e.reason} for {url}"
+        if e.code in (408, 429) or e.code >= 500:
+            raise _Retryable(message, _retry_after(e.headers)) from None
+        raise CorpusError(message) from None
+    except urllib.error.URLError as e:
+        if not resumable:
+            raise CorpusError(f"cannot read {url}: {e.reason}") from None
+        raise _Retryable(f"cannot reach {url}: {e.reason}") from None
+    except (OSError, http.client.HTTPException) as e:
+        raise _Retryable(f"request for {url} failed: {e!r}") from None
+
+    with response:
+        if response.status == 206:
+            content_range = response.headers.get("Content-Range")
+            if not offset or _content_range_start(content_range) != offset:
+                part.unlink(missing_ok=True)
+                raise _Retryable(f"{url}: asked for bytes {offset}- and got {content_range!r}: starting over")
+            mode, digest = "ab", _hash_of(part)
+        else:
+            if offset:
+                print(f"{url}: the server sent the whole file, not the rest from byte {offset}: starting over",
+                      file=sys.stderr)
+            offset, mode, digest = 0, "wb", hashlib.sha256()
+        length = response.headers.get("Content-Length")
+        length = int(length) if length and length.strip().isdigit() else None
+        received = 0
+        name = PurePosixPath(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
         try:
-            response = urllib.request.urlopen(url, timeout=timeout_s)
-        except urllib.error.HTTPError as e:
-            raise CorpusError(f"download of {url} failed: HTTP {e.code} {e.reason}") from None
-        except urllib.error.URLError as e:
-            raise CorpusError(f"download of {url} failed: {e.reason}") from None
-        with response, open(tmp, "wb") as f:
-            total = response.headers.get("Content-Length")
-            with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
-                      desc=f"download {Path(url).name}", disable=None) as bar:
-                while chunk := response.read(CHUNK_BYTES):
+            with open_file(part, mode) as f, tqdm(
+                total=offset + length if length is not None else None, initial=offset, unit="B", unit_scale=True,
+                unit_divisor=1024, desc=f"download {name}", file=sys.stderr, disable=False,
+                mininterval=0.5 if sys.stderr.isatty() else 30,  # in a job's log: a line every 30 s
+            ) as bar:
+                while True:
+                    try:
+                        chunk = response.read(CHUNK_BYTES)
+                    except (OSError, http.client.HTTPException) as e:
+                        raise _Retryable(f"connection to {url} lost after {offset + received} bytes: {e!r}") from None
+                    if not chunk:
+                        break
                     f.write(chunk)
                     digest.update(chunk)
+                    received += len(chunk)
                     bar.update(len(chunk))
-        seen = digest.hexdigest()
-        if seen != sha256.lower():
-            raise CorpusError(
-                f"checksum mismatch for {url}: expected sha256 {sha256.lower()}, got {seen}; "
-                f"the download was discarded"
-            )
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                written = part.stat().st_size if part.exists() else 0
+                raise CorpusError(
+                    f"disk full while writing {part}: {written} bytes written of "
+                    f"{offset + length if length is not None else 'an unknown number of'} for {url}; "
+                    f"free space and rerun: the download resumes from there"
+                ) from None
+            raise
+    if length is not None and received < length:
+        raise _Retryable(f"connection to {url} closed after {offset + received} of {offset + length} bytes")
+    return digest.hexdigest(), offset + received
+
+
+def download(url: str, out: str | Path, sha256: str | None = None, *, lock_file: str | Path | None = None,
+             attempts: int = DEFAULT_ATTEMPTS, backoff_s: float = DEFAULT_BACKOFF_S,
+             timeout_s: float = DEFAULT_TIMEOUT_S, open_file: Callable = open,
+             sleep: Callable[[float], None] = time.sleep) -> Path:
+    """Fetch ``url`` to ``out``, verified against ``sha256`` or the lock file's entry for it.
+
+    Without either, the hash seen is recorded in ``lock_file``. ``out`` appears
+    only complete and verified; ``out.part`` holds a transfer in progress.
+    """
+    out = Path(out)
+    part = out.with_name(out.name + ".part")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    expected, origin = (sha256.lower(), "the config") if sha256 else (None, None)
+    if expected is None:
+        if lock_file is None:
+            raise CorpusError(f"no sha256 for {url}: give one in the config, or a lock file to record it in")
+        entry = read_lock(lock_file).get(url)
+        if entry:
+            expected, origin = entry["sha256"], f"the lock file {lock_file}"
+    for attempt in range(1, attempts + 1):
+        try:
+            seen, size = _transfer(url, part, timeout_s, open_file)
+            break
+        except _Retryable as e:
+            kept = part.stat().st_size if part.exists() else 0
+            if attempt == attempts:
+                resume = f"; the {kept} bytes received are kept in {part}: a rerun resumes from there" if kept else ""
+                raise CorpusError(f"download of {url} failed after {attempts} attempts: {e}{resume}") from None
+            delay = min(MAX_BACKOFF_S, backoff_s * 2 ** (attempt - 1))
+            if e.retry_after is not None:
+                delay = max(delay, min(e.retry_after, MAX_BACKOFF_S))
+            print(f"{e}; attempt {attempt + 1} of {attempts} in {delay:g} s", file=sys.stderr)
+            sleep(delay)
+    if expected is not None and seen != expected:
+        part.unlink(missing_ok=True)
+        raise CorpusError(f"checksum mismatch for {url}: expected sha256 {expected} (from {origin}), got {seen}; "
+                          f"the download was discarded")
+    if expected is None:
+        try:
+            record_lock(lock_file, url, seen, size)
+        except CorpusError:
+            part.unlink(missing_ok=True)
+            raise
+        print(f"{url}: recorded sha256 {seen} ({size} bytes) in {lock_file}", file=sys.stderr)
+    os.replace(part, out)
     return out
 
 
 # --------------------------------------------------------------------------- sources
+
+def url_entries(source: dict) -> list[dict]:
+    """The files of a url source, in order: [{"url", "sha256" (None: from the lock file)}]."""
+    if "url" in source:
+        return [{"url": source["url"], "sha256": source.get("sha256")}]
+    return [{"url": item, "sha256": None} if isinstance(item, str) else
+            {"url": item["url"], "sha256": item.get("sha256")} for item in source.get("urls", [])]
+
+
+def download_name(index: int, url: str) -> str:
+    """File name of a download: its position and the URL's last path segment, made safe."""
+    base = PurePosixPath(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._")[:100] or "download"
+    return f"{index:04d}-{base}"
+
+
+def download_plan(sources: list[dict]) -> list[dict]:
+    """Every file to download: [{"source", "file" (name under downloads/SOURCE/), "url", "sha256"}]."""
+    return [{"source": source["name"], "file": download_name(i, entry["url"]), **entry}
+            for source in sources for i, entry in enumerate(url_entries(source))]
+
 
 def stdlib_root() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
@@ -99,59 +355,346 @@ def read_stdlib(pattern: str = "**/*.py") -> tuple[list[dict], dict]:
     return documents, info
 
 
-def read_downloaded(path: Path, source: dict) -> tuple[list[dict], dict]:
-    data = path.read_bytes()
+def detect_compression(path: Path) -> str:
+    """gzip, zstd, zip or none, from the file's first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return next((name for magic, name in MAGIC if head.startswith(magic)), "none")
+
+
+def format_from_name(name: str) -> str | None:
+    """text, jsonl or parquet from a file name's suffixes (compression suffixes ignored); None if unknown."""
+    suffixes = [s.lower() for s in PurePosixPath(name).suffixes]
+    while suffixes and suffixes[-1] in COMPRESSION_SUFFIXES:
+        suffixes.pop()
+    if not suffixes:
+        return None
+    return FORMAT_SUFFIXES.get(suffixes[-1], "text" if suffixes[-1] in (".txt", ".text") else None)
+
+
+def _open_zstd(path: Path) -> BinaryIO:
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise CorpusError(
-            f"source {source['name']!r} ({source['url']}) is not UTF-8: invalid byte at offset {e.start}"
-        ) from None
-    separator = source.get("separator")
-    parts = text.split(separator) if separator else [text]
-    documents = [{"name": f"{i:08d}", "text": part} for i, part in enumerate(parts) if part.strip()]
-    info = {"kind": "url", "url": source["url"], "sha256": sha256_bytes(data), "separator": separator}
-    return documents, info
+        import zstandard
+    except ImportError:
+        raise CorpusError(f"{path} is zstd-compressed: reading it needs the Python package zstandard") from None
+    return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), read_across_frames=True, closefd=True)
 
 
-def collect_documents(sources: list[dict], downloads: dict[str, Path]) -> tuple[pl.DataFrame, dict]:
-    frames, infos = [], []
+@contextlib.contextmanager
+def _decompressed(path: Path, compression: str) -> Iterator[BinaryIO]:
+    if compression == "gzip":
+        stream = gzip.open(path, "rb")
+    elif compression == "zstd":
+        stream = _open_zstd(path)
+    else:
+        stream = open(path, "rb")
+    with stream:
+        yield stream
+
+
+def _members(path: Path, compression: str) -> Iterator[tuple[str | None, BinaryIO]]:
+    """(member name or None, decompressed byte stream) of a file: itself, or each zip member in order."""
+    if compression == "zip":
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.is_dir():
+                    with archive.open(info) as stream:
+                        yield info.filename, stream
+    else:
+        with _decompressed(path, compression) as stream:
+            yield None, stream
+
+
+def _split(stream: BinaryIO, separator: bytes | None) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, bytes) of each document of a stream, split on ``separator``, read in chunks."""
+    if not separator:
+        data = bytearray()
+        while chunk := stream.read(CHUNK_BYTES):
+            data += chunk
+        yield 0, bytes(data)
+        return
+    buf, base, scan = bytearray(), 0, 0
+    while chunk := stream.read(CHUNK_BYTES):
+        buf += chunk
+        start = 0
+        while (i := buf.find(separator, scan)) != -1:
+            yield base + start, bytes(buf[start:i])
+            start = scan = i + len(separator)
+        del buf[:start]
+        base += start
+        scan = max(0, len(buf) - len(separator) + 1)
+    yield base, bytes(buf)
+
+
+class _SourceReader:
+    """Reads one source's files as batches of (name, text), counting what it leaves out."""
+
+    def __init__(self, source: dict, paths: list[Path]):
+        self.source = source
+        self.name = source["name"]
+        self.paths = paths
+        self.empty_skipped = 0
+        self.invalid_utf8_skipped = 0
+        self.invalid_utf8_at: list[dict] = []
+        self.files: list[dict] = []
+
+    def batches(self) -> Iterator[pl.DataFrame]:
+        if self.source.get("builtin") == "stdlib":
+            documents, self.info = read_stdlib(self.source.get("glob", "**/*.py"))
+            for i in range(0, len(documents), BATCH_DOCUMENTS):
+                chunk = documents[i:i + BATCH_DOCUMENTS]
+                yield pl.DataFrame({"name": [d["name"] for d in chunk], "text": [d["text"] for d in chunk]},
+                                   schema={"name": pl.String, "text": pl.String})
+            return
+        entries = url_entries(self.source)
+        if not entries:
+            raise CorpusError(f"source {self.name!r} has neither 'builtin' nor 'url'/'urls'")
+        if len(self.paths) != len(entries):
+            raise CorpusError(f"source {self.name!r} lists {len(entries)} files but {len(self.paths)} were given")
+        self.info = {"kind": "url", "files": self.files}
+        for entry, path in zip(entries, self.paths):
+            yield from self._file(entry, Path(path))
+
+    def _file(self, entry: dict, path: Path) -> Iterator[pl.DataFrame]:
+        url = entry["url"]
+        if not path.is_file():
+            raise CorpusError(f"source {self.name!r}: download of {url} missing: {path}")
+        compression = self.source.get("compression", "auto")
+        if compression == "auto":
+            compression = detect_compression(path)
+        fmt = self.source.get("format")
+        if fmt is None:
+            with open(path, "rb") as f:
+                parquet = f.read(4) == b"PAR1"
+            fmt = "parquet" if parquet else format_from_name(PurePosixPath(urllib.parse.urlsplit(url).path).name)
+        record = {"url": url, "file": path.name, "format": fmt or "text", "compression": compression,
+                  "size": path.stat().st_size, "documents_read": 0}
+        label = f"source {self.name!r}: {path} (from {url})"
+        try:
+            for batch in self._read(path, fmt, compression, label):
+                record["documents_read"] += batch.height  # before blank and duplicate documents are removed
+                yield batch
+        except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as e:
+            raise CorpusError(f"{label}: cannot read it as {compression} {fmt or 'text'}: {e}") from None
+        except pl.exceptions.PolarsError as e:
+            raise CorpusError(f"{label}: cannot read it as {fmt}: {str(e).splitlines()[0]}") from None
+        except Exception as e:
+            if type(e).__module__.startswith("zstandard"):
+                raise CorpusError(f"{label}: cannot read it as zstd: {e}") from None
+            raise
+        record["sha256"] = sha256_file(path)
+        if entry.get("sha256") and record["sha256"] != entry["sha256"].lower():
+            raise CorpusError(f"checksum mismatch for {url}: expected sha256 {entry['sha256'].lower()} "
+                              f"(from the config), got {record['sha256']} in {path}")
+        self.files.append(record)
+
+    def _read(self, path: Path, fmt: str | None, compression: str, label: str) -> Iterator[pl.DataFrame]:
+        if fmt == "parquet":
+            if compression != "none":
+                raise CorpusError(f"{label}: a parquet file wrapped in {compression} is not supported "
+                                  f"(parquet compresses its pages itself): unpack it first")
+            yield from self._parquet(path, label)
+            return
+        for member, stream in _members(path, compression):
+            prefix = f"{path.name}/{member}" if member else path.name
+            member_label = f"{label}, member {member}" if member else label
+            member_fmt = fmt or (format_from_name(member) if member else None) or "text"
+            if member_fmt == "parquet":
+                raise CorpusError(f"{member_label}: parquet inside a {compression} archive is not supported")
+            if member_fmt == "jsonl":
+                if member is None and compression in ("none", "gzip", "zstd"):
+                    yield from self._jsonl_file(path, prefix, member_label)
+                else:
+                    yield from self._jsonl_stream(stream, prefix, member_label)
+            else:
+                yield from self._text(stream, prefix, member_label, compressed=compression != "none")
+
+    def _text(self, stream: BinaryIO, prefix: str, label: str, compressed: bool) -> Iterator[pl.DataFrame]:
+        separator = self.source.get("separator")
+        skip = self.source.get("invalid_utf8", "error") == "skip"
+        names, texts, size = [], [], 0
+        for index, (offset, data) in enumerate(_split(stream, separator.encode() if separator else None)):
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                where = offset + e.start
+                if not skip:
+                    raise CorpusError(
+                        f"{label} is not UTF-8: invalid byte at offset {where}"
+                        f"{' of the decompressed data' if compressed else ''}; "
+                        f"set invalid_utf8: skip to leave out the documents holding such bytes"
+                    ) from None
+                self.invalid_utf8_skipped += 1
+                if len(self.invalid_utf8_at) < OFFSETS_KEPT:
+                    self.invalid_utf8_at.append({"file": prefix, "offset": where})
+                continue
+            names.append(f"{prefix}:{index}")
+            texts.append(text)
+            size += len(data)
+            if len(texts) >= BATCH_DOCUMENTS or size >= BATCH_BYTES:
+                yield pl.DataFrame({"name": names, "text": texts}, schema={"name": pl.String, "text": pl.String})
+                names, texts, size = [], [], 0
+        if texts:
+            yield pl.DataFrame({"name": names, "text": texts}, schema={"name": pl.String, "text": pl.String})
+
+    def _field(self) -> str:
+        return self.source.get("field", "text")
+
+    @staticmethod
+    def _named(frame: pl.DataFrame, prefix: str, start: int) -> pl.DataFrame:
+        column = frame.columns[0]
+        return frame.select(
+            name=pl.format("{}:{}", pl.lit(prefix), pl.int_range(start, start + frame.height, dtype=pl.Int64)),
+            text=pl.col(column),
+        )
+
+    def _records(self, frames: Iterator[pl.DataFrame], prefix: str, label: str, what: str) -> Iterator[pl.DataFrame]:
+        rows = present = 0
+        for frame in frames:
+            if frame.height == 0:
+                continue
+            present += frame.height - frame.null_count().item(0, 0)
+            yield self._named(frame, prefix, rows)
+            rows += frame.height
+        if rows and not present:
+            raise CorpusError(f"{label}: no {what} {self._field()!r} in any of its {rows} records")
+
+    def _jsonl_file(self, path: Path, prefix: str, label: str) -> Iterator[pl.DataFrame]:
+        field = self._field()
+        frames = (pl.scan_ndjson(path, schema={field: pl.String}).select(field)
+                  .collect_batches(chunk_size=BATCH_DOCUMENTS))
+        yield from self._records(frames, prefix, label, "field")
+
+    def _jsonl_stream(self, stream: BinaryIO, prefix: str, label: str) -> Iterator[pl.DataFrame]:
+        field = self._field()
+
+        def blocks() -> Iterator[pl.DataFrame]:
+            pending = b""
+            while chunk := stream.read(JSONL_BLOCK_BYTES):
+                data = pending + chunk
+                cut = data.rfind(b"\n") + 1
+                block, pending = data[:cut], data[cut:]
+                if block.strip():
+                    yield pl.read_ndjson(io.BytesIO(block), schema={field: pl.String}).select(field)
+            if pending.strip():
+                yield pl.read_ndjson(io.BytesIO(pending), schema={field: pl.String}).select(field)
+
+        yield from self._records(blocks(), prefix, label, "field")
+
+    def _parquet(self, path: Path, label: str) -> Iterator[pl.DataFrame]:
+        field = self._field()
+        scan = pl.scan_parquet(path)
+        columns = scan.collect_schema().names()
+        if field not in columns:
+            raise CorpusError(f"{label}: no column {field!r} (columns: {', '.join(columns)}); set field")
+        frames = scan.select(pl.col(field).cast(pl.String)).collect_batches(chunk_size=BATCH_DOCUMENTS)
+        yield from self._records(frames, path.name, label, "column")
+
+    def manifest(self, documents: int, text_bytes: int, duplicates: int) -> dict:
+        info = dict(self.info, name=self.name, documents=documents, bytes=text_bytes, duplicates_removed=duplicates,
+                    empty_skipped=self.empty_skipped)
+        if "url" in self.source or "urls" in self.source:
+            for key in ("format", "separator", "field", "compression", "invalid_utf8"):
+                if key in self.source:
+                    info[key] = self.source[key]
+            info["invalid_utf8_skipped"] = self.invalid_utf8_skipped
+            info["invalid_utf8_offsets"] = self.invalid_utf8_at
+        if "license" in self.source:
+            info["license"] = self.source["license"]
+        return info
+
+
+def _documents(readers: list[_SourceReader], dedup: bool, counts: dict) -> Iterator[pl.DataFrame]:
+    """The table's batches: blank documents dropped, duplicates too under ``dedup``; ``counts`` filled in.
+
+    A source without documents stops the build as soon as another source is
+    known to have some; if none has, the corpus has no documents.
+    """
+    seen: set[bytes] = set()
+    empty: list[str] = []
+
+    def refuse(names: list[str], prefix: str = "") -> CorpusError:
+        return CorpusError(f"{prefix}source {', '.join(repr(n) for n in names)} yielded no documents")
+
+    for reader in readers:
+        stats = counts[reader.name] = {"read": 0, "documents": 0, "bytes": 0, "duplicates": 0}
+        for batch in reader.batches():
+            # Blank documents of url sources are dropped (the stdlib's empty files are kept, as ever).
+            kept = batch if reader.source.get("builtin") else batch.filter(pl.col("text").str.contains(r"\S"))
+            reader.empty_skipped += batch.height - kept.height
+            if kept.height and empty:
+                raise refuse(empty)
+            stats["read"] += kept.height
+            if dedup and kept.height:
+                mask = []
+                for text in kept["text"]:
+                    key = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+                    mask.append(key not in seen)
+                    seen.add(key)
+                kept = kept.filter(pl.Series(mask, dtype=pl.Boolean))
+                stats["duplicates"] += len(mask) - kept.height
+            if kept.height == 0:
+                continue
+            kept = kept.select(
+                source=pl.lit(reader.name, dtype=pl.String), name="name", text="text",
+                bytes=pl.col("text").str.len_bytes().cast(pl.Int64),
+            )
+            stats["documents"] += kept.height
+            stats["bytes"] += int(kept["bytes"].sum())
+            yield kept
+        if stats["read"] == 0:
+            empty.append(reader.name)
+            if any(c["read"] for c in counts.values()):
+                raise refuse(empty)
+    if empty:
+        raise refuse(empty, "corpus has no documents: ")
+
+
+def build(sources: list[dict], downloads: dict[str, Path | str | list], out_documents: Path, out_manifest: Path,
+          *, dedup: bool = False) -> dict:
+    """Write the documents table (streamed, batch by batch) and the manifest; return the manifest.
+
+    ``downloads`` maps each url source's name to its downloaded file (or list of
+    files, in the order of its ``urls``).
+    """
+    readers = []
     for source in sources:
-        if source.get("builtin") == "stdlib":
-            documents, info = read_stdlib(source.get("glob", "**/*.py"))
-        elif "url" in source:
-            documents, info = read_downloaded(Path(downloads[source["name"]]), source)
-        else:
-            raise CorpusError(f"source {source['name']!r} has neither 'builtin' nor 'url'")
-        if not documents:
-            raise CorpusError(f"source {source['name']!r} yielded no documents")
-        frame = pl.DataFrame(
-            {
-                "source": [source["name"]] * len(documents),
-                "name": [d["name"] for d in documents],
-                "text": [d["text"] for d in documents],
-            },
-            schema={"source": pl.String, "name": pl.String, "text": pl.String},
-        ).with_columns(bytes=pl.col("text").str.len_bytes().cast(pl.Int64))
-        info.update(name=source["name"], documents=frame.height, bytes=int(frame["bytes"].sum()))
-        frames.append(frame)
-        infos.append(info)
-    table = pl.concat(frames)
+        paths = downloads.get(source["name"], [])
+        readers.append(_SourceReader(source, [paths] if isinstance(paths, (str, Path)) else list(paths)))
+    for reader in readers:
+        for key, formats in (("separator", ("text",)), ("field", ("jsonl", "parquet"))):
+            if key in reader.source and reader.source.get("format", formats[0]) not in formats:
+                raise CorpusError(f"source {reader.name!r}: {key!r} does not apply to "
+                                  f"format {reader.source['format']!r}")
+    counts: dict[str, dict] = {}
+    failure: list[BaseException] = []
+
+    def batches(with_columns, predicate, n_rows, batch_size) -> Iterator[pl.DataFrame]:
+        try:
+            yield from _documents(readers, dedup, counts)
+        except BaseException as e:  # re-raised below as it is, whatever polars wraps it in
+            failure.append(e)
+            raise
+
+    with atomic_path(out_documents) as tmp:
+        try:
+            register_io_source(batches, schema=TABLE_SCHEMA).sink_parquet(tmp)
+        except BaseException:
+            if failure:
+                raise failure[0] from None
+            raise
+    documents = sum(c["documents"] for c in counts.values())
     manifest = {
         "python_version": platform.python_version(),
         "python_implementation": platform.python_implementation(),
-        "documents": table.height,
-        "bytes": int(table["bytes"].sum()),
-        "sources": infos,
+        "documents": documents,
+        "bytes": sum(c["bytes"] for c in counts.values()),
+        "dedup": dedup,
+        "duplicates_removed": sum(c["duplicates"] for c in counts.values()),
+        "sources": [r.manifest(counts[r.name]["documents"], counts[r.name]["bytes"], counts[r.name]["duplicates"])
+                    for r in readers],
+        "documents_sha256": sha256_file(out_documents),
     }
-    return table, manifest
-
-
-def build(sources: list[dict], downloads: dict[str, Path], out_documents: Path, out_manifest: Path) -> dict:
-    table, manifest = collect_documents(sources, downloads)
-    with atomic_path(out_documents) as tmp:
-        table.write_parquet(tmp)
-    manifest["documents_sha256"] = sha256_file(out_documents)
     write_json_atomic(out_manifest, manifest)
     return manifest
 
@@ -159,23 +702,35 @@ def build(sources: list[dict], downloads: dict[str, Path], out_documents: Path, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workflow.corpus", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p_dl = sub.add_parser("download", help="fetch one url source and verify its sha256")
+    p_dl = sub.add_parser("download", help="fetch one file of a url source and verify its sha256")
     p_dl.add_argument("--url", required=True)
-    p_dl.add_argument("--sha256", required=True)
+    p_dl.add_argument("--sha256", help="expected hash; without it the lock file's entry (recorded on first download)")
+    p_dl.add_argument("--lock-file", type=Path, default=Path(DEFAULT_LOCK_FILE))
+    p_dl.add_argument("--attempts", type=int, default=DEFAULT_ATTEMPTS)
+    p_dl.add_argument("--backoff-s", type=float, default=DEFAULT_BACKOFF_S)
+    p_dl.add_argument("--timeout-s", type=float, default=DEFAULT_TIMEOUT_S)
     p_dl.add_argument("--out", required=True, type=Path)
     p_build = sub.add_parser("build", help="build the documents table and manifest")
     p_build.add_argument("--sources", required=True, help="JSON list of source settings")
-    p_build.add_argument("--download", action="append", default=[], metavar="NAME=PATH")
+    p_build.add_argument("--download", action="append", default=[], metavar="NAME=PATH",
+                         help="a downloaded file of source NAME; repeat, in the order of its urls")
+    p_build.add_argument("--dedup", action="store_true", help="remove exact duplicate documents")
     p_build.add_argument("--out-documents", required=True, type=Path)
     p_build.add_argument("--out-manifest", required=True, type=Path)
     args = parser.parse_args(argv)
     try:
         if args.command == "download":
-            download(args.url, args.out, args.sha256)
+            download(args.url, args.out, args.sha256, lock_file=args.lock_file, attempts=args.attempts,
+                     backoff_s=args.backoff_s, timeout_s=args.timeout_s)
         else:
-            downloads = dict(item.split("=", 1) for item in args.download)
-            manifest = build(json.loads(args.sources), downloads, args.out_documents, args.out_manifest)
-            print(f"corpus: {manifest['documents']} documents, {manifest['bytes'] / 1e6:.1f} MB")
+            downloads: dict[str, list[str]] = {}
+            for item in args.download:
+                name, path = item.split("=", 1)
+                downloads.setdefault(name, []).append(path)
+            manifest = build(json.loads(args.sources), downloads, args.out_documents, args.out_manifest,
+                             dedup=args.dedup)
+            print(f"corpus: {manifest['documents']} documents, {manifest['bytes'] / 1e6:.1f} MB"
+                  + (f", {manifest['duplicates_removed']} duplicates removed" if args.dedup else ""))
     except CorpusError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
