@@ -22,3 +22,17 @@ def test_benchmark_ci_preset(tmp_path):
     assert "CUDA" in by_setting["torch-compile-cudagraphs"]["skipped"]
     assert "apex" in by_setting["apex"]["skipped"] or "CUDA" in by_setting["apex"]["skipped"]
     assert by_setting["torch-eager"]["mfu"] is None
+
+
+def test_data_pipeline_benchmark_ci_preset(tmp_path):
+    out = tmp_path / "data.json"
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "data_pipeline.py"), "--preset", "ci",
+                             "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert [row["sample_mb"] for row in data["tokenizer_training"]] == [1, 2]
+    assert [row["threads"] for row in data["encoding"]] == [1, 2]
+    assert all(row["pipeline_mb_s"] > 0 and row["direct_mb_s"] > 0 for row in data["encoding"])
+    big = data["big_corpus"]
+    assert big["corpus_bytes"] > 50e6 and big["train_tokens"] > 0
+    assert 0 < big["corpus_peak_rss_mb"] < 2048 and 0 < big["dataset_peak_rss_mb"] < 2048

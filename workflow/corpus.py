@@ -96,6 +96,7 @@ MAX_BACKOFF_S = 120.0
 
 BATCH_DOCUMENTS = 8192
 BATCH_BYTES = 64 << 20
+ROW_GROUP_DOCUMENTS = 1024  # documents per row group of the table (bounded memory for writer and readers)
 JSONL_BLOCK_BYTES = 16 << 20
 OFFSETS_KEPT = 10
 
@@ -678,7 +679,10 @@ def build(sources: list[dict], downloads: dict[str, Path | str | list], out_docu
 
     with atomic_path(out_documents) as tmp:
         try:
-            register_io_source(batches, schema=TABLE_SCHEMA).sink_parquet(tmp)
+            # Small row groups: the sink holds one row group in memory, and so does every
+            # reader of the table (tokenizer, dataset); polars' default of 512^2 rows
+            # would be gigabytes of text.
+            register_io_source(batches, schema=TABLE_SCHEMA).sink_parquet(tmp, row_group_size=ROW_GROUP_DOCUMENTS)
         except BaseException:
             if failure:
                 raise failure[0] from None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +27,29 @@ from workflow.shards import ShardWriter, dtype_for_vocab
 from workflow.tokenizer import document_chunks
 
 ENCODE_CHUNK_DOCUMENTS = 256
+ENCODE_BATCH_BYTES = 2 << 20  # characters of text per SentencePiece call
 
 
-def is_validation(text: str, fraction: float) -> bool:
-    head = hashlib.sha256(text.encode("utf-8")).digest()[:8]
+def encode_batches(chunks: Iterable[list[str]], max_bytes: int = ENCODE_BATCH_BYTES) -> Iterator[list[str]]:
+    """The documents regrouped into batches of about ``max_bytes`` of text (a long document
+    alone): SentencePiece returns Python lists of ints, some 40 bytes per token, so a batch's
+    memory follows its text, not its document count."""
+    batch: list[str] = []
+    size = 0
+    for chunk in chunks:
+        for text in chunk:
+            batch.append(text)
+            size += len(text)
+            if size >= max_bytes:
+                yield batch
+                batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def is_validation(text: str | bytes, fraction: float) -> bool:
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    head = hashlib.sha256(data).digest()[:8]
     return int.from_bytes(head, "big") / 2**64 < fraction
 
 
@@ -44,8 +64,9 @@ class SplitWriter:
         self.tokens = 0
         self._writer: ShardWriter | None = None
 
-    def add(self, tokens: np.ndarray, n_bytes: int) -> None:
-        self.documents += 1
+    def add(self, tokens: np.ndarray, n_bytes: int, documents: int = 1) -> None:
+        """Append ``documents`` whole documents (each already followed by the end-of-document id)."""
+        self.documents += documents
         self.bytes += n_bytes
         self.tokens += len(tokens)
         while len(tokens):
@@ -92,20 +113,29 @@ def build_dataset(documents: Path, tokenizer_model: Path, out_dir: Path, *, vali
         validation = SplitWriter(tmp, "validation", shard_tokens, dtype)
         validation_overflow = 0
         with tqdm(total=total_documents, unit="doc", desc="encode", disable=None) as bar:
-            for chunk in document_chunks(documents, ENCODE_CHUNK_DOCUMENTS):
-                # SentencePiece encodes the chunk on `threads` threads of its own.
+            for chunk in encode_batches(document_chunks(documents, ENCODE_CHUNK_DOCUMENTS)):
+                # SentencePiece encodes the batch on `threads` threads of its own.
                 encoded = processor.encode(chunk, num_threads=threads)
+                # The chunk's training documents go to the shards as one array: one
+                # conversion to numpy per chunk, not one per document (most of the
+                # stage's time beside SentencePiece's own, bench/data_pipeline.py).
+                train_ids: list[int] = []
+                train_documents = train_bytes = 0
                 for text, ids in zip(chunk, encoded):
-                    tokens = np.array(ids + [eod], dtype=dtype)
-                    n_bytes = len(text.encode("utf-8"))
-                    if is_validation(text, validation_fraction):
+                    raw = text.encode("utf-8")
+                    ids.append(eod)
+                    if is_validation(raw, validation_fraction):
                         # Whole documents only, so the byte count stays exact.
-                        if validation.tokens == 0 or validation.tokens + len(tokens) <= validation_max_tokens:
-                            validation.add(tokens, n_bytes)
+                        if validation.tokens == 0 or validation.tokens + len(ids) <= validation_max_tokens:
+                            validation.add(np.array(ids, dtype=dtype), len(raw))
                         else:
                             validation_overflow += 1
                     else:
-                        train.add(tokens, n_bytes)
+                        train_ids.extend(ids)
+                        train_documents += 1
+                        train_bytes += len(raw)
+                if train_documents:
+                    train.add(np.array(train_ids, dtype=dtype), train_bytes, train_documents)
                 bar.update(len(chunk))
         manifest = {
             "format_version": 1,
