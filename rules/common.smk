@@ -4,6 +4,7 @@ import re
 import shlex
 
 from workflow.config import ConfigError, check_config, source_file, spec_json, train_runtime_minutes
+from workflow.report import CHARTS as REPORT_CHARTS
 
 try:
     RUNS = check_config(config)
@@ -54,3 +55,16 @@ def tokenizer_source(wildcards, input):
 
 def run_files(pattern):
     return expand(pattern, run=sorted(RUNS))
+
+
+REPORT_DIR = "results/report"
+
+
+def report_chart(name, title):
+    """A chart's SVG as a report() item, with the caption the report job writes beside it."""
+    return report(
+        f"{REPORT_DIR}/{name}.svg",
+        caption=f"../{REPORT_DIR}/captions/{name}.rst",
+        category="Charts",
+        labels={"chart": title},
+    )

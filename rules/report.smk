@@ -2,18 +2,6 @@
 # captions with the fitted numbers, the parameters table and an index page.
 # The captions are written by the report job itself, so `snakemake --report`
 # shows the same numbers as results/report/index.html.
-from workflow.report import CHARTS as REPORT_CHARTS
-
-REPORT_DIR = "results/report"
-
-
-def report_chart(name, title):
-    return report(
-        f"{REPORT_DIR}/{name}.svg",
-        caption=f"../{REPORT_DIR}/captions/{name}.rst",
-        category="Charts",
-        labels={"chart": title},
-    )
 
 
 rule report:

@@ -104,6 +104,15 @@ def message_chart(title: str, text: str, fits: dict) -> alt.Chart:
     ).properties(title=alt.TitleParams(title, subtitle=axis_note(fits)), width=WIDTH, height=120)
 
 
+def not_drawn(name: str, section: dict | None, what: str, fits: dict) -> tuple[alt.Chart, str] | None:
+    """The message chart and caption of a chart whose fit was skipped; None when it was fitted."""
+    why = skipped(section)
+    if not why:
+        return None
+    text = f"{what}: {why}"
+    return message_chart(CHARTS[name], text, fits), text + "."
+
+
 def a3_optimal(fits: dict, compute: np.ndarray) -> dict[str, np.ndarray]:
     """N_opt, D_opt and the loss they reach at compute C under Approach 3 (C = 6 N D)."""
     a3 = fits["approach3"]
@@ -175,10 +184,8 @@ def loss_vs_compute(runs: pl.DataFrame, fits: dict) -> tuple[alt.Chart, str]:
 
 def isoflop_profiles(runs: pl.DataFrame, fits: dict) -> tuple[alt.Chart, str]:
     a2 = fits.get("approach2")
-    why = skipped(a2)
-    if why:
-        text = f"Approach 2 (IsoFLOP) not fitted: {why}"
-        return message_chart(CHARTS["isoflop_profiles"], text, fits), text + "."
+    if missing := not_drawn("isoflop_profiles", a2, "Approach 2 (IsoFLOP) not fitted", fits):
+        return missing
     budgets = a2["budgets"]
     done = completed(runs).filter(pl.col("compute_budget").is_not_null()).with_columns(
         pl.col("compute_budget").map_elements(lambda c: f"{c:.3g}", return_dtype=pl.String).alias("budget"))
@@ -312,20 +319,22 @@ def law_text(fits: dict) -> str:
             f"+ {num(a3['B'], 3)}/D^{num(a3['beta'], 3)}")
 
 
-def loss_vs_params(runs: pl.DataFrame, fits: dict) -> tuple[alt.Chart, str]:
-    chart = _loss_against(runs, fits, "params", "tokens", "parameters N", "tokens D")
-    caption = (f"Validation loss against N for each token count D, with the Approach-3 surface {law_text(fits)} "
-               f"drawn at each D. {axis_note(fits)}.")
-    title = alt.TitleParams(f"Loss against N for each D; {law_text(fits)}", subtitle=axis_note(fits))
+def _loss_against_chart(runs: pl.DataFrame, fits: dict, x: tuple[str, str, str],
+                        group: tuple[str, str, str]) -> tuple[alt.Chart, str]:
+    """Loss against one variable for each value of the other: (column, axis title, symbol) of each."""
+    chart = _loss_against(runs, fits, x[0], group[0], x[1], group[1])
+    caption = (f"Validation loss against {x[2]} for each {group[1]} {group[2]}, with the Approach-3 surface "
+               f"{law_text(fits)} drawn at each {group[2]}. {axis_note(fits)}.")
+    title = alt.TitleParams(f"Loss against {x[2]} for each {group[2]}; {law_text(fits)}", subtitle=axis_note(fits))
     return chart.properties(title=title, width=WIDTH, height=HEIGHT), caption
+
+
+def loss_vs_params(runs: pl.DataFrame, fits: dict) -> tuple[alt.Chart, str]:
+    return _loss_against_chart(runs, fits, ("params", "parameters N", "N"), ("tokens", "token count", "D"))
 
 
 def loss_vs_tokens(runs: pl.DataFrame, fits: dict) -> tuple[alt.Chart, str]:
-    chart = _loss_against(runs, fits, "tokens", "params", "tokens D", "parameters N")
-    caption = (f"Validation loss against D for each model size N, with the Approach-3 surface {law_text(fits)} "
-               f"drawn at each N. {axis_note(fits)}.")
-    title = alt.TitleParams(f"Loss against D for each N; {law_text(fits)}", subtitle=axis_note(fits))
-    return chart.properties(title=title, width=WIDTH, height=HEIGHT), caption
+    return _loss_against_chart(runs, fits, ("tokens", "tokens D", "D"), ("params", "model size", "N"))
 
 
 def residuals(runs: pl.DataFrame, fits: dict) -> tuple[alt.Chart, str]:
@@ -369,10 +378,8 @@ def training_curves(curves: pl.DataFrame, fits: dict) -> tuple[alt.Chart, str]:
 
 def extrapolation(runs: pl.DataFrame, fits: dict) -> tuple[alt.Chart, str]:
     check = fits.get("extrapolation")
-    why = skipped(check)
-    if why:
-        text = f"Extrapolation check not made: {why}"
-        return message_chart(CHARTS["extrapolation"], text, fits), text + "."
+    if missing := not_drawn("extrapolation", check, "Extrapolation check not made", fits):
+        return missing
     frame = pl.DataFrame(check["held_out"])
     lo = float(min(frame["predicted"].min(), frame["loss"].min())) * 0.97
     hi = float(max(frame["predicted"].max(), frame["loss"].max())) * 1.03
