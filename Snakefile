@@ -32,8 +32,14 @@ include: "rules/fit.smk"
 include: "rules/report.smk"
 
 
+# Every run's files are targets too, not only the report: Snakemake does not rebuild
+# a missing intermediate file when everything downstream of it is present, so a run
+# whose job was killed after its outputs were removed would otherwise stay missing.
 rule all:
     input:
         "results/report/index.html",
         "results/config.yaml",
+        run_files("results/runs/{run}/summary.json"),
+        run_files("results/runs/{run}/metrics.csv"),
+        run_files("results/runs/{run}/eval.json"),
     default_target: True

@@ -56,3 +56,17 @@ def dataset_manifest(documents_path, tokenizer_path, tmp_path_factory) -> Path:
     build_dataset(documents_path, tokenizer_path, out, validation_fraction=0.1,
                   validation_max_tokens=20_000, shard_tokens=100_000)
     return out / "manifest.json"
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory):
+    """config/tiny.yaml run once through Snakemake in a copy of the pipeline: (workdir, seconds).
+    Tests that change the copy put it back."""
+    import time
+
+    from helpers import copy_pipeline, snakemake
+
+    workdir = copy_pipeline(tmp_path_factory.mktemp("pipeline"))
+    start = time.perf_counter()
+    snakemake(workdir, "--configfile", "config/tiny.yaml")
+    return workdir, time.perf_counter() - start

@@ -56,3 +56,13 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 60
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def write_config(workdir: Path, name: str, change) -> str:
+    """config/tiny.yaml of a pipeline copy, changed by ``change(config)``, saved as config/NAME."""
+    import yaml
+
+    config = yaml.safe_load((workdir / "config" / "tiny.yaml").read_text())
+    change(config)
+    (workdir / "config" / name).write_text(yaml.safe_dump(config))
+    return f"config/{name}"

@@ -2,12 +2,10 @@
 
 import re
 import shutil
-import time
 
 import pytest
-import yaml
 
-from helpers import copy_pipeline, snakemake
+from helpers import copy_pipeline, snakemake, write_config
 from workflow.io import read_json
 from workflow.report import CHARTS, FORMATS
 
@@ -26,23 +24,6 @@ def dry_run_jobs(workdir, *args) -> dict[str, int]:
     return {rule: int(count) for rule, count in jobs.items()}
 
 
-def write_config(workdir, name, change) -> str:
-    config = yaml.safe_load((workdir / TINY).read_text())
-    change(config)
-    path = workdir / "config" / name
-    path.write_text(yaml.safe_dump(config))
-    return f"config/{name}"
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    workdir = copy_pipeline(tmp_path_factory.mktemp("pipeline"))
-    start = time.perf_counter()
-    snakemake(workdir, "--configfile", TINY)
-    elapsed = time.perf_counter() - start
-    return workdir, elapsed
-
-
 def test_tiny_study_end_to_end(finished):
     workdir, elapsed = finished
     assert elapsed < 180, f"the tiny study took {elapsed:.0f} s"
@@ -55,7 +36,7 @@ def test_tiny_study_end_to_end(finished):
     fits = read_json(workdir / "results" / "fits" / "fits.json")
     assert fits["approach3"]["alpha"] > 0 and fits["approach3"]["beta"] > 0
     assert fits["flop_convention"] == "6N" and fits["parameter_count"] == "non_embedding"
-    assert fits["bootstrap"]["samples"] == 100 and "alpha" in fits["bootstrap"]["intervals"]
+    assert fits["bootstrap"]["samples"] == 50 and "alpha" in fits["bootstrap"]["intervals"]
     assert [p["flops"] for p in fits["predictions"]] == [1e14]
     report = workdir / "results" / "report"
     assert {p.name for p in report.iterdir()} >= (
@@ -164,22 +145,3 @@ def test_wsd_study_gets_a_point_per_budget_from_one_run_per_shape(tmp_path):
     assert runs.height == 9 and runs["training_run"].n_unique() == 3
     assert "L2-d48-h4_WSD128k_s0@D32k" in runs["run_id"].to_list()
     assert read_json(workdir / "results" / "fits" / "fits.json")["approach3"]["alpha"] > 0
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        (lambda c: c["dataset"].update(shard_size=10), "'shard_size' was unexpected"),
-        (lambda c: c["train"].update(seq_len="long"), "'long' is not of type 'integer'"),
-        (lambda c: c["train"]["grid"]["token_budgets"].append(-5), "-5 is less than the minimum of 1"),
-        (lambda c: c["train"]["grid"]["shapes"][2].update(n_head=5),
-         "train.grid.shapes[2]: n_head=5 does not divide d_model=48"),
-    ],
-)
-def test_invalid_config_stops_before_any_job(tmp_path, change, message):
-    workdir = copy_pipeline(tmp_path)
-    bad = write_config(workdir, "bad.yaml", change)
-    result = snakemake(workdir, "--configfile", bad, check=False)
-    assert result.returncode != 0
-    assert message in result.stdout + result.stderr
-    assert not (workdir / "results").exists() and not (workdir / "resources").exists()

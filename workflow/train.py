@@ -42,6 +42,7 @@ import math
 import os
 import platform
 import queue
+import shutil
 import signal
 import sys
 import threading
@@ -59,7 +60,7 @@ from workflow import __version__, flops
 from workflow.io import atomic_path, read_json, write_json_atomic
 from workflow.model import ModelConfig, build_model
 from workflow.config import format_count
-from workflow.shards import StepBatches, load_split
+from workflow.shards import ShardError, StepBatches, load_split
 
 APEX_INSTALL_HINT = (
     "NVIDIA Apex is not importable. Install it with conda-forge's 'nvidia-apex' package "
@@ -385,8 +386,20 @@ class Trainer:
             return
         # Written under a temporary name and renamed: the previous checkpoint
         # stays intact until the new one is complete (a full disk included).
-        with atomic_path(self.checkpoint_path) as tmp:
-            torch.save(self.state(), tmp)
+        try:
+            with atomic_path(self.checkpoint_path) as tmp:
+                torch.save(self.state(), tmp)
+        except (OSError, RuntimeError) as e:
+            # torch.save reports a short write as an opaque RuntimeError ("unexpected pos"):
+            # name a full disk when the filesystem has less room than the last checkpoint took.
+            kept = self.checkpoint_path.stat().st_size if self.checkpoint_path.exists() else 0
+            free = shutil.disk_usage(self.checkpoint_path.parent).free
+            cause = (f"No space left on device: {free} bytes free on the filesystem of {self.checkpoint_path.parent}"
+                     if free <= max(kept, 1 << 20) else str(e))
+            state = "the previous checkpoint is intact" if kept else "there is no earlier checkpoint"
+            raise TrainError(f"run {self.run_id}: writing the checkpoint {self.checkpoint_path} at step {self.step} "
+                             f"failed ({cause}); {state}. Free space in the work directory, then rerun: the run "
+                             f"resumes from its last checkpoint") from None
 
     def load_checkpoint(self) -> bool:
         if not self.checkpoint_path.exists():
@@ -663,6 +676,10 @@ def main(argv: list[str] | None = None) -> int:
         summary = train_run(spec, args.dataset, args.out_dir, args.weights, args.checkpoint)
     except TrainError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except ShardError as e:
+        print(f"error: run {spec['run_id']}: the dataset is damaged: {e}. Rebuild it "
+              f"(snakemake --forcerun dataset)", file=sys.stderr)
         return 1
     except StopForSignal:
         return 128 + signal.SIGTERM

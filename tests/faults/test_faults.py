@@ -1,0 +1,410 @@
+"""Fault injection: each failure a sweep meets, injected for real, and the promise checked.
+
+Every case checks the exit status, that the message says what went wrong and
+where, and that earlier outputs are intact (nothing that looks complete is
+left by the failed step). docs/reliability.md lists the cases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+
+from helpers import copy_pipeline, snakemake, tiny_spec, write_config
+from http_server import Server
+from workflow.io import read_json, sha256_file
+
+pytestmark = pytest.mark.faults
+PYTHON = sys.executable
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([PYTHON, "-m", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def snapshot(directory: Path) -> dict[str, str]:
+    """sha256 of every file under ``directory``: earlier outputs, to compare after a fault."""
+    return {str(p.relative_to(directory)): sha256_file(p) for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+# --------------------------------------------------------------------------- config
+
+@pytest.mark.parametrize(
+    ("case", "change", "message"),
+    [
+        ("unknown key", lambda c: c["dataset"].update(shard_size=10), "'shard_size' was unexpected"),
+        ("wrong type", lambda c: c["train"].update(seq_len="long"), "'long' is not of type 'integer'"),
+        ("negative size", lambda c: c["train"]["grid"]["token_budgets"].append(-5), "-5 is less than the minimum of 1"),
+        ("zero size", lambda c: c["dataset"].update(shard_tokens=0), "0 is less than the minimum of 1"),
+        ("n_head not dividing d_model", lambda c: c["train"]["grid"]["shapes"][2].update(n_head=5),
+         "train.grid.shapes[2]: n_head=5 does not divide d_model=48"),
+        ("duplicate run ids", lambda c: c["train"]["grid"]["shapes"].append(dict(c["train"]["grid"]["shapes"][0])),
+         "duplicate run id 'L1-d16-h2_D32k_s0'"),
+        ("IsoFLOP budget too small for a shape",
+         lambda c: c["train"]["isoflop"].update(compute_budgets=[1.0e6], shapes=[{"n_layer": 1, "d_model": 16,
+                                                                                 "n_head": 2}]),
+         "config error at train.isoflop.compute_budgets[0]: budget 1e+06 FLOPs buys"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and " " in v else None,
+)
+def test_invalid_config_stops_before_any_job(tmp_path, case, change, message):
+    workdir = copy_pipeline(tmp_path)
+    bad = write_config(workdir, "bad.yaml", change)
+    result = snakemake(workdir, "--configfile", bad, check=False)
+    assert result.returncode != 0, case
+    assert message in result.stdout + result.stderr, result.stdout + result.stderr
+    assert not (workdir / "results").exists() and not (workdir / "resources").exists()
+
+
+def test_token_budget_above_the_dataset_is_refused_naming_the_run(dataset_manifest, tmp_path):
+    spec = tiny_spec(tokens=10**10)
+    result = train(spec, dataset_manifest, tmp_path)
+    assert result.returncode == 1
+    assert f"run {spec['run_id']}: token budget 10000000000 exceeds" in result.stderr
+    assert "allow_repeated_epochs" in result.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "work").exists()
+
+
+# --------------------------------------------------------------------------- corpus
+
+BODY = os.urandom(300_000)
+
+
+def download(url: str, out: Path, sha256: str | None = None, attempts: int = 1) -> subprocess.CompletedProcess:
+    args = ["workflow.corpus", "download", "--url", url, "--out", str(out), "--attempts", str(attempts),
+            "--backoff-s", "0", "--timeout-s", "10", "--lock-file", str(out.parent / "lock.json")]
+    return cli(*args, *(["--sha256", sha256] if sha256 else []))
+
+
+def test_url_answering_404(tmp_path):
+    with Server() as server:
+        result = download(f"{server.base}/missing.txt", tmp_path / "missing.txt")
+    assert result.returncode != 0
+    assert f"HTTP 404 Not Found for {server.base}/missing.txt" in result.stderr
+    assert not list(tmp_path.glob("missing*"))
+
+
+def test_connection_dropped_mid_file_keeps_the_part_and_resumes(tmp_path):
+    out = tmp_path / "body.bin"
+    sha = hashlib.sha256(BODY).hexdigest()
+    with Server() as server:
+        server.files["/body.bin"] = BODY
+        server.drop_first.add("/body.bin")
+        failed = download(f"{server.base}/body.bin", out, sha)
+        assert failed.returncode != 0 and f"{server.base}/body.bin" in failed.stderr
+        assert not out.exists() and (tmp_path / "body.bin.part").stat().st_size == len(BODY) // 2
+        resumed = download(f"{server.base}/body.bin", out, sha)
+        assert resumed.returncode == 0, resumed.stderr
+        assert server.ranges("/body.bin")[-1] == f"bytes={len(BODY) // 2}-"
+    assert out.read_bytes() == BODY
+
+
+def test_checksum_mismatch_shows_both_hashes(tmp_path):
+    expected = "0" * 64
+    with Server() as server:
+        server.files["/body.bin"] = BODY
+        result = download(f"{server.base}/body.bin", tmp_path / "body.bin", expected)
+    assert result.returncode != 0
+    assert expected in result.stderr and hashlib.sha256(BODY).hexdigest() in result.stderr
+    assert not list(tmp_path.glob("body.bin*"))
+
+
+def build_corpus(tmp_path: Path, source: dict, path: Path) -> subprocess.CompletedProcess:
+    return cli("workflow.corpus", "build", "--sources", json.dumps([source]), f"--download={source['name']}={path}",
+               "--out-documents", str(tmp_path / "documents.parquet"), "--out-manifest", str(tmp_path / "corpus.json"))
+
+
+def test_empty_corpus_names_the_source(tmp_path):
+    path = tmp_path / "empty.txt"
+    path.write_text("  \n\n")
+    result = build_corpus(tmp_path, {"name": "blank", "url": path.as_uri()}, path)
+    assert result.returncode != 0 and "'blank'" in result.stderr and "no documents" in result.stderr
+    assert not (tmp_path / "documents.parquet").exists() and not (tmp_path / "corpus.json").exists()
+
+
+def test_bytes_that_are_not_utf8_name_file_and_offset(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("caf\u00e9 ok\n".encode() + "na\u00efve".encode("latin-1"))
+    result = build_corpus(tmp_path, {"name": "mixed", "url": path.as_uri()}, path)
+    assert result.returncode != 0
+    assert str(path) in result.stderr and "not UTF-8: invalid byte at offset 11" in result.stderr
+    assert not (tmp_path / "documents.parquet").exists()
+    skipped = build_corpus(tmp_path, {"name": "mixed", "url": path.as_uri(), "invalid_utf8": "skip",
+                                      "separator": "\n"}, path)
+    assert skipped.returncode == 0, skipped.stderr
+    assert pl.read_parquet(tmp_path / "documents.parquet")["text"].to_list() == ["caf\u00e9 ok"]
+
+
+def test_a_100_mb_document_on_one_line(tmp_path, tokenizer_path):
+    """Read, stored, tokenizer-sampled and encoded with bounded memory, not refused."""
+    words = [b"alpha ", b"beta ", b"gamma ", b"delta ", b"42 "]
+    line = b"".join(words[i % 5] for i in range(100 * 2**20 // 6))
+    path = tmp_path / "one_line.txt"
+    path.write_bytes(line)
+    corpus = build_corpus(tmp_path, {"name": "long", "url": path.as_uri()}, path)
+    assert corpus.returncode == 0, corpus.stderr
+    documents = pl.read_parquet(tmp_path / "documents.parquet")
+    assert documents.height == 1 and len(documents["text"][0]) == len(line)
+    del documents
+    dataset = cli("workflow.dataset", "--documents", str(tmp_path / "documents.parquet"), "--tokenizer",
+                  str(tokenizer_path), "--validation-fraction", "0.0", "--validation-max-tokens", "1000",
+                  "--shard-tokens", str(1 << 24), "--threads", "2", "--out-dir", str(tmp_path / "dataset"),
+                  "--out-summary", str(tmp_path / "dataset.json"), timeout=600)
+    # One document cannot be split between train and validation: the stage says so.
+    assert dataset.returncode == 1 and "the validation split is empty" in dataset.stderr
+    assert not (tmp_path / "dataset").exists() and not (tmp_path / "dataset.json").exists()
+
+
+# --------------------------------------------------------------------------- tokenizer
+
+def test_vocabulary_larger_than_the_sample_allows(tmp_path, documents_path):
+    result = cli("workflow.tokenizer", "--documents", str(documents_path), "--vocab-size", "60000",
+                 "--sample-bytes", "20000", "--seed", "0", "--out-model", str(tmp_path / "tokenizer.model"),
+                 "--out-info", str(tmp_path / "tokenizer.json"))
+    assert result.returncode != 0
+    assert "vocab_size=60000" in result.stderr and "Please set it to a value <=" in result.stderr
+    assert not (tmp_path / "tokenizer.model").exists() and not (tmp_path / "tokenizer.json").exists()
+
+
+# --------------------------------------------------------------------------- shards
+
+def damaged_dataset(dataset_manifest: Path, tmp_path: Path, damage) -> Path:
+    copy = tmp_path / "dataset"
+    shutil.copytree(dataset_manifest.parent, copy)
+    damage(copy)
+    return copy / "manifest.json"
+
+
+def first_train_shard(directory: Path) -> Path:
+    return directory / read_json(directory / "manifest.json")["splits"]["train"]["shards"][0]["file"]
+
+
+@pytest.mark.parametrize(
+    ("case", "damage", "message"),
+    [
+        ("truncated", lambda d: first_train_shard(d).write_bytes(first_train_shard(d).read_bytes()[:-1001]),
+         "it is truncated or was not closed"),
+        ("wrong magic", lambda d: first_train_shard(d).write_bytes(b"NOTATOKS" + first_train_shard(d).read_bytes()[8:]),
+         "not a token shard (magic b'NOTATOKS'"),
+        ("manifest mismatch", lambda d: (d / "manifest.json").write_text(
+            (d / "manifest.json").read_text().replace('"tokens": 100000', '"tokens": 99999', 1)),
+         "100000 tokens but"),
+    ],
+    ids=["truncated", "wrong-magic", "manifest-mismatch"],
+)
+def test_damaged_shards_stop_the_run_naming_the_file(dataset_manifest, tmp_path, case, damage, message):
+    manifest = damaged_dataset(dataset_manifest, tmp_path, damage)
+    spec = tiny_spec(tokens=8_192)
+    result = train(spec, manifest, tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert f"run {spec['run_id']}: the dataset is damaged" in result.stderr and message in result.stderr
+    assert "train_000000.bin" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------- training
+
+def train(spec: dict, manifest: Path, root: Path, checkpoint: Path | None = None, **popen):
+    args = [PYTHON, "-m", "workflow.train", "--spec", json.dumps(spec), "--dataset", str(manifest),
+            "--out-dir", str(root / "run"), "--weights", str(root / "work" / "weights"),
+            "--checkpoint", str(checkpoint or root / "work" / "checkpoint.pt")]
+    if popen:
+        return subprocess.Popen(args, **popen)
+    return subprocess.run(args, capture_output=True, text=True, timeout=300)
+
+
+def wait_for(path: Path, process: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert process.poll() is None, "the run ended before its first checkpoint"
+        assert time.monotonic() < deadline, f"no {path} after {seconds} s"
+        time.sleep(0.05)
+
+
+def test_sigkill_then_rerun_resumes_from_the_last_checkpoint(dataset_manifest, tmp_path):
+    spec = tiny_spec(tokens=128_000, checkpoint_every=40, log_every=5)
+    process = train(spec, dataset_manifest, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / "work" / "checkpoint.pt"
+    wait_for(checkpoint, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    step = torch.load(checkpoint, weights_only=False)["step"]
+    assert step >= 40 and not (tmp_path / "run" / "summary.json").exists()
+    rerun = train(spec, dataset_manifest, tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    summary = read_json(tmp_path / "run" / "summary.json")
+    assert summary["resumed_from_step"] >= step and summary["steps"] == 250
+
+
+def test_snakemake_killed_mid_training_reruns_without_rerun_incomplete(finished):
+    """SIGKILL to Snakemake and its training job (one process group, started here). Snakemake's
+    directory lock stays behind: a rerun says to --unlock. After that a plain rerun (no
+    --rerun-incomplete) schedules the job again; it resumes from its checkpoint and ends exactly
+    where the uninterrupted run did."""
+    workdir, _ = finished
+    run = "L2-d48-h4_D128k_s0"
+    metrics = workdir / "results" / "runs" / run / "metrics.csv"
+    before = metrics.read_text()
+    checkpoint = workdir / "resources" / "runs" / run / "checkpoint.pt"
+    env = dict(os.environ, PYTHONPATH=str(workdir), PATH=f"{Path(PYTHON).parent}:{os.environ['PATH']}")
+    process = subprocess.Popen([PYTHON, "-m", "snakemake", "--cores", "1", "--configfile", "config/tiny.yaml",
+                                "--forcerun", "train", "--", f"results/runs/{run}/summary.json"], cwd=workdir,
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(checkpoint, process)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    assert not metrics.exists()  # removed by Snakemake before the job; no partial file in its place
+    # The killed Snakemake could not release its lock on the directory: it says so and how.
+    locked = snakemake(workdir, "--configfile", "config/tiny.yaml", check=False)
+    assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr
+    assert not metrics.exists()
+    snakemake(workdir, "--configfile", "config/tiny.yaml", "--unlock")
+    snakemake(workdir, "--configfile", "config/tiny.yaml")  # no --rerun-incomplete needed
+    log = (workdir / "results" / "logs" / "train" / f"{run}.log").read_text()
+    assert "resumed from the checkpoint at step 100" in log
+    timing = ("elapsed_s", "tokens_per_s", "mfu", "data_wait_fraction")  # wall-clock columns differ
+    after = pl.read_csv(metrics).drop(timing)
+    assert after.equals(pl.read_csv(before.encode()).drop(timing))
+
+
+def test_sigterm_checkpoints_then_exits(dataset_manifest, tmp_path):
+    spec = tiny_spec(tokens=128_000, checkpoint_every=10_000, log_every=5)
+    process = train(spec, dataset_manifest, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "step" in process.stdout.readline()
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert f"{spec['run_id']}: SIGTERM received; checkpoint saved at step" in err
+    assert torch.load(tmp_path / "work" / "checkpoint.pt", weights_only=False)["step"] > 0
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_nan_loss_marks_the_run_diverged_and_the_job_succeeds(dataset_manifest, tmp_path):
+    spec = tiny_spec(lr=1e3, grad_clip=1e6, warmup_fraction=0.0, tokens=40_960)
+    result = train(spec, dataset_manifest, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "is not finite or above" in result.stderr and "run marked diverged" in result.stderr
+    assert read_json(tmp_path / "run" / "summary.json")["status"] == "diverged"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA out of memory needs a GPU")
+def test_cuda_out_of_memory_names_the_run_and_gives_a_hint(dataset_manifest, tmp_path):
+    spec = tiny_spec(tokens=1 << 20, device="cuda", micro_batch_size=16)
+    spec["model"].update(d_model=8192, n_head=64, n_layer=48)
+    result = train(spec, dataset_manifest, tmp_path)
+    assert result.returncode == 1
+    assert f"run {spec['run_id']} ran out of GPU memory" in result.stderr and "micro_batch_size" in result.stderr
+
+
+def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(dataset_manifest, tmp_path):
+    """The checkpoint lives on a real tmpfs too small for two checkpoints, mounted in a
+    mount namespace of the test's own (unshare): the second write hits ENOSPC."""
+    if shutil.which("unshare") is None or subprocess.run(
+            ["unshare", "--mount", "true"], capture_output=True).returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail("unshare --mount is not permitted here; the full-disk case cannot run")
+        pytest.skip("unshare --mount is not permitted here (needs root)")
+    spec = tiny_spec(tokens=128_000, checkpoint_every=40, log_every=5)
+    probe = train(dict(spec, tokens=20_480, checkpoint_every=20), dataset_manifest, tmp_path / "probe")
+    assert probe.returncode == 0, probe.stderr
+    size = os.path.getsize(tmp_path / "probe" / "work" / "weights" / os.listdir(tmp_path / "probe" / "work"
+                                                                                 / "weights")[0])
+    disk, kept = tmp_path / "disk", tmp_path / "kept"
+    disk.mkdir()
+    kept.mkdir()
+    command = " ".join([PYTHON, "-m", "workflow.train", "--spec", shlex.quote(json.dumps(spec)), "--dataset",
+                        str(dataset_manifest), "--out-dir", str(tmp_path / "run"), "--weights",
+                        str(tmp_path / "work" / "weights"), "--checkpoint", str(disk / "checkpoint.pt")])
+    # Room for one checkpoint (about 3x the weights: model and two Adam moments) and half of another.
+    script = (f"mount -t tmpfs -o size={int(size * 4.5)} tmpfs {disk} && {{ {command}; echo \"rc=$?\"; "
+              f"cp {disk}/checkpoint.pt {kept}/; ls -a {disk}; }}")
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    assert "rc=1" in result.stdout, result.stdout + result.stderr
+    assert f"run {spec['run_id']}: writing the checkpoint" in result.stderr
+    assert "No space left on device" in result.stderr and "the previous checkpoint is intact" in result.stderr, result.stderr
+    assert ".checkpoint.pt.tmp" not in result.stdout  # the partial write was removed
+    state = torch.load(kept / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 40 and state["spec"] == spec
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+# --------------------------------------------------------------------------- fit and report
+
+def test_a_run_missing_its_summary(finished, tmp_path):
+    """collect names the run; in the pipeline, Snakemake reruns that run alone."""
+    workdir, _ = finished
+    runs = workdir / "results" / "runs"
+    copies = tmp_path / "runs"
+    shutil.copytree(runs, copies)
+    (copies / "L1-d16-h2_D32k_s0" / "summary.json").unlink()
+    result = cli("workflow.collect", *map(str, sorted(copies.iterdir())), "--flop-convention", "6N",
+                 "--parameter-count", "non_embedding", "--out-runs", str(tmp_path / "runs_table"),
+                 "--out-curves", str(tmp_path / "curves_table"))
+    assert result.returncode == 1
+    assert f"run L1-d16-h2_D32k_s0 has no summary.json in {copies / 'L1-d16-h2_D32k_s0'}" in result.stderr
+    assert not list(tmp_path.glob("*_table*"))
+    summary = runs / "L1-d16-h2_D32k_s0" / "summary.json"
+    before = snapshot(workdir / "results")
+    hidden = summary.with_name("summary.json.hidden")
+    summary.rename(hidden)
+    try:
+        plan = snakemake(workdir, "-n", "--configfile", "config/tiny.yaml").stdout
+    finally:
+        hidden.rename(summary)
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.split("Job stats:", 1)[1], flags=re.MULTILINE))
+    assert jobs["train"] == "1" and jobs["evaluate"] == "1" and "dataset" not in jobs
+    assert snapshot(workdir / "results") == before
+
+
+def runs_table(finished) -> pl.DataFrame:
+    return pl.read_parquet(finished[0] / "results" / "tables" / "runs.parquet")
+
+
+def fit_cli(table: pl.DataFrame, tmp_path: Path) -> subprocess.CompletedProcess:
+    table.write_parquet(tmp_path / "runs.parquet")
+    return cli("workflow.fit", str(tmp_path / "runs.parquet"), "--out", str(tmp_path / "fits.json"))
+
+
+def test_every_run_diverged(tmp_path, finished):
+    table = runs_table(finished).with_columns(pl.lit("diverged").alias("status"))
+    result = fit_cli(table, tmp_path)
+    assert result.returncode == 1
+    assert f"error: no completed runs to fit ({table.height} left out as not completed)" in result.stderr
+    assert not (tmp_path / "fits.json").exists()
+
+
+def test_a_single_model_size(tmp_path, finished):
+    table = runs_table(finished)
+    one = table.filter(pl.col("n_layer") == table["n_layer"].min(), pl.col("d_model") == table["d_model"].min())
+    result = fit_cli(pl.concat([one] * 3), tmp_path)
+    assert result.returncode == 1
+    assert "every run has the same model size: Approach 3 needs at least 2 distinct values of N" in result.stderr
+    assert not (tmp_path / "fits.json").exists()
+
+
+def test_diverged_runs_are_left_out_and_the_sweep_goes_on(tmp_path, finished):
+    table = runs_table(finished)
+    diverged = table["run_id"][0]
+    table = table.with_columns(pl.when(pl.col("run_id") == diverged).then(pl.lit("diverged"))
+                               .otherwise(pl.col("status")).alias("status"))
+    result = fit_cli(table, tmp_path)
+    assert result.returncode == 0, result.stderr
+    fits = read_json(tmp_path / "fits.json")
+    assert fits["data"]["runs_excluded"] == [diverged] and fits["data"]["runs_fitted"] == table.height - 1
+    assert math.isfinite(fits["approach3"]["alpha"])
