@@ -53,6 +53,11 @@ def tokenizer_source(wildcards, input):
     return f"--given-model {shlex.quote(given)}" if given else f"--documents {shlex.quote(input.documents)}"
 
 
+def corpus_file(wildcards):
+    """The download plan's entry (url, sha256) of one file of a url source."""
+    return CORPUS_FILES[f"{wildcards.source}/{wildcards.file}"]
+
+
 def run_files(pattern):
     return expand(pattern, run=sorted(RUNS))
 

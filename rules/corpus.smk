@@ -16,11 +16,9 @@ rule download:
     wildcard_constraints:
         file=r"[^/]+",
     params:
-        url=lambda wildcards: CORPUS_FILES[f"{wildcards.source}/{wildcards.file}"]["url"],
+        url=lambda wildcards: corpus_file(wildcards)["url"],
         sha256=lambda wildcards: (
-            f"--sha256 {CORPUS_FILES[f'{wildcards.source}/{wildcards.file}']['sha256']}"
-            if CORPUS_FILES[f"{wildcards.source}/{wildcards.file}"]["sha256"]
-            else ""
+            f"--sha256 {corpus_file(wildcards)['sha256']}" if corpus_file(wildcards)["sha256"] else ""
         ),
         lock_file=config["corpus"].get("lock_file", DEFAULT_LOCK_FILE),
         attempts=CORPUS_FETCH.get("attempts", DEFAULT_ATTEMPTS),

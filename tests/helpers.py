@@ -66,3 +66,20 @@ def write_config(workdir: Path, name: str, change) -> str:
     change(config)
     (workdir / "config" / name).write_text(yaml.safe_dump(config))
     return f"config/{name}"
+
+
+def train_command(spec: dict, dataset_manifest: Path, root: Path, checkpoint: Path | None = None) -> list[str]:
+    """The trainer's CLI for one run: outputs under ROOT/run, weights and checkpoint under ROOT/work."""
+    import json
+
+    return [sys.executable, "-m", "workflow.train", "--spec", json.dumps(spec), "--dataset", str(dataset_manifest),
+            "--out-dir", str(root / "run"), "--weights", str(root / "work" / "weights"),
+            "--checkpoint", str(checkpoint or root / "work" / "checkpoint.pt")]
+
+
+def train_cli(spec: dict, dataset_manifest: Path, root: Path, **popen):
+    """Run the trainer to its end (CompletedProcess), or start it (Popen) when given Popen arguments."""
+    args = train_command(spec, dataset_manifest, root)
+    if popen:
+        return subprocess.Popen(args, **popen)
+    return subprocess.run(args, capture_output=True, text=True, timeout=300)

@@ -2,28 +2,18 @@ import json
 import math
 import signal
 import subprocess
-import sys
 import time
 
 import polars as pl
 import pytest
 import torch
 
-from helpers import tiny_spec
+from helpers import tiny_spec, train_cli
 from workflow.flops import all_conventions
 from workflow.io import read_json
 from workflow.train import (
     APEX_INSTALL_HINT, TrainError, lr_multiplier, peak_flops_per_s, resolve_kernels, train_run, wsd_multiplier,
 )
-
-
-def run_cli(spec, dataset_manifest, root, **popen):
-    args = [sys.executable, "-m", "workflow.train", "--spec", json.dumps(spec), "--dataset", str(dataset_manifest),
-            "--out-dir", str(root / "run"), "--weights", str(root / "work" / "weights"),
-            "--checkpoint", str(root / "work" / "checkpoint.pt")]
-    if popen:
-        return subprocess.Popen(args, **popen)
-    return subprocess.run(args, capture_output=True, text=True, timeout=300)
 
 
 def losses(root):
@@ -95,10 +85,10 @@ def test_same_seed_same_trajectory(dataset_manifest, tmp_path):
 def test_resumed_run_equals_an_uninterrupted_one(dataset_manifest, tmp_path):
     """Kill the process after a checkpoint, start it again: the same losses and weights, bit for bit."""
     spec = tiny_spec(tokens=64_000, checkpoint_every=20, log_every=5)
-    assert run_cli(spec, dataset_manifest, tmp_path / "whole").returncode == 0
+    assert train_cli(spec, dataset_manifest, tmp_path / "whole").returncode == 0
 
     root = tmp_path / "killed"
-    process = run_cli(spec, dataset_manifest, root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = train_cli(spec, dataset_manifest, root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (root / "work" / "checkpoint.pt").exists() and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -106,7 +96,7 @@ def test_resumed_run_equals_an_uninterrupted_one(dataset_manifest, tmp_path):
     process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (root / "run" / "summary.json").exists()
-    resumed = run_cli(spec, dataset_manifest, root)
+    resumed = train_cli(spec, dataset_manifest, root)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from the checkpoint at step" in resumed.stdout
     assert read_json(root / "run" / "summary.json")["resumed_from_step"] > 0
@@ -117,7 +107,7 @@ def test_resumed_run_equals_an_uninterrupted_one(dataset_manifest, tmp_path):
 
 def test_sigterm_checkpoints_then_exits_and_the_rerun_resumes(dataset_manifest, tmp_path):
     spec = tiny_spec(tokens=128_000, checkpoint_every=10_000, log_every=5)
-    process = run_cli(spec, dataset_manifest, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = train_cli(spec, dataset_manifest, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert "step" in process.stdout.readline()  # training is under way (first progress line)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
@@ -125,11 +115,11 @@ def test_sigterm_checkpoints_then_exits_and_the_rerun_resumes(dataset_manifest, 
     assert "SIGTERM received; checkpoint saved at step" in err, err
     assert (tmp_path / "work" / "checkpoint.pt").exists(), err
     assert not (tmp_path / "run" / "summary.json").exists()
-    rerun = run_cli(spec, dataset_manifest, tmp_path)
+    rerun = train_cli(spec, dataset_manifest, tmp_path)
     assert rerun.returncode == 0 and "resumed from the checkpoint" in rerun.stdout
     assert read_json(tmp_path / "run" / "summary.json")["steps"] == 250
     # Stopped at any step (not only at a metrics row), the resumed run is the uninterrupted one.
-    assert run_cli(spec, dataset_manifest, tmp_path / "whole").returncode == 0
+    assert train_cli(spec, dataset_manifest, tmp_path / "whole").returncode == 0
     assert losses(tmp_path) == losses(tmp_path / "whole")
 
 
@@ -161,7 +151,7 @@ def test_lstm_family_trains(dataset_manifest, tmp_path):
 
 def test_divergence_marks_the_run_and_succeeds(dataset_manifest, tmp_path):
     spec = tiny_spec(lr=1e3, grad_clip=1e6, warmup_fraction=0.0, tokens=40_960)
-    result = run_cli(spec, dataset_manifest, tmp_path)
+    result = train_cli(spec, dataset_manifest, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "marked diverged" in result.stderr
     summary = read_json(tmp_path / "run" / "summary.json")
@@ -191,7 +181,7 @@ def test_kernel_selection():
 
 
 def test_apex_request_fails_the_run_at_start(dataset_manifest, tmp_path):
-    result = run_cli(tiny_spec(kernels="apex"), dataset_manifest, tmp_path)
+    result = train_cli(tiny_spec(kernels="apex"), dataset_manifest, tmp_path)
     assert result.returncode == 1
     assert "error: NVIDIA Apex is not importable" in result.stderr or "apex kernels need CUDA" in result.stderr
     assert not (tmp_path / "run").exists() and not (tmp_path / "work").exists()
@@ -215,7 +205,7 @@ def test_two_process_ddp_matches_one_device(dataset_manifest, tmp_path):
     assert summary["gradient_accumulation"] == 4 and summary["devices"] == 1
 
     ddp = dict(single, devices=2)
-    result = run_cli(ddp, dataset_manifest, tmp_path / "two")
+    result = train_cli(ddp, dataset_manifest, tmp_path / "two")
     assert result.returncode == 0, result.stderr
     two = read_json(tmp_path / "two" / "run" / "summary.json")
     assert two["devices"] == 2 and two["distributed_backend"] == "gloo"
@@ -227,7 +217,7 @@ def test_two_process_ddp_matches_one_device(dataset_manifest, tmp_path):
 
 def test_ddp_refuses_a_batch_that_does_not_divide(dataset_manifest, tmp_path):
     spec = tiny_spec(tokens=16_384, micro_batch_size=16, devices=2)  # 1 micro-batch per step
-    result = run_cli(spec, dataset_manifest, tmp_path)
+    result = train_cli(spec, dataset_manifest, tmp_path)
     assert result.returncode != 0
     assert "do not divide among 2 devices" in result.stderr and spec["run_id"] in result.stderr
     assert not (tmp_path / "run" / "summary.json").exists()
@@ -238,7 +228,7 @@ def test_ddp_run_checkpoints_on_sigterm_and_resumes(dataset_manifest, tmp_path):
     SIGTERM to both ranks, which stop at the same step; rank 0 checkpoints."""
     spec = tiny_spec(tokens=128_000, micro_batch_size=4, checkpoint_every=10_000, log_every=5, devices=2,
                      threads=2)
-    process = run_cli(spec, dataset_manifest, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = train_cli(spec, dataset_manifest, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert "step" in process.stdout.readline()  # training is under way (rank 0's first progress line)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
@@ -246,11 +236,11 @@ def test_ddp_run_checkpoints_on_sigterm_and_resumes(dataset_manifest, tmp_path):
     assert "SIGTERM received; checkpoint saved at step" in err, err
     assert (tmp_path / "work" / "checkpoint.pt").exists(), err
     assert not (tmp_path / "run" / "summary.json").exists()
-    rerun = run_cli(spec, dataset_manifest, tmp_path)
+    rerun = train_cli(spec, dataset_manifest, tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert "resumed from the checkpoint" in rerun.stdout
     summary = read_json(tmp_path / "run" / "summary.json")
     assert summary["steps"] == 250 and summary["resumed_from_step"] > 0
-    whole = run_cli(spec, dataset_manifest, tmp_path / "whole")
+    whole = train_cli(spec, dataset_manifest, tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr
     assert losses(tmp_path) == pytest.approx(losses(tmp_path / "whole"), rel=1e-6)

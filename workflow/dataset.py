@@ -27,20 +27,20 @@ from workflow.shards import ShardWriter, dtype_for_vocab
 from workflow.tokenizer import document_chunks
 
 ENCODE_CHUNK_DOCUMENTS = 256
-ENCODE_BATCH_BYTES = 2 << 20  # characters of text per SentencePiece call
+ENCODE_BATCH_CHARACTERS = 2 << 20  # characters of text per SentencePiece call
 
 
-def encode_batches(chunks: Iterable[list[str]], max_bytes: int = ENCODE_BATCH_BYTES) -> Iterator[list[str]]:
-    """The documents regrouped into batches of about ``max_bytes`` of text (a long document
-    alone): SentencePiece returns Python lists of ints, some 40 bytes per token, so a batch's
-    memory follows its text, not its document count."""
+def encode_batches(chunks: Iterable[list[str]], max_characters: int = ENCODE_BATCH_CHARACTERS) -> Iterator[list[str]]:
+    """The documents regrouped into batches of about ``max_characters`` of text (a long
+    document alone): SentencePiece returns Python lists of ints, some 40 bytes per token, so a
+    batch's memory follows its text, not its document count."""
     batch: list[str] = []
     size = 0
     for chunk in chunks:
         for text in chunk:
             batch.append(text)
             size += len(text)
-            if size >= max_bytes:
+            if size >= max_characters:
                 yield batch
                 batch, size = [], 0
     if batch:
@@ -116,8 +116,8 @@ def build_dataset(documents: Path, tokenizer_model: Path, out_dir: Path, *, vali
             for chunk in encode_batches(document_chunks(documents, ENCODE_CHUNK_DOCUMENTS)):
                 # SentencePiece encodes the batch on `threads` threads of its own.
                 encoded = processor.encode(chunk, num_threads=threads)
-                # The chunk's training documents go to the shards as one array: one
-                # conversion to numpy per chunk, not one per document (most of the
+                # The batch's training documents go to the shards as one array: one
+                # conversion to numpy per batch, not one per document (most of the
                 # stage's time beside SentencePiece's own, bench/data_pipeline.py).
                 train_ids: list[int] = []
                 train_documents = train_bytes = 0

@@ -31,7 +31,8 @@ import numpy as np
 import polars as pl
 import vl_convert
 
-from workflow.fit import predict_approach3
+from workflow.fit import derived, predict_approach3
+from workflow.fit import optimal_allocation as approach3_allocation  # report.optimal_allocation is the chart
 from workflow.io import atomic_path, read_json, write_text_atomic
 
 CHARTS = {
@@ -113,14 +114,6 @@ def not_drawn(name: str, section: dict | None, what: str, fits: dict) -> tuple[a
     return message_chart(CHARTS[name], text, fits), text + "."
 
 
-def a3_optimal(fits: dict, compute: np.ndarray) -> dict[str, np.ndarray]:
-    """N_opt, D_opt and the loss they reach at compute C under Approach 3 (C = 6 N D)."""
-    a3 = fits["approach3"]
-    n_opt = a3["G"] * (compute / 6.0) ** a3["a_exponent"]
-    d_opt = compute / (6.0 * n_opt)
-    return {"n_opt": n_opt, "d_opt": d_opt, "loss": predict_approach3(a3, n_opt, d_opt)}
-
-
 # --------------------------------------------------------------------------- charts
 
 def loss_vs_compute(runs: pl.DataFrame, fits: dict) -> tuple[alt.Chart, str]:
@@ -131,15 +124,13 @@ def loss_vs_compute(runs: pl.DataFrame, fits: dict) -> tuple[alt.Chart, str]:
     band = (fits.get("bootstrap") or {}).get("optimal_loss_band")
     lines = [pl.DataFrame({"flops": c, "loss": frontier["A_C"] * c ** -frontier["gamma"],
                            "curve": "frontier power law"}),
-             pl.DataFrame({"flops": c, "loss": a3_optimal(fits, c)["loss"], "curve": "Approach 3 L(N_opt, D_opt)"})]
+             pl.DataFrame({"flops": c, "loss": approach3_allocation(fits["approach3"], c)["loss"],
+                           "curve": "Approach 3 L(N_opt, D_opt)"})]
     references = []
     loss_range = (float(done["loss"].min()) / 2, float(done["loss"].max()) * 2)
     for name, law in (fits.get("references") or {}).get("laws", {}).items():
         if {"E", "A", "B", "alpha", "beta"} <= set(law):
-            ref = {**law, "a_exponent": law["beta"] / (law["alpha"] + law["beta"])}
-            ref["G"] = (law["alpha"] * law["A"] / (law["beta"] * law["B"])) ** (1 / (law["alpha"] + law["beta"]))
-            n_opt = ref["G"] * (c / 6.0) ** ref["a_exponent"]
-            loss = predict_approach3(law, n_opt, c / (6.0 * n_opt))
+            loss = approach3_allocation({**law, **derived(law["alpha"], law["beta"], law["A"], law["B"])}, c)["loss"]
             if loss.min() >= loss_range[0] and loss.max() <= loss_range[1]:
                 lines.append(pl.DataFrame({"flops": c, "loss": loss, "curve": f"published: {name}"}))
                 references.append(name)
@@ -233,7 +224,7 @@ def optimal_allocation(runs: pl.DataFrame, fits: dict) -> tuple[alt.Chart, str]:
     low = min([float(done["flops"].min())] + [p["flops"] for p in optima])
     c = np.geomspace(low, done["flops"].max() * 10, 48)
     rows = []
-    a3 = a3_optimal(fits, c)
+    a3 = approach3_allocation(fits["approach3"], c)
     rows.append(pl.DataFrame({"flops": c, "n_opt": a3["n_opt"], "d_opt": a3["d_opt"], "approach": "Approach 3"}))
     notes = [f"Approach 3: a = {with_interval(fits, 'a_exponent', fits['approach3']['a_exponent'], 3)}"]
     points = []
@@ -254,7 +245,7 @@ def optimal_allocation(runs: pl.DataFrame, fits: dict) -> tuple[alt.Chart, str]:
             points.append({"flops": p["flops"], "n_opt": p["n_opt"], "d_opt": p["d_opt"], "approach": label})
     # Reference slopes, anchored at Approach 3's N_opt in the middle of the range.
     mid = float(np.sqrt(c[0] * c[-1]))
-    anchor = a3_optimal(fits, np.array([mid]))
+    anchor = approach3_allocation(fits["approach3"], [mid])
     for label, slope in (("Kaplan et al. 2020 (a = 0.73)", 0.73), ("Hoffmann et al. 2022 (a = 0.5)", 0.5)):
         n_ref = anchor["n_opt"][0] * (c / mid) ** slope
         rows.append(pl.DataFrame({"flops": c, "n_opt": n_ref, "d_opt": c / (6 * n_ref),

@@ -24,7 +24,7 @@ import polars as pl
 import pytest
 import torch
 
-from helpers import copy_pipeline, snakemake, tiny_spec, write_config
+from helpers import copy_pipeline, snakemake, tiny_spec, train_cli, train_command, write_config
 from http_server import Server
 from workflow.io import read_json, sha256_file
 
@@ -72,7 +72,7 @@ def test_invalid_config_stops_before_any_job(tmp_path, case, change, message):
 
 def test_token_budget_above_the_dataset_is_refused_naming_the_run(dataset_manifest, tmp_path):
     spec = tiny_spec(tokens=10**10)
-    result = train(spec, dataset_manifest, tmp_path)
+    result = train_cli(spec, dataset_manifest, tmp_path)
     assert result.returncode == 1
     assert f"run {spec['run_id']}: token budget 10000000000 exceeds" in result.stderr
     assert "allow_repeated_epochs" in result.stderr
@@ -209,7 +209,7 @@ def first_train_shard(directory: Path) -> Path:
 def test_damaged_shards_stop_the_run_naming_the_file(dataset_manifest, tmp_path, case, damage, message):
     manifest = damaged_dataset(dataset_manifest, tmp_path, damage)
     spec = tiny_spec(tokens=8_192)
-    result = train(spec, manifest, tmp_path)
+    result = train_cli(spec, manifest, tmp_path)
     assert result.returncode == 1, result.stderr
     assert f"run {spec['run_id']}: the dataset is damaged" in result.stderr and message in result.stderr
     assert "train_000000.bin" in result.stderr and "Traceback" not in result.stderr
@@ -217,15 +217,6 @@ def test_damaged_shards_stop_the_run_naming_the_file(dataset_manifest, tmp_path,
 
 
 # --------------------------------------------------------------------------- training
-
-def train(spec: dict, manifest: Path, root: Path, checkpoint: Path | None = None, **popen):
-    args = [PYTHON, "-m", "workflow.train", "--spec", json.dumps(spec), "--dataset", str(manifest),
-            "--out-dir", str(root / "run"), "--weights", str(root / "work" / "weights"),
-            "--checkpoint", str(checkpoint or root / "work" / "checkpoint.pt")]
-    if popen:
-        return subprocess.Popen(args, **popen)
-    return subprocess.run(args, capture_output=True, text=True, timeout=300)
-
 
 def wait_for(path: Path, process: subprocess.Popen, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
@@ -237,14 +228,14 @@ def wait_for(path: Path, process: subprocess.Popen, seconds: float = 120) -> Non
 
 def test_sigkill_then_rerun_resumes_from_the_last_checkpoint(dataset_manifest, tmp_path):
     spec = tiny_spec(tokens=128_000, checkpoint_every=40, log_every=5)
-    process = train(spec, dataset_manifest, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = train_cli(spec, dataset_manifest, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = tmp_path / "work" / "checkpoint.pt"
     wait_for(checkpoint, process)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     step = torch.load(checkpoint, weights_only=False)["step"]
     assert step >= 40 and not (tmp_path / "run" / "summary.json").exists()
-    rerun = train(spec, dataset_manifest, tmp_path)
+    rerun = train_cli(spec, dataset_manifest, tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     summary = read_json(tmp_path / "run" / "summary.json")
     assert summary["resumed_from_step"] >= step and summary["steps"] == 250
@@ -285,7 +276,7 @@ def test_snakemake_killed_mid_training_reruns_without_rerun_incomplete(finished)
 
 def test_sigterm_checkpoints_then_exits(dataset_manifest, tmp_path):
     spec = tiny_spec(tokens=128_000, checkpoint_every=10_000, log_every=5)
-    process = train(spec, dataset_manifest, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = train_cli(spec, dataset_manifest, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert "step" in process.stdout.readline()
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
@@ -297,7 +288,7 @@ def test_sigterm_checkpoints_then_exits(dataset_manifest, tmp_path):
 
 def test_nan_loss_marks_the_run_diverged_and_the_job_succeeds(dataset_manifest, tmp_path):
     spec = tiny_spec(lr=1e3, grad_clip=1e6, warmup_fraction=0.0, tokens=40_960)
-    result = train(spec, dataset_manifest, tmp_path)
+    result = train_cli(spec, dataset_manifest, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "is not finite or above" in result.stderr and "run marked diverged" in result.stderr
     assert read_json(tmp_path / "run" / "summary.json")["status"] == "diverged"
@@ -307,7 +298,7 @@ def test_nan_loss_marks_the_run_diverged_and_the_job_succeeds(dataset_manifest, 
 def test_cuda_out_of_memory_names_the_run_and_gives_a_hint(dataset_manifest, tmp_path):
     spec = tiny_spec(tokens=1 << 20, device="cuda", micro_batch_size=16)
     spec["model"].update(d_model=8192, n_head=64, n_layer=48)
-    result = train(spec, dataset_manifest, tmp_path)
+    result = train_cli(spec, dataset_manifest, tmp_path)
     assert result.returncode == 1
     assert f"run {spec['run_id']} ran out of GPU memory" in result.stderr and "micro_batch_size" in result.stderr
 
@@ -321,23 +312,22 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(dataset_man
             pytest.fail("unshare --mount is not permitted here; the full-disk case cannot run")
         pytest.skip("unshare --mount is not permitted here (needs root)")
     spec = tiny_spec(tokens=128_000, checkpoint_every=40, log_every=5)
-    probe = train(dict(spec, tokens=20_480, checkpoint_every=20), dataset_manifest, tmp_path / "probe")
+    probe = train_cli(dict(spec, tokens=20_480, checkpoint_every=20), dataset_manifest, tmp_path / "probe")
     assert probe.returncode == 0, probe.stderr
     size = os.path.getsize(tmp_path / "probe" / "work" / "weights" / os.listdir(tmp_path / "probe" / "work"
                                                                                  / "weights")[0])
     disk, kept = tmp_path / "disk", tmp_path / "kept"
     disk.mkdir()
     kept.mkdir()
-    command = " ".join([PYTHON, "-m", "workflow.train", "--spec", shlex.quote(json.dumps(spec)), "--dataset",
-                        str(dataset_manifest), "--out-dir", str(tmp_path / "run"), "--weights",
-                        str(tmp_path / "work" / "weights"), "--checkpoint", str(disk / "checkpoint.pt")])
+    command = shlex.join(train_command(spec, dataset_manifest, tmp_path, checkpoint=disk / "checkpoint.pt"))
     # Room for one checkpoint (about 3x the weights: model and two Adam moments) and half of another.
     script = (f"mount -t tmpfs -o size={int(size * 4.5)} tmpfs {disk} && {{ {command}; echo \"rc=$?\"; "
               f"cp {disk}/checkpoint.pt {kept}/; ls -a {disk}; }}")
     result = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=300)
     assert "rc=1" in result.stdout, result.stdout + result.stderr
     assert f"run {spec['run_id']}: writing the checkpoint" in result.stderr
-    assert "No space left on device" in result.stderr and "the previous checkpoint is intact" in result.stderr, result.stderr
+    assert "No space left on device" in result.stderr, result.stderr
+    assert "the previous checkpoint is intact" in result.stderr, result.stderr
     assert ".checkpoint.pt.tmp" not in result.stdout  # the partial write was removed
     state = torch.load(kept / "checkpoint.pt", weights_only=False)
     assert state["step"] == 40 and state["spec"] == spec
