@@ -36,10 +36,10 @@ include: "rules/report.smk"
 # a missing intermediate file when everything downstream of it is present, so a run
 # whose job was killed after its outputs were removed would otherwise stay missing.
 rule all:
+    default_target: True
     input:
         "results/report/index.html",
         "results/config.yaml",
         run_files("results/runs/{run}/summary.json"),
         run_files("results/runs/{run}/metrics.csv"),
         run_files("results/runs/{run}/eval.json"),
-    default_target: True

@@ -106,13 +106,30 @@ def encoding(model: Path, encode_mb: int, thread_counts: list[int], texts: list[
                 processor.encode(docs, num_threads=threads)
             direct = min(direct, time.perf_counter() - start)
             start = time.perf_counter()
-            build_dataset(table, model, work / f"shards_{threads}_{repeat}", validation_fraction=0.01,
-                          validation_max_tokens=1 << 20, shard_tokens=1 << 24, threads=threads)
+            build_dataset(
+                table,
+                model,
+                work / f"shards_{threads}_{repeat}",
+                validation_fraction=0.01,
+                validation_max_tokens=1 << 20,
+                shard_tokens=1 << 24,
+                threads=threads,
+            )
             pipeline = min(pipeline, time.perf_counter() - start)
-        rows.append({"threads": threads, "megabytes": megabytes, "direct_mb_s": megabytes / direct,
-                     "pipeline_mb_s": megabytes / pipeline, "overhead": pipeline / direct - 1})
-        print(f"encode: {threads} thread(s): direct {megabytes / direct:.2f} MB/s, pipeline "
-              f"{megabytes / pipeline:.2f} MB/s, overhead {100 * rows[-1]['overhead']:+.1f}%", flush=True)
+        rows.append(
+            {
+                "threads": threads,
+                "megabytes": megabytes,
+                "direct_mb_s": megabytes / direct,
+                "pipeline_mb_s": megabytes / pipeline,
+                "overhead": pipeline / direct - 1,
+            }
+        )
+        print(
+            f"encode: {threads} thread(s): direct {megabytes / direct:.2f} MB/s, pipeline "
+            f"{megabytes / pipeline:.2f} MB/s, overhead {100 * rows[-1]['overhead']:+.1f}%",
+            flush=True,
+        )
     return rows
 
 
@@ -149,18 +166,58 @@ def big_corpus(gigabytes: float, model: Path, texts: list[str], work: Path) -> d
             out.write(doc)
     size = text_file.stat().st_size
     sources = json.dumps([{"name": "big", "url": text_file.as_uri(), "format": "text", "separator": SEPARATOR}])
-    corpus_rss, corpus_s = peak_rss_mb([
-        sys.executable, "-m", "workflow.corpus", "build", "--sources", sources, f"--download=big={text_file}",
-        "--out-documents", str(work / "big.parquet"), "--out-manifest", str(work / "big_corpus.json")])
-    dataset_rss, dataset_s = peak_rss_mb([
-        sys.executable, "-m", "workflow.dataset", "--documents", str(work / "big.parquet"), "--tokenizer", str(model),
-        "--validation-fraction", "0.001", "--validation-max-tokens", str(1 << 22), "--shard-tokens", str(1 << 26),
-        "--threads", "2", "--out-dir", str(work / "big_shards"), "--out-summary", str(work / "big_dataset.json")])
+    corpus_rss, corpus_s = peak_rss_mb(
+        [
+            sys.executable,
+            "-m",
+            "workflow.corpus",
+            "build",
+            "--sources",
+            sources,
+            f"--download=big={text_file}",
+            "--out-documents",
+            str(work / "big.parquet"),
+            "--out-manifest",
+            str(work / "big_corpus.json"),
+        ]
+    )
+    dataset_rss, dataset_s = peak_rss_mb(
+        [
+            sys.executable,
+            "-m",
+            "workflow.dataset",
+            "--documents",
+            str(work / "big.parquet"),
+            "--tokenizer",
+            str(model),
+            "--validation-fraction",
+            "0.001",
+            "--validation-max-tokens",
+            str(1 << 22),
+            "--shard-tokens",
+            str(1 << 26),
+            "--threads",
+            "2",
+            "--out-dir",
+            str(work / "big_shards"),
+            "--out-summary",
+            str(work / "big_dataset.json"),
+        ]
+    )
     tokens = json.loads((work / "big_dataset.json").read_text())["splits"]["train"]["tokens"]
-    result = {"corpus_bytes": size, "corpus_peak_rss_mb": corpus_rss, "corpus_seconds": corpus_s,
-              "dataset_peak_rss_mb": dataset_rss, "dataset_seconds": dataset_s, "train_tokens": tokens}
-    print(f"big corpus {size / 1e9:.2f} GB: corpus stage peak RSS {corpus_rss:.0f} MB ({corpus_s:.0f} s), "
-          f"dataset stage peak RSS {dataset_rss:.0f} MB ({dataset_s:.0f} s), {tokens} train tokens", flush=True)
+    result = {
+        "corpus_bytes": size,
+        "corpus_peak_rss_mb": corpus_rss,
+        "corpus_seconds": corpus_s,
+        "dataset_peak_rss_mb": dataset_rss,
+        "dataset_seconds": dataset_s,
+        "train_tokens": tokens,
+    }
+    print(
+        f"big corpus {size / 1e9:.2f} GB: corpus stage peak RSS {corpus_rss:.0f} MB ({corpus_s:.0f} s), "
+        f"dataset stage peak RSS {dataset_rss:.0f} MB ({dataset_s:.0f} s), {tokens} train tokens",
+        flush=True,
+    )
     return result
 
 
@@ -179,16 +236,27 @@ def main() -> int:
     with tempfile.TemporaryDirectory(dir=args.work_dir) as scratch:
         work = Path(scratch)
         tokenizer_rows = tokenizer_training(preset["sample_mb"], preset["vocab"], texts)
-        data, _ = train_tokenizer(list(documents(4 * 2**20, texts)), vocab_size=preset["vocab"], model_type="bpe",
-                                  seed=0, sample_bytes=4 * 2**20, threads=2)
+        data, _ = train_tokenizer(
+            list(documents(4 * 2**20, texts)),
+            vocab_size=preset["vocab"],
+            model_type="bpe",
+            seed=0,
+            sample_bytes=4 * 2**20,
+            threads=2,
+        )
         model = work / "tokenizer.model"
         model.write_bytes(data)
         encode_rows = encoding(model, preset["encode_mb"], preset["threads"], texts, work)
         big = big_corpus(preset["big_gb"], model, texts, work)
     figures = {
-        "date": datetime.date.today().isoformat(), "preset": args.preset, "machine": platform.processor() or
-        platform.machine(), "cpus": os.cpu_count(), "sentencepiece": spm.__version__,
-        "tokenizer_training": tokenizer_rows, "encoding": encode_rows, "big_corpus": big,
+        "date": datetime.date.today().isoformat(),
+        "preset": args.preset,
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "sentencepiece": spm.__version__,
+        "tokenizer_training": tokenizer_rows,
+        "encoding": encode_rows,
+        "big_corpus": big,
         "bench_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     if args.json:

@@ -31,8 +31,15 @@ def epoch_table(path: Path) -> pl.DataFrame:
     data = pl.read_csv(path).sort("loss").head(-5)
     n = data["Model Size"].to_numpy().astype(float)
     c = data["Training FLOP"].to_numpy().astype(float)
-    return pl.DataFrame({"run_id": [f"p{i}" for i in range(n.size)], "params": n, "tokens": c / (6 * n),
-                         "flops": c, "loss": data["loss"]})
+    return pl.DataFrame(
+        {
+            "run_id": [f"p{i}" for i in range(n.size)],
+            "params": n,
+            "tokens": c / (6 * n),
+            "flops": c,
+            "loss": data["loss"],
+        }
+    )
 
 
 def main() -> int:
@@ -47,16 +54,20 @@ def main() -> int:
         for refine, label in ((100, "best 100 of 4500 starts"), (None, "all 4500 starts")):
             start = time.perf_counter()
             fit = fit_approach3(params, tokens, loss, refine=refine)
-            print(f"approach 3, {label}: {time.perf_counter() - start:.1f} s; E {fit['E']:.4f} A {fit['A']:.1f} "
-                  f"B {fit['B']:.1f} alpha {fit['alpha']:.4f} beta {fit['beta']:.4f} "
-                  f"objective {fit['objective']:.10g}")
+            print(
+                f"approach 3, {label}: {time.perf_counter() - start:.1f} s; E {fit['E']:.4f} A {fit['A']:.1f} "
+                f"B {fit['B']:.1f} alpha {fit['alpha']:.4f} beta {fit['beta']:.4f} "
+                f"objective {fit['objective']:.10g}"
+            )
         fits = fit_table(table)
         for workers in (1, 2):
             start = time.perf_counter()
             boot = bootstrap(table, None, fits, samples=args.samples, seed=0, predict=[1e24], workers=workers)
             lo, hi = boot["intervals"]["alpha"]
-            print(f"bootstrap, {args.samples} refits on {workers} worker(s): {time.perf_counter() - start:.1f} s; "
-                  f"alpha 95% [{lo:.4f}, {hi:.4f}]")
+            print(
+                f"bootstrap, {args.samples} refits on {workers} worker(s): {time.perf_counter() - start:.1f} s; "
+                f"alpha 95% [{lo:.4f}, {hi:.4f}]"
+            )
     return 0
 
 

@@ -118,8 +118,11 @@ def measure(shape_name: str, setting: str, batch: int, steps: int, warmup: int) 
         "mfu": tokens_per_s * per_token / peak if peak else None,
         "achieved_tflops": tokens_per_s * per_token / 1e12,
         "warmup_s": warmup_s,
-        "peak_memory_mb": (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
-                           else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_memory_mb": (
+            torch.cuda.max_memory_allocated() / 2**20
+            if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        ),
         "memory_kind": "CUDA max allocated" if device.type == "cuda" else "process peak RSS",
         "optimizer": optimizer_kernel,
         "norm": model.norm_kernel,
@@ -140,10 +143,18 @@ def run_all(preset: str, settings: list[str], warmup: int) -> list[dict]:
             # A child process per setting: separate peak memory, no compiled state shared.
             child = subprocess.run(
                 [sys.executable, __file__, "--child", shape_name, setting, str(batch), str(steps), str(warmup)],
-                capture_output=True, text=True, timeout=3600)
+                capture_output=True,
+                text=True,
+                timeout=3600,
+            )
             if child.returncode != 0:
-                results.append({"shape": shape_name, "setting": setting,
-                                "skipped": f"failed: {child.stderr.strip().splitlines()[-1:]}"})
+                results.append(
+                    {
+                        "shape": shape_name,
+                        "setting": setting,
+                        "skipped": f"failed: {child.stderr.strip().splitlines()[-1:]}",
+                    }
+                )
                 continue
             results.append(json.loads(child.stdout.strip().splitlines()[-1]))
             print(f"{shape_name:>11} {setting:<25} {results[-1]['tokens_per_s']:>12.0f} tok/s", file=sys.stderr)
@@ -151,8 +162,10 @@ def run_all(preset: str, settings: list[str], warmup: int) -> list[dict]:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| shape | setting | tokens/s | vs eager | MFU | TFLOP/s | peak memory (MB) | warm-up (s) |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| shape | setting | tokens/s | vs eager | MFU | TFLOP/s | peak memory (MB) | warm-up (s) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     eager = {r["shape"]: r["tokens_per_s"] for r in results if r["setting"] == "torch-eager" and "skipped" not in r}
     for r in results:
         if "skipped" in r:
@@ -160,8 +173,10 @@ def table(results: list[dict]) -> str:
             continue
         ratio = r["tokens_per_s"] / eager[r["shape"]] if r["shape"] in eager else float("nan")
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a (no peak known)"
-        lines.append(f"| {r['shape']} | {r['setting']} | {r['tokens_per_s']:,.0f} | {ratio:.2f}x | {mfu} | "
-                     f"{r['achieved_tflops']:.3f} | {r['peak_memory_mb']:,.0f} | {r['warmup_s']:.1f} |")
+        lines.append(
+            f"| {r['shape']} | {r['setting']} | {r['tokens_per_s']:,.0f} | {ratio:.2f}x | {mfu} | "
+            f"{r['achieved_tflops']:.3f} | {r['peak_memory_mb']:,.0f} | {r['warmup_s']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -178,9 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
     results = run_all(args.preset, args.settings, args.warmup)
-    header = (f"device: {next((r['device'] for r in results if 'device' in r), 'n/a')}; "
-              f"torch {torch.__version__}; date {datetime.date.today()}; "
-              f"command: python bench/train_throughput.py --preset {args.preset}")
+    header = (
+        f"device: {next((r['device'] for r in results if 'device' in r), 'n/a')}; "
+        f"torch {torch.__version__}; date {datetime.date.today()}; "
+        f"command: python bench/train_throughput.py --preset {args.preset}"
+    )
     print(header)
     print(table(results))
     if args.out:

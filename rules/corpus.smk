@@ -13,8 +13,12 @@ localrules:
 rule download:
     output:
         f"{WORK}/downloads/{{source}}/{{file}}",
+    log:
+        "results/logs/download/{source}/{file}.log",
     wildcard_constraints:
         file=r"[^/]+",
+    conda:
+        "../envs/data.yaml"
     params:
         url=lambda wildcards: corpus_file(wildcards)["url"],
         sha256=lambda wildcards: (
@@ -24,10 +28,6 @@ rule download:
         attempts=CORPUS_FETCH.get("attempts", DEFAULT_ATTEMPTS),
         backoff_s=CORPUS_FETCH.get("backoff_s", DEFAULT_BACKOFF_S),
         timeout_s=CORPUS_FETCH.get("timeout_s", DEFAULT_TIMEOUT_S),
-    conda:
-        "../envs/data.yaml"
-    log:
-        "results/logs/download/{source}/{file}.log",
     shell:
         "python -m workflow.corpus download --url {params.url:q} {params.sha256} --lock-file {params.lock_file:q}"
         " --attempts {params.attempts} --backoff-s {params.backoff_s} --timeout-s {params.timeout_s}"
@@ -40,6 +40,10 @@ rule corpus:
     output:
         documents=f"{WORK}/corpus/documents.parquet",
         manifest="results/data/corpus.json",
+    log:
+        "results/logs/corpus.log",
+    conda:
+        "../envs/data.yaml"
     params:
         sources=json.dumps(config["corpus"]["sources"], sort_keys=True),
         downloads=lambda wildcards, input: " ".join(
@@ -47,10 +51,6 @@ rule corpus:
             for item, path in zip(CORPUS_FILES.values(), input.downloads)
         ),
         dedup="--dedup" if config["corpus"].get("dedup") else "",
-    conda:
-        "../envs/data.yaml"
-    log:
-        "results/logs/corpus.log",
     shell:
         "python -m workflow.corpus build --sources {params.sources:q} {params.downloads} {params.dedup}"
         " --out-documents {output.documents:q} --out-manifest {output.manifest:q} > {log:q} 2>&1"

@@ -8,15 +8,15 @@ rule dataset:
     output:
         shards=directory(f"{WORK}/dataset"),
         manifest="results/data/dataset.json",
+    log:
+        "results/logs/dataset.log",
+    conda:
+        "../envs/data.yaml"
+    threads: 2
     params:
         validation_fraction=config["dataset"]["validation_fraction"],
         validation_max_tokens=config["dataset"]["validation_max_tokens"],
         shard_tokens=config["dataset"]["shard_tokens"],
-    threads: 2
-    conda:
-        "../envs/data.yaml"
-    log:
-        "results/logs/dataset.log",
     shell:
         "python -m workflow.dataset --documents {input.documents:q} --tokenizer {input.tokenizer:q}"
         " --validation-fraction {params.validation_fraction}"

@@ -8,14 +8,14 @@ rule evaluate:
         dataset=rules.dataset.output.shards,
     output:
         "results/runs/{run}/eval.json",
+    log:
+        "results/logs/evaluate/{run}.log",
+    conda:
+        "../envs/train.yaml"
+    threads: config["train"]["threads"]
     params:
         batch_size=config["evaluate"]["batch_size"],
         device=config["train"]["device"],
-    threads: config["train"]["threads"]
-    conda:
-        "../envs/train.yaml"
-    log:
-        "results/logs/evaluate/{run}.log",
     shell:
         "python -m workflow.evaluate --weights {input.weights:q} --summary {input.summary:q}"
         " --dataset {input.dataset:q}/manifest.json --batch-size {params.batch_size}"

@@ -5,13 +5,13 @@
 rule study_config:
     output:
         "results/config.yaml",
-    params:
-        config=lambda wildcards: json.dumps(config, sort_keys=True),
+    log:
+        "results/logs/study_config.log",
     localrule: True
     conda:
         "../envs/analysis.yaml"
-    log:
-        "results/logs/study_config.log",
+    params:
+        config=lambda wildcards: json.dumps(config, sort_keys=True),
     shell:
         "python -m workflow.config --config-json {params.config:q} --write {output:q} > {log:q} 2>&1"
 
@@ -27,14 +27,14 @@ rule collect:
         runs="results/tables/runs.parquet",
         curves="results/tables/curves.parquet",
         curves_csv="results/tables/curves.csv",
+    log:
+        "results/logs/collect.log",
+    conda:
+        "../envs/analysis.yaml"
     params:
         run_dirs=run_files("results/runs/{run}"),
         flop_convention=config["fit"]["flop_convention"],
         parameter_count=config["fit"]["parameter_count"],
-    conda:
-        "../envs/analysis.yaml"
-    log:
-        "results/logs/collect.log",
     shell:
         "python -m workflow.collect {params.run_dirs:q}"
         " --flop-convention {params.flop_convention} --parameter-count {params.parameter_count}"
@@ -48,6 +48,11 @@ rule fit:
         code=source_file("fit"),
     output:
         report("results/fits/fits.json", caption="captions/fits.rst", category="Fits"),
+    log:
+        "results/logs/fit.log",
+    conda:
+        "../envs/analysis.yaml"
+    threads: 2
     params:
         flop_convention=config["fit"]["flop_convention"],
         parameter_count=config["fit"]["parameter_count"],
@@ -56,11 +61,6 @@ rule fit:
         bootstrap=config["fit"]["bootstrap_samples"],
         seed=config["fit"]["bootstrap_seed"],
         predict=",".join(f"{flops:g}" for flops in config["fit"]["predict_flops"]),
-    threads: 2
-    conda:
-        "../envs/analysis.yaml"
-    log:
-        "results/logs/fit.log",
     shell:
         "python -m workflow.fit {input.table:q} --curves {input.curves:q} --out {output:q}"
         " --huber-delta {params.huber_delta} --refine {params.refine}"

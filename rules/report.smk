@@ -11,17 +11,15 @@ rule report:
         fits=rules.fit.output[0],
         code=source_file("report"),
     output:
-        index=report(f"{REPORT_DIR}/index.html", caption=f"../{REPORT_DIR}/captions/index.rst", category="Report"),
-        parameters=report(
-            f"{REPORT_DIR}/parameters.csv", caption="captions/parameters.rst", category="Tables"
-        ),
-        captions=[f"{REPORT_DIR}/captions/{name}.rst" for name in [*REPORT_CHARTS, "index"]],
         **{f"{name}_svg": report_chart(name, title) for name, title in REPORT_CHARTS.items()},
         **{f"{name}_{fmt}": f"{REPORT_DIR}/{name}.{fmt}" for name in REPORT_CHARTS for fmt in ("html", "png")},
-    conda:
-        "../envs/analysis.yaml"
+        index=report(f"{REPORT_DIR}/index.html", caption=f"../{REPORT_DIR}/captions/index.rst", category="Report"),
+        parameters=report(f"{REPORT_DIR}/parameters.csv", caption="captions/parameters.rst", category="Tables"),
+        captions=[f"{REPORT_DIR}/captions/{name}.rst" for name in [*REPORT_CHARTS, "index"]],
     log:
         "results/logs/report.log",
+    conda:
+        "../envs/analysis.yaml"
     shell:
         "python -m workflow.report --runs {input.runs:q} --curves {input.curves:q} --fits {input.fits:q}"
         " --out-dir results/report > {log:q} 2>&1"

@@ -7,14 +7,14 @@ if "model_url" in config["tokenizer"]:
     rule download_tokenizer:
         output:
             GIVEN_TOKENIZER_DOWNLOAD,
-        params:
-            url=config["tokenizer"]["model_url"],
-            sha256=config["tokenizer"]["model_sha256"],
+        log:
+            "results/logs/download_tokenizer.log",
         localrule: True
         conda:
             "../envs/data.yaml"
-        log:
-            "results/logs/download_tokenizer.log",
+        params:
+            url=config["tokenizer"]["model_url"],
+            sha256=config["tokenizer"]["model_sha256"],
         shell:
             "python -m workflow.corpus download --url {params.url:q} --sha256 {params.sha256}"
             " --out {output:q} > {log:q} 2>&1"
@@ -27,17 +27,17 @@ rule tokenizer:
     output:
         model=f"{WORK}/tokenizer/tokenizer.model",
         info="results/data/tokenizer.json",
+    log:
+        "results/logs/tokenizer.log",
+    conda:
+        "../envs/data.yaml"
+    threads: 2
     params:
         source=tokenizer_source,
         vocab_size=config["tokenizer"]["vocab_size"],
         model_type=config["tokenizer"]["model_type"],
         sample_bytes=config["tokenizer"]["sample_bytes"],
         seed=config["tokenizer"]["seed"],
-    threads: 2
-    conda:
-        "../envs/data.yaml"
-    log:
-        "results/logs/tokenizer.log",
     shell:
         "python -m workflow.tokenizer {params.source}"
         " --vocab-size {params.vocab_size} --model-type {params.model_type}"

@@ -11,17 +11,17 @@ rule train:
         summary="results/runs/{run}/summary.json",
         metrics="results/runs/{run}/metrics.csv",
         weights=directory(f"{WORK}/runs/{{run}}/weights"),
-    params:
-        spec=run_spec,
-        checkpoint=lambda wildcards: f"{WORK}/runs/{wildcards.run}/checkpoint.pt",
+    log:
+        "results/logs/train/{run}.log",
+    conda:
+        "../envs/train.yaml"
     threads: config["train"]["threads"]
     resources:
         runtime=train_runtime,
         gpu=train_gpus,
-    conda:
-        "../envs/train.yaml"
-    log:
-        "results/logs/train/{run}.log",
+    params:
+        spec=run_spec,
+        checkpoint=lambda wildcards: f"{WORK}/runs/{wildcards.run}/checkpoint.pt",
     shell:
         "python -m workflow.train --spec {params.spec:q} --dataset {input.dataset:q}/manifest.json"
         " --out-dir results/runs/{wildcards.run} --weights {output.weights:q}"

@@ -8,7 +8,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-
 from helpers import REPO
 
 # A slice of the standard library: real code and prose, a few hundred kB.
@@ -31,8 +30,12 @@ def documents_path(tmp_path_factory) -> Path:
     from workflow.corpus import build
 
     out = tmp_path_factory.mktemp("corpus")
-    build([{"name": "stdlib", "builtin": "stdlib", "glob": SMALL_STDLIB_GLOB}], {},
-          out / "documents.parquet", out / "corpus.json")
+    build(
+        [{"name": "stdlib", "builtin": "stdlib", "glob": SMALL_STDLIB_GLOB}],
+        {},
+        out / "documents.parquet",
+        out / "corpus.json",
+    )
     return out / "documents.parquet"
 
 
@@ -53,8 +56,9 @@ def dataset_manifest(documents_path, tokenizer_path, tmp_path_factory) -> Path:
     from workflow.dataset import build_dataset
 
     out = tmp_path_factory.mktemp("dataset") / "dataset"
-    build_dataset(documents_path, tokenizer_path, out, validation_fraction=0.1,
-                  validation_max_tokens=20_000, shard_tokens=100_000)
+    build_dataset(
+        documents_path, tokenizer_path, out, validation_fraction=0.1, validation_max_tokens=20_000, shard_tokens=100_000
+    )
     return out / "manifest.json"
 
 

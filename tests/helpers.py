@@ -51,7 +51,11 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 60
     env = dict(os.environ, PYTHONPATH=str(workdir), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--cores", "2", *args],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -72,9 +76,21 @@ def train_command(spec: dict, dataset_manifest: Path, root: Path, checkpoint: Pa
     """The trainer's CLI for one run: outputs under ROOT/run, weights and checkpoint under ROOT/work."""
     import json
 
-    return [sys.executable, "-m", "workflow.train", "--spec", json.dumps(spec), "--dataset", str(dataset_manifest),
-            "--out-dir", str(root / "run"), "--weights", str(root / "work" / "weights"),
-            "--checkpoint", str(checkpoint or root / "work" / "checkpoint.pt")]
+    return [
+        sys.executable,
+        "-m",
+        "workflow.train",
+        "--spec",
+        json.dumps(spec),
+        "--dataset",
+        str(dataset_manifest),
+        "--out-dir",
+        str(root / "run"),
+        "--weights",
+        str(root / "work" / "weights"),
+        "--checkpoint",
+        str(checkpoint or root / "work" / "checkpoint.pt"),
+    ]
 
 
 def train_cli(spec: dict, dataset_manifest: Path, root: Path, **popen):

@@ -13,7 +13,7 @@ class Server:
     def __init__(self):
         self.files: dict[str, bytes] = {}
         self.requests: list[tuple[str, dict]] = []
-        self.drop_first: set[str] = set()   # first GET of these paths sends half the body, then closes
+        self.drop_first: set[str] = set()  # first GET of these paths sends half the body, then closes
         self.statuses: dict[str, list[int]] = {}  # paths answered with these error statuses first
         self.range_support = True
         state = self
@@ -59,7 +59,7 @@ class Server:
     def ranges(self, path: str) -> list[str | None]:
         return [headers.get("Range") for p, headers in self.requests if p == path]
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         self.thread.start()
         return self
 

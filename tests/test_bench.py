@@ -9,8 +9,12 @@ from helpers import REPO
 
 def test_benchmark_ci_preset(tmp_path):
     out = tmp_path / "bench.json"
-    result = subprocess.run([sys.executable, str(REPO / "bench" / "train_throughput.py"), "--preset", "ci",
-                             "--out", str(out)], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "train_throughput.py"), "--preset", "ci", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     assert "| shape | setting | tokens/s |" in result.stdout
     data = json.loads(out.read_text())
@@ -26,8 +30,12 @@ def test_benchmark_ci_preset(tmp_path):
 
 def test_data_pipeline_benchmark_ci_preset(tmp_path):
     out = tmp_path / "data.json"
-    result = subprocess.run([sys.executable, str(REPO / "bench" / "data_pipeline.py"), "--preset", "ci",
-                             "--json", str(out)], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "data_pipeline.py"), "--preset", "ci", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     assert [row["sample_mb"] for row in data["tokenizer_training"]] == [1, 2]

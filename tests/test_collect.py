@@ -1,7 +1,6 @@
-import polars as pl
 import pytest
-
 from helpers import tiny_spec
+
 from workflow.collect import CollectError, collect
 from workflow.evaluate import evaluate_run
 from workflow.io import write_json_atomic
@@ -18,9 +17,17 @@ def run_dirs(dataset_manifest, tmp_path_factory):
         run_id = spec["run_id"]
         run_dir = root / run_id
         train_run(spec, dataset_manifest, run_dir, root / "work" / run_id / "weights")
-        write_json_atomic(run_dir / "eval.json", evaluate_run(
-            root / "work" / run_id / "weights", run_dir / "summary.json", dataset_manifest,
-            batch_size=16, device="cpu", threads=1))
+        write_json_atomic(
+            run_dir / "eval.json",
+            evaluate_run(
+                root / "work" / run_id / "weights",
+                run_dir / "summary.json",
+                dataset_manifest,
+                batch_size=16,
+                device="cpu",
+                threads=1,
+            ),
+        )
         dirs.append(run_dir)
     return dirs
 
@@ -28,8 +35,12 @@ def run_dirs(dataset_manifest, tmp_path_factory):
 def test_tables_carry_the_chosen_conventions(run_dirs):
     runs, curves = collect(run_dirs, "kaplan", "non_embedding")
     # One row per point: each cosine run, and each cooldown branch of the WSD run.
-    assert sorted(runs["run_id"]) == ["L1-d16-h2_D32k_s0", "L1-d32-h2_D32k_s0", "L1-d32-h2_WSD32k_s0@D16k",
-                                      "L1-d32-h2_WSD32k_s0@D32k"]
+    assert sorted(runs["run_id"]) == [
+        "L1-d16-h2_D32k_s0",
+        "L1-d32-h2_D32k_s0",
+        "L1-d32-h2_WSD32k_s0@D16k",
+        "L1-d32-h2_WSD32k_s0@D32k",
+    ]
     assert set(runs["training_run"]) == {d.name for d in run_dirs}
     assert (runs["params"] == runs["params_non_embedding"]).all()
     assert (runs["flops"] == runs["flops_kaplan"]).all()

@@ -1,10 +1,10 @@
 import copy
 
 import pytest
+from helpers import REPO
 from snakemake.utils import validate
 from snakemake_interface_common.exceptions import WorkflowError
 
-from helpers import REPO
 from workflow.config import ConfigError, check_config, expand_runs, format_count, format_flops, spec_json
 
 SCHEMA = str(REPO / "config" / "config.schema.yaml")
@@ -50,8 +50,11 @@ def test_format_count_is_exact():
 
 
 def test_isoflop_tokens_from_budget(config):
-    config["train"]["isoflop"] = {"compute_budgets": [1e12], "shapes": [{"n_layer": 2, "d_model": 64, "n_head": 4}],
-                                  "seeds": [0]}
+    config["train"]["isoflop"] = {
+        "compute_budgets": [1e12],
+        "shapes": [{"n_layer": 2, "d_model": 64, "n_head": 4}],
+        "seeds": [0],
+    }
     runs = expand_runs(config)
     spec = runs["L2-d64-h4_C1e12_s0"]
     from workflow.flops import flops_per_token
@@ -74,9 +77,15 @@ def test_duplicate_run_ids(config):
 
 
 def test_isoflop_budget_too_small(config):
-    config["train"]["isoflop"] = {"compute_budgets": [1e6], "shapes": [{"n_layer": 2, "d_model": 64, "n_head": 4}],
-                                  "seeds": [0]}
-    with pytest.raises(ConfigError, match=r"isoflop.compute_budgets\[0\]: budget 1e\+06 FLOPs buys 1 tokens .* less than one step of 2048 tokens"):
+    config["train"]["isoflop"] = {
+        "compute_budgets": [1e6],
+        "shapes": [{"n_layer": 2, "d_model": 64, "n_head": 4}],
+        "seeds": [0],
+    }
+    with pytest.raises(
+        ConfigError,
+        match=r"isoflop.compute_budgets\[0\]: budget 1e\+06 FLOPs buys 1 tokens .* less than one step of 2048 tokens",
+    ):
         check_config(config)
 
 

@@ -15,12 +15,11 @@ import jsonschema
 import polars as pl
 import pytest
 import yaml
-
-import workflow.corpus as corpus
 from helpers import REPO, copy_pipeline, snakemake, tiny_config
 from http_server import Server
-from workflow.corpus import (CorpusError, build, download, download_plan, main, read_lock, read_stdlib,
-                             stdlib_root)
+
+import workflow.corpus as corpus
+from workflow.corpus import CorpusError, build, download, download_plan, main, read_lock, read_stdlib, stdlib_root
 
 TEXT = "first document\nwith two lines\n\n\nsecond document\n"
 BODY = random.Random(0).randbytes(3 * (1 << 20) + 12345)  # several 1 MiB read chunks
@@ -49,6 +48,7 @@ def sha(data: bytes) -> str:
 
 # --------------------------------------------------------------------------- stdlib
 
+
 def test_stdlib_documents_sorted_with_hashes():
     documents, info = read_stdlib("[a-c]*.py")
     names = [d["name"] for d in documents]
@@ -58,8 +58,12 @@ def test_stdlib_documents_sorted_with_hashes():
 
 
 def test_build_writes_table_and_manifest(tmp_path):
-    manifest = build([{"name": "stdlib", "builtin": "stdlib", "glob": "[a-c]*.py"}], {},
-                     tmp_path / "docs.parquet", tmp_path / "corpus.json")
+    manifest = build(
+        [{"name": "stdlib", "builtin": "stdlib", "glob": "[a-c]*.py"}],
+        {},
+        tmp_path / "docs.parquet",
+        tmp_path / "corpus.json",
+    )
     table = pl.read_parquet(tmp_path / "docs.parquet")
     assert table.columns == ["source", "name", "text", "bytes"]
     assert manifest["documents"] == table.height > 5
@@ -70,6 +74,7 @@ def test_build_writes_table_and_manifest(tmp_path):
 
 
 # --------------------------------------------------------------------------- download
+
 
 def test_download_streams_to_disk(server, tmp_path):
     server.files["/big.bin"] = BODY
@@ -202,8 +207,24 @@ def test_missing_file_url_is_not_retried(tmp_path, delays):
 
 def test_download_cli_reports_errors(server, tmp_path, capsys):
     url = f"{server.base}/missing.txt"
-    assert main(["download", "--url", url, "--out", str(tmp_path / "x"), "--lock-file", str(tmp_path / "l.json"),
-                 "--attempts", "2", "--backoff-s", "0"]) == 1
+    assert (
+        main(
+            [
+                "download",
+                "--url",
+                url,
+                "--out",
+                str(tmp_path / "x"),
+                "--lock-file",
+                str(tmp_path / "l.json"),
+                "--attempts",
+                "2",
+                "--backoff-s",
+                "0",
+            ]
+        )
+        == 1
+    )
     assert f"error: HTTP 404 Not Found for {url}" in capsys.readouterr().err
     assert not (tmp_path / "l.json").exists()
 
@@ -212,9 +233,13 @@ def test_download_plan_names_each_file():
     sources = [
         {"name": "stdlib", "builtin": "stdlib"},
         {"name": "one", "url": "https://example.org/a/corpus.txt", "sha256": "a" * 64},
-        {"name": "shards", "urls": ["https://example.org/x/refs%2Fconvert/train/0000.parquet?download=true",
-                                    {"url": "https://example.org/x/refs%2Fconvert/train/0000.parquet",
-                                     "sha256": "b" * 64}]},
+        {
+            "name": "shards",
+            "urls": [
+                "https://example.org/x/refs%2Fconvert/train/0000.parquet?download=true",
+                {"url": "https://example.org/x/refs%2Fconvert/train/0000.parquet", "sha256": "b" * 64},
+            ],
+        },
     ]
     plan = download_plan(sources)
     assert [(p["source"], p["file"], p["sha256"]) for p in plan] == [
@@ -265,10 +290,16 @@ FORMAT_CASES = {
     "jsonl.zst": ("data.jsonl.zst", lambda: zstd_bytes(jsonl_bytes(DOCS)), {}),
     "jsonl.gz, no suffix": ("download", lambda: gzip.compress(jsonl_bytes(DOCS)), {"format": "jsonl"}),
     "parquet": ("train-00000-of-00001.parquet", lambda: parquet_bytes(DOCS), {"field": "content"}),
-    "zip of text": ("enwik8.zip", lambda: zip_bytes({"enwik8": "</page>\n".join(DOCS).encode()}),
-                    {"separator": "</page>\n"}),
-    "zip of jsonl": ("shards.zip", lambda: zip_bytes({"a.jsonl": jsonl_bytes(DOCS[:2]),
-                                                      "b.jsonl": jsonl_bytes(DOCS[2:])}), {}),
+    "zip of text": (
+        "enwik8.zip",
+        lambda: zip_bytes({"enwik8": "</page>\n".join(DOCS).encode()}),
+        {"separator": "</page>\n"},
+    ),
+    "zip of jsonl": (
+        "shards.zip",
+        lambda: zip_bytes({"a.jsonl": jsonl_bytes(DOCS[:2]), "b.jsonl": jsonl_bytes(DOCS[2:])}),
+        {},
+    ),
 }
 
 
@@ -311,8 +342,12 @@ def test_separator_split_across_read_chunks(tmp_path, monkeypatch):
     docs = [f"document {i} — ✓ " * (i % 4 + 1) for i in range(50)]
     path = tmp_path / "c.txt"
     path.write_text("<SEP>".join(docs))
-    build([{"name": "c", "url": path.as_uri(), "separator": "<SEP>"}], {"c": path},
-          tmp_path / "d.parquet", tmp_path / "m.json")
+    build(
+        [{"name": "c", "url": path.as_uri(), "separator": "<SEP>"}],
+        {"c": path},
+        tmp_path / "d.parquet",
+        tmp_path / "m.json",
+    )
     assert pl.read_parquet(tmp_path / "d.parquet")["text"].to_list() == docs
 
 
@@ -322,11 +357,13 @@ def test_table_is_written_in_batches_in_order(tmp_path, monkeypatch):
     files = []
     for k in range(2):
         files.append(tmp_path / f"part{k}.jsonl")
-        files[-1].write_bytes(jsonl_bytes(docs[50 * k: 50 * k + 50]))
+        files[-1].write_bytes(jsonl_bytes(docs[50 * k : 50 * k + 50]))
     text = tmp_path / "t.txt"
     text.write_text("\n\n".join(docs))
-    sources = [{"name": "j", "urls": [f.as_uri() for f in files]},
-               {"name": "t", "url": text.as_uri(), "separator": "\n\n"}]
+    sources = [
+        {"name": "j", "urls": [f.as_uri() for f in files]},
+        {"name": "t", "url": text.as_uri(), "separator": "\n\n"},
+    ]
     manifest = build(sources, {"j": files, "t": text}, tmp_path / "d.parquet", tmp_path / "m.json")
     table = pl.read_parquet(tmp_path / "d.parquet")
     assert table["text"].to_list() == docs + docs
@@ -335,6 +372,7 @@ def test_table_is_written_in_batches_in_order(tmp_path, monkeypatch):
     assert [f["documents_read"] for f in manifest["sources"][0]["files"]] == [50, 50]
     # the next stage's reader streams it
     from workflow.tokenizer import document_chunks
+
     assert sum(len(c) for c in document_chunks(tmp_path / "d.parquet", 7)) == 200
 
 
@@ -343,8 +381,21 @@ def test_build_cli_takes_several_files_per_source(tmp_path, capsys):
     files[0].write_bytes(jsonl_bytes(DOCS[:1]))
     files[1].write_bytes(jsonl_bytes(DOCS[1:]))
     sources = [{"name": "web", "urls": [f.as_uri() for f in files]}]
-    assert main(["build", "--sources", json.dumps(sources), *[f"--download=web={f}" for f in files],
-                 "--out-documents", str(tmp_path / "d.parquet"), "--out-manifest", str(tmp_path / "m.json")]) == 0
+    assert (
+        main(
+            [
+                "build",
+                "--sources",
+                json.dumps(sources),
+                *[f"--download=web={f}" for f in files],
+                "--out-documents",
+                str(tmp_path / "d.parquet"),
+                "--out-manifest",
+                str(tmp_path / "m.json"),
+            ]
+        )
+        == 0
+    )
     assert pl.read_parquet(tmp_path / "d.parquet")["text"].to_list() == DOCS
     assert "corpus: 3 documents" in capsys.readouterr().out
 
@@ -371,6 +422,7 @@ def test_blank_documents_are_skipped_and_counted(tmp_path):
 
 
 # --------------------------------------------------------------------------- bad input
+
 
 def test_not_utf8_url_source_is_refused(tmp_path):
     path = tmp_path / "latin1.txt"
@@ -424,8 +476,12 @@ def test_corrupt_gzip_names_the_file(tmp_path):
 
 def test_empty_source_is_refused(tmp_path):
     with pytest.raises(CorpusError, match="source 'stdlib' yielded no documents"):
-        build([{"name": "stdlib", "builtin": "stdlib", "glob": "no-such-*.py"}], {},
-              tmp_path / "d.parquet", tmp_path / "m.json")
+        build(
+            [{"name": "stdlib", "builtin": "stdlib", "glob": "no-such-*.py"}],
+            {},
+            tmp_path / "d.parquet",
+            tmp_path / "m.json",
+        )
 
 
 def test_empty_source_beside_others_is_refused_early(tmp_path, monkeypatch):
@@ -440,8 +496,11 @@ def test_empty_source_beside_others_is_refused_early(tmp_path, monkeypatch):
         return batches(reader)
 
     monkeypatch.setattr(corpus._SourceReader, "batches", spy)
-    sources = [{"name": "blank", "url": blank.as_uri()}, {"name": "full", "url": full.as_uri(), "separator": "|"},
-               {"name": "never", "url": full.as_uri()}]
+    sources = [
+        {"name": "blank", "url": blank.as_uri()},
+        {"name": "full", "url": full.as_uri(), "separator": "|"},
+        {"name": "never", "url": full.as_uri()},
+    ]
     with pytest.raises(CorpusError, match="^source 'blank' yielded no documents"):
         build(sources, {"blank": blank, "full": full, "never": full}, tmp_path / "d.parquet", tmp_path / "m.json")
     assert read == ["blank", "full"]
@@ -450,14 +509,17 @@ def test_empty_source_beside_others_is_refused_early(tmp_path, monkeypatch):
 def test_empty_corpus_names_the_sources(tmp_path):
     blank = tmp_path / "blank.txt"
     blank.write_text(" \n\n \n")
-    sources = [{"name": "stdlib", "builtin": "stdlib", "glob": "no-such-*.py"},
-               {"name": "blank", "url": blank.as_uri(), "separator": "\n\n"}]
+    sources = [
+        {"name": "stdlib", "builtin": "stdlib", "glob": "no-such-*.py"},
+        {"name": "blank", "url": blank.as_uri(), "separator": "\n\n"},
+    ]
     with pytest.raises(CorpusError, match="corpus has no documents: source 'stdlib', 'blank' yielded no documents"):
         build(sources, {"blank": blank}, tmp_path / "d.parquet", tmp_path / "m.json")
     assert not (tmp_path / "d.parquet").exists() and not (tmp_path / "m.json").exists()
 
 
 # --------------------------------------------------------------------------- config and presets
+
 
 def corpus_schema() -> dict:
     schema = yaml.safe_load((REPO / "config" / "config.schema.yaml").read_text())
@@ -485,6 +547,7 @@ def test_preset_is_valid(preset):
         assert source.get("license")
     # it also validates merged over the default config, as snakemake --configfile merges it
     from snakemake.utils import validate
+
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["corpus"] = settings["corpus"]
     validate(config, str(REPO / "config" / "config.schema.yaml"))
@@ -495,8 +558,15 @@ def test_preset_is_valid(preset):
     [
         ({"name": "a", "url": "https://x/y.txt"}, True),
         ({"name": "a", "url": "https://x/y.txt", "sha256": "a" * 64, "separator": "\n\n"}, True),
-        ({"name": "a", "urls": ["https://x/1.parquet", {"url": "https://x/2.parquet", "sha256": "b" * 64}],
-          "format": "parquet", "field": "content"}, True),
+        (
+            {
+                "name": "a",
+                "urls": ["https://x/1.parquet", {"url": "https://x/2.parquet", "sha256": "b" * 64}],
+                "format": "parquet",
+                "field": "content",
+            },
+            True,
+        ),
         ({"name": "a", "urls": ["https://x/1.parquet"], "sha256": "b" * 64}, False),
         ({"name": "a", "url": "https://x/1", "urls": ["https://x/1"]}, False),
         ({"name": "a", "urls": []}, False),
@@ -514,13 +584,18 @@ def test_corpus_schema(source, valid):
 
 def test_corpus_settings_in_schema():
     validator = jsonschema.Draft202012Validator(corpus_schema())
-    settings = {"sources": [{"name": "s", "builtin": "stdlib"}], "dedup": True, "lock_file": "config/x.json",
-                "download": {"attempts": 3, "backoff_s": 0.5, "timeout_s": 30}}
+    settings = {
+        "sources": [{"name": "s", "builtin": "stdlib"}],
+        "dedup": True,
+        "lock_file": "config/x.json",
+        "download": {"attempts": 3, "backoff_s": 0.5, "timeout_s": 30},
+    }
     assert not list(validator.iter_errors(settings))
     assert list(validator.iter_errors(dict(settings, download={"attempts": 0})))
 
 
 # --------------------------------------------------------------------------- the rules
+
 
 @pytest.mark.pipeline
 def test_rules_download_each_file_then_build(tmp_path):
@@ -549,7 +624,9 @@ def test_rules_download_each_file_then_build(tmp_path):
     assert jobs["download"] == "3" and jobs["corpus"] == "1"
     snakemake(workdir, target, "--configfile", "config/test.yaml")
     assert sorted(p.name for p in (workdir / "resources" / "downloads" / "t").iterdir()) == [
-        "0000-b.txt", "0001-b.txt.gz"]
+        "0000-b.txt",
+        "0001-b.txt.gz",
+    ]
     lock = json.loads((workdir / "config" / "test.lock.json").read_text())
     assert sorted(lock) == [(data / "b.txt").as_uri(), (data / "b.txt.gz").as_uri()]
     manifest = json.loads((workdir / target).read_text())

@@ -28,7 +28,8 @@ def test_manifest_matches_shards(dataset_manifest, documents_path, tokenizer_pat
         assert sum(int((s == manifest["eod_id"]).sum()) for s in shards) == info["documents"]
     assert manifest["splits"]["validation"]["tokens"] <= 20_000
     assert manifest["splits"]["train"]["bytes"] + manifest["splits"]["validation"]["bytes"] <= sum(
-        len(t.encode()) for t in texts)
+        len(t.encode()) for t in texts
+    )
     # The first training document decodes back to its text.
     train = np.concatenate(load_split(dataset_manifest, "train"))
     first_end = int(np.argmax(train == manifest["eod_id"]))

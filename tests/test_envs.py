@@ -1,10 +1,9 @@
 """The conda environments list the same packages as pyproject.toml."""
 
 import re
+
 import tomllib
-
 import yaml
-
 from helpers import REPO
 
 CONDA_TO_PYPI = {"pytorch": "torch"}

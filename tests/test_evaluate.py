@@ -1,16 +1,22 @@
 import math
 
 import pytest
-
 from helpers import tiny_spec
+
 from workflow.evaluate import evaluate_run
 from workflow.io import read_json, write_json_atomic
 from workflow.train import train_run
 
 
 def score(tmp_path, dataset_manifest, batch_size):
-    result = evaluate_run(tmp_path / "w", tmp_path / "run" / "summary.json", dataset_manifest,
-                          batch_size=batch_size, device="cpu", threads=1)
+    result = evaluate_run(
+        tmp_path / "w",
+        tmp_path / "run" / "summary.json",
+        dataset_manifest,
+        batch_size=batch_size,
+        device="cpu",
+        threads=1,
+    )
     return result, result["points"][0]
 
 
@@ -25,7 +31,8 @@ def test_evaluation_is_consistent(dataset_manifest, tmp_path):
     assert result["perplexity"] == pytest.approx(math.exp(result["val_loss"]))
     assert result["point_id"] == whole["run_id"] == "L1-d32-h2_D32k_s0"
     assert result["bits_per_byte"] == pytest.approx(
-        result["val_loss"] * validation["tokens"] / validation["bytes"] / math.log(2))
+        result["val_loss"] * validation["tokens"] / validation["bytes"] / math.log(2)
+    )
     assert 0 < result["val_loss"] < math.log(384)
 
 

@@ -5,12 +5,19 @@ import sys
 import numpy as np
 import polars as pl
 import pytest
+from helpers import REPO
 from scipy.optimize import approx_fprime
 
-from helpers import REPO
 from workflow.fit import (
-    FitError, approach3_objective, compute_frontier, fit_approach3, fit_frontier, fit_table, hoffmann_grid,
-    objective_at_starts, predict_approach3,
+    FitError,
+    approach3_objective,
+    compute_frontier,
+    fit_approach3,
+    fit_frontier,
+    fit_table,
+    hoffmann_grid,
+    objective_at_starts,
+    predict_approach3,
 )
 
 EPOCH_DATA = REPO.parent / "shared" / "data" / "svg_extracted_data.csv"
@@ -76,13 +83,16 @@ def test_fit_keeps_its_local_optima_and_says_when_e_is_not_identified():
     assert any(w.startswith("E is not identified") for w in fit["warnings"])
     # Loss that does not fall with D: refused, not fitted with a meaningless beta.
     with pytest.raises(FitError, match="non-positive exponents .* does not fall with both N and D"):
-        fit_approach3(n, d, predict_approach3({**TRUE, "B": 0.0}, n, d) * np.exp(
-            np.random.default_rng(0).normal(0, 0.003, n.size)))
+        fit_approach3(
+            n,
+            d,
+            predict_approach3({**TRUE, "B": 0.0}, n, d) * np.exp(np.random.default_rng(0).normal(0, 0.003, n.size)),
+        )
 
 
 def test_frontier_and_power_law():
     flops = np.array([1e10, 2e10, 4e10, 8e10, 3e10])
-    loss = 5.0 * flops ** -0.05
+    loss = 5.0 * flops**-0.05
     loss[4] = 10.0  # a bad run with mid compute is off the frontier
     assert compute_frontier(flops, loss).tolist() == [0, 1, 2, 3]
     fit = fit_frontier(flops, loss)
@@ -103,10 +113,12 @@ def test_degenerate_data_is_refused_by_name():
 
 def test_table_excludes_runs_that_did_not_complete():
     n, d, loss = synthetic()
-    table = pl.DataFrame({"run_id": [f"r{i}" for i in range(n.size)], "status": "completed",
-                          "params": n, "tokens": d, "loss": loss})
-    table = table.with_columns(pl.when(pl.col("run_id") == "r3").then(pl.lit("diverged"))
-                               .otherwise(pl.col("status")).alias("status"))
+    table = pl.DataFrame(
+        {"run_id": [f"r{i}" for i in range(n.size)], "status": "completed", "params": n, "tokens": d, "loss": loss}
+    )
+    table = table.with_columns(
+        pl.when(pl.col("run_id") == "r3").then(pl.lit("diverged")).otherwise(pl.col("status")).alias("status")
+    )
     fits = fit_table(table)
     assert fits["data"]["runs_excluded"] == ["r3"] and fits["data"]["runs_fitted"] == n.size - 1
     assert fits["data"]["compute"].startswith("C = 6 N D")
@@ -117,8 +129,12 @@ def test_table_excludes_runs_that_did_not_complete():
 def test_cli_on_csv(tmp_path):
     n, d, loss = synthetic()
     pl.DataFrame({"params": n, "tokens": d, "loss": loss, "flops": 6 * n * d}).write_csv(tmp_path / "t.csv")
-    result = subprocess.run([sys.executable, "-m", "workflow.fit", str(tmp_path / "t.csv"), "--out",
-                             str(tmp_path / "fits.json")], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "workflow.fit", str(tmp_path / "t.csv"), "--out", str(tmp_path / "fits.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     fits = json.loads((tmp_path / "fits.json").read_text())
     assert set(fits["approach3"]) >= {"E", "A", "B", "alpha", "beta"}
@@ -127,8 +143,12 @@ def test_cli_on_csv(tmp_path):
 
 def test_cli_names_missing_columns(tmp_path):
     pl.DataFrame({"N": [1.0], "tokens": [1.0], "loss": [1.0]}).write_csv(tmp_path / "t.csv")
-    result = subprocess.run([sys.executable, "-m", "workflow.fit", str(tmp_path / "t.csv"), "--out",
-                             str(tmp_path / "fits.json")], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "workflow.fit", str(tmp_path / "t.csv"), "--out", str(tmp_path / "fits.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert "lacks column(s) params" in result.stderr
     assert not (tmp_path / "fits.json").exists()

@@ -9,12 +9,24 @@ import time
 import numpy as np
 import polars as pl
 import pytest
+from helpers import REPO
 from scipy.optimize import approx_fprime
 
-from helpers import REPO
 from workflow.fit import (
-    REFERENCES, FitError, approach1, approach2, bootstrap, extrapolation_check, fit_saturating, fit_table,
-    isoflop_minimum, line_fit, parabola_fit, plain_json, predict_approach3, saturating_objective,
+    REFERENCES,
+    FitError,
+    approach1,
+    approach2,
+    bootstrap,
+    extrapolation_check,
+    fit_saturating,
+    fit_table,
+    isoflop_minimum,
+    line_fit,
+    parabola_fit,
+    plain_json,
+    predict_approach3,
+    saturating_objective,
 )
 
 EPOCH_DATA = REPO.parent / "shared" / "data" / "svg_extracted_data.csv"
@@ -32,8 +44,17 @@ def isoflop_study(budgets=(1e18, 1e19, 1e20, 1e21), sizes=9, noise=0.002, seed=0
         for k, n in enumerate(n_opt * np.geomspace(1 / 8, 8, sizes)):
             d = c / (6 * n)
             loss = float(predict_approach3(TRUE, n, d) * np.exp(rng.normal(0, noise)))
-            rows.append({"run_id": f"C{c:.0e}_{k}", "status": "completed", "params": n, "tokens": d,
-                         "flops": c, "compute_budget": c, "loss": loss})
+            rows.append(
+                {
+                    "run_id": f"C{c:.0e}_{k}",
+                    "status": "completed",
+                    "params": n,
+                    "tokens": d,
+                    "flops": c,
+                    "compute_budget": c,
+                    "loss": loss,
+                }
+            )
     return pl.DataFrame(rows)
 
 
@@ -44,12 +65,25 @@ def curves_of(runs: pl.DataFrame, steps=40, noise=0.002, seed=1) -> pl.DataFrame
     for run in runs.iter_rows(named=True):
         tokens = np.geomspace(run["tokens"] / 100, run["tokens"], steps)
         loss = predict_approach3(TRUE, run["params"], tokens) * np.exp(rng.normal(0, noise, steps))
-        frames.append(pl.DataFrame({"run_id": run["run_id"], "params": run["params"], "step": np.arange(steps),
-                                    "tokens": tokens, "flops": 6 * run["params"] * tokens, "train_loss": loss}))
+        frames.append(
+            pl.DataFrame(
+                {
+                    "run_id": run["run_id"],
+                    "params": run["params"],
+                    "step": np.arange(steps),
+                    "tokens": tokens,
+                    "flops": 6 * run["params"] * tokens,
+                    "train_loss": loss,
+                }
+            )
+        )
     return pl.concat(frames)
 
 
-def long_runs(sizes=np.geomspace(1e7, 3e9, 12)) -> pl.DataFrame:
+LONG_RUN_SIZES = np.geomspace(1e7, 3e9, 12)
+
+
+def long_runs(sizes=LONG_RUN_SIZES) -> pl.DataFrame:
     """One run per size, trained to 3x the tokens that are compute-optimal for it (C = 6 (N/G)^(1/a)),
     so that its curve (past warmup: from a tenth of that) passes the optimum: a runs table for curves_of."""
     d_opt = (sizes / G_TRUE) ** (1 / A_TRUE) / sizes
@@ -75,11 +109,11 @@ def test_saturating_gradient_is_exact():
 def test_kaplan_law_recovers_its_exponent_and_says_when_e_is_not_identified():
     n = np.geomspace(1e6, 1e10, 12)
     noise = np.exp(np.random.default_rng(1).normal(0, 0.002, n.size))
-    law = fit_saturating(n, (1.5 + 300.0 * n ** -0.3) * noise, variable="N")
+    law = fit_saturating(n, (1.5 + 300.0 * n**-0.3) * noise, variable="N")
     assert law["alpha"] == pytest.approx(0.3, abs=0.03) and law["E"] == pytest.approx(1.5, rel=0.05)
     assert law["E_identified"] and law["E_note"] is None
     # A pure power law has no offset to find: the fit must say so, not report an E.
-    pure = fit_saturating(n, 20.0 * n ** -0.08 * noise, variable="N")
+    pure = fit_saturating(n, 20.0 * n**-0.08 * noise, variable="N")
     assert not pure["E_identified"] and "E is not identified" in pure["E_note"]
     assert pure["power_law"]["alpha"] == pytest.approx(0.08, abs=0.005)
     with pytest.raises(FitError, match="needs runs at 4 or more distinct values of N; got 3"):
@@ -167,7 +201,11 @@ def test_study_fit_with_bootstrap_extrapolation_and_predictions():
     a3, boot = fits["approach3"], fits["bootstrap"]
     assert boot["fitted"] == 200 and boot["samples"] == 200 and boot["seed"] == 3
     assert boot["resamples_skipped"]["approach3"] == 0 and set(boot["resamples_skipped"]) == {
-        "approach3", "frontier", "approach1", "approach2"}
+        "approach3",
+        "frontier",
+        "approach1",
+        "approach2",
+    }
     assert boot["verified"]["same_optimum"] == boot["verified"]["resamples"] == 10
     for name in ("alpha", "beta", "E", "A", "B"):
         lo, hi = boot["intervals"][name]
@@ -182,8 +220,9 @@ def test_study_fit_with_bootstrap_extrapolation_and_predictions():
     assert prediction["flops"] == 1e22
     truth_n = G_TRUE * (1e22 / 6) ** A_TRUE
     assert prediction["n_opt"] == pytest.approx(truth_n, rel=0.2)
-    assert prediction["loss"] == pytest.approx(float(predict_approach3(TRUE, prediction["n_opt"],
-                                                                      prediction["d_opt"])), rel=0.01)
+    assert prediction["loss"] == pytest.approx(
+        float(predict_approach3(TRUE, prediction["n_opt"], prediction["d_opt"])), rel=0.01
+    )
     assert prediction["tokens_per_parameter"] == pytest.approx(prediction["d_opt"] / prediction["n_opt"])
     lo, hi = prediction["intervals"]["n_opt"]
     assert lo < prediction["n_opt"] < hi and lo < truth_n < hi
@@ -214,8 +253,15 @@ def test_bootstrap_is_reproducible_and_counts_degenerate_resamples():
     # Six runs of one size and one of another: a resample missing the odd size has a single N.
     n = np.array([1e7] * 6 + [1e8])
     d = np.geomspace(1e9, 1e11, 7)
-    table = pl.DataFrame({"run_id": [f"r{i}" for i in range(7)], "params": n, "tokens": d, "flops": 6 * n * d,
-                          "loss": predict_approach3(TRUE, n, d)})
+    table = pl.DataFrame(
+        {
+            "run_id": [f"r{i}" for i in range(7)],
+            "params": n,
+            "tokens": d,
+            "flops": 6 * n * d,
+            "loss": predict_approach3(TRUE, n, d),
+        }
+    )
     boot = bootstrap(table, None, fit_table(table), samples=60, seed=0, workers=1, verify=0)
     assert 5 < boot["resamples_skipped"]["approach3"] < 40  # (6/7)^7 = 34% expected
     assert boot["fitted"] + boot["resamples_skipped"]["approach3"] == 60 == boot["samples"]
@@ -224,8 +270,15 @@ def test_bootstrap_is_reproducible_and_counts_degenerate_resamples():
 
 def test_extrapolation_without_budgets_holds_out_the_largest_compute():
     n, d = (v.ravel() for v in np.meshgrid(np.geomspace(1e7, 3e9, 5), np.geomspace(1e9, 1e11, 5)))
-    table = pl.DataFrame({"run_id": [f"r{i}" for i in range(n.size)], "params": n, "tokens": d,
-                          "flops": 6 * n * d, "loss": predict_approach3(TRUE, n, d)})
+    table = pl.DataFrame(
+        {
+            "run_id": [f"r{i}" for i in range(n.size)],
+            "params": n,
+            "tokens": d,
+            "flops": 6 * n * d,
+            "loss": predict_approach3(TRUE, n, d),
+        }
+    )
     check = extrapolation_check(table, delta=1e-3, refine=100)
     held = {r["run_id"] for r in check["held_out"]}
     assert held == set(table.sort("flops").tail(5)["run_id"]) and check["runs_fitted"] == 20
@@ -256,25 +309,56 @@ def test_degenerate_studies_are_refused_or_skipped_by_name():
 
 def test_plain_json_turns_non_finite_numbers_into_null():
     assert plain_json({"a": np.float64("nan"), "b": [np.inf, np.int64(3)], "c": np.array([1.5])}) == {
-        "a": None, "b": [None, 3], "c": [1.5]}
+        "a": None,
+        "b": [None, 3],
+        "c": [1.5],
+    }
 
 
 def test_cli_writes_every_section(tmp_path):
     study = isoflop_study()
     study.write_csv(tmp_path / "runs.csv")
     curves_of(study).write_parquet(tmp_path / "curves.parquet")
-    result = subprocess.run([sys.executable, "-m", "workflow.fit", str(tmp_path / "runs.csv"), "--out",
-                             str(tmp_path / "fits.json"), "--curves", str(tmp_path / "curves.parquet"),
-                             "--bootstrap", "50", "--seed", "1", "--predict", "1e21,1e23"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "workflow.fit",
+            str(tmp_path / "runs.csv"),
+            "--out",
+            str(tmp_path / "fits.json"),
+            "--curves",
+            str(tmp_path / "curves.parquet"),
+            "--bootstrap",
+            "50",
+            "--seed",
+            "1",
+            "--predict",
+            "1e21,1e23",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
 
     def refuse(constant):
         raise AssertionError(f"{constant} in fits.json")
 
     fits = json.loads((tmp_path / "fits.json").read_text(), parse_constant=refuse)
-    assert set(fits) >= {"approach1", "approach2", "approach3", "kaplan", "frontier", "bootstrap", "extrapolation",
-                         "predictions", "references", "data", "seconds"}
+    assert set(fits) >= {
+        "approach1",
+        "approach2",
+        "approach3",
+        "kaplan",
+        "frontier",
+        "bootstrap",
+        "extrapolation",
+        "predictions",
+        "references",
+        "data",
+        "seconds",
+    }
     assert not any("skipped" in fits[k] for k in ("approach1", "approach2", "bootstrap", "extrapolation"))
     assert [p["flops"] for p in fits["predictions"]] == [1e21, 1e23]
     assert fits["bootstrap"]["samples"] == 50 and fits["bootstrap"]["seed"] == 1
@@ -282,8 +366,12 @@ def test_cli_writes_every_section(tmp_path):
     assert "C=1e+23: N_opt=" in result.stdout and "total:" in result.stdout
     # Approach 3 failing fails the stage, with the reason.
     study.head(4).write_csv(tmp_path / "few.csv")
-    result = subprocess.run([sys.executable, "-m", "workflow.fit", str(tmp_path / "few.csv"), "--out",
-                             str(tmp_path / "few.json")], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "workflow.fit", str(tmp_path / "few.csv"), "--out", str(tmp_path / "few.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1 and "needs at least 6 completed runs; got 4" in result.stderr
     assert not (tmp_path / "few.json").exists()
 
@@ -293,8 +381,15 @@ def test_bootstrap_on_epoch_data_is_fast_and_matches_epochs_interval():
     data = pl.read_csv(EPOCH_DATA).sort("loss").head(-5)  # drop the 5 highest-loss points, as Epoch did
     n = data["Model Size"].to_numpy().astype(float)
     c = data["Training FLOP"].to_numpy().astype(float)
-    table = pl.DataFrame({"run_id": [f"p{i}" for i in range(n.size)], "params": n, "tokens": c / (6 * n),
-                          "flops": c, "loss": data["loss"]})
+    table = pl.DataFrame(
+        {
+            "run_id": [f"p{i}" for i in range(n.size)],
+            "params": n,
+            "tokens": c / (6 * n),
+            "flops": c,
+            "loss": data["loss"],
+        }
+    )
     start = time.perf_counter()
     fits = fit_table(table)
     full_s = time.perf_counter() - start
@@ -303,8 +398,10 @@ def test_bootstrap_on_epoch_data_is_fast_and_matches_epochs_interval():
     boot = bootstrap(table, None, fits, samples=1000, seed=0, predict=[1e24], workers=2)
     boot_s = time.perf_counter() - start
     lo, hi = boot["intervals"]["alpha"]
-    print(f"Epoch data: fit_table {full_s:.1f} s (Approach 3 {fits['seconds']['approach3']:.1f} s), "
-          f"1000 bootstraps {boot_s:.1f} s, alpha 95% [{lo:.4f}, {hi:.4f}]")
+    print(
+        f"Epoch data: fit_table {full_s:.1f} s (Approach 3 {fits['seconds']['approach3']:.1f} s), "
+        f"1000 bootstraps {boot_s:.1f} s, alpha 95% [{lo:.4f}, {hi:.4f}]"
+    )
     assert fits["seconds"]["approach3"] <= 10 and boot_s <= 60
     assert boot["fitted"] == 1000 and boot["verified"]["same_optimum"] == boot["verified"]["resamples"] == 10
     # Epoch AI report 0.317-0.373 for alpha; this gives [0.319, 0.372] with seed 0.

@@ -11,8 +11,17 @@ import pytest
 from workflow import flops
 from workflow.model import ModelConfig, build_model
 
-SHAPE = dict(vocab_size=1000, seq_len=128, n_layer=2, d_model=64, n_head=4, mlp_ratio=4, bias=False,
-             norm="layernorm", positions="learned")
+SHAPE = dict(
+    vocab_size=1000,
+    seq_len=128,
+    n_layer=2,
+    d_model=64,
+    n_head=4,
+    mlp_ratio=4,
+    bias=False,
+    norm="layernorm",
+    positions="learned",
+)
 ROTARY = dict(SHAPE, norm="rmsnorm", positions="rotary")
 LSTM = dict(vocab_size=1000, seq_len=128, n_layer=2, d_model=64, family="lstm")
 
@@ -65,16 +74,16 @@ def test_palm_adds_attention():
 
 def test_chinchilla_appendix_f():
     # Forward FLOPs per token, Hoffmann et al. 2022 Appendix F:
-    embeddings = 2 * 1000 * 64                 # 128000
+    embeddings = 2 * 1000 * 64  # 128000
     per_layer = (
-        2 * 3 * 64 * 64                        # QKV projections: 24576
-        + 2 * 128 * 64                         # key @ query logits: 16384
-        + 3 * 4 * 128                          # softmax: 1536
-        + 2 * 128 * 64                         # softmax @ value: 16384
-        + 2 * 64 * 64                          # output projection: 8192
-        + 2 * 2 * 64 * 256                     # MLP: 65536
-    )                                          # 132608
-    logits = 2 * 64 * 1000                     # 128000
+        2 * 3 * 64 * 64  # QKV projections: 24576
+        + 2 * 128 * 64  # key @ query logits: 16384
+        + 3 * 4 * 128  # softmax: 1536
+        + 2 * 128 * 64  # softmax @ value: 16384
+        + 2 * 64 * 64  # output projection: 8192
+        + 2 * 2 * 64 * 256  # MLP: 65536
+    )  # 132608
+    logits = 2 * 64 * 1000  # 128000
     assert flops.flops_per_token("chinchilla", **SHAPE) == 3 * (embeddings + 2 * per_layer + logits)
     assert 3 * (embeddings + 2 * per_layer + logits) == 1_563_648
 

@@ -36,5 +36,8 @@ def test_atomic_directory(tmp_path):
 def test_sha256(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"abc")
-    assert sha256_file(path) == sha256_bytes(b"abc") == (
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    assert (
+        sha256_file(path)
+        == sha256_bytes(b"abc")
+        == ("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    )

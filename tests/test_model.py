@@ -14,11 +14,19 @@ def test_defaults_follow_current_practice():
     assert (cfg.norm, cfg.positions, cfg.bias, cfg.tie_embeddings) == ("rmsnorm", "rotary", False, True)
 
 
-@pytest.mark.parametrize("options", [
-    {}, {"norm": "layernorm"}, {"positions": "learned"}, {"tie_embeddings": False}, {"bias": True},
-    {"norm": "layernorm", "bias": True, "positions": "learned", "tie_embeddings": False},
-    {"family": "lstm"}, {"family": "lstm", "tie_embeddings": False},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"norm": "layernorm"},
+        {"positions": "learned"},
+        {"tie_embeddings": False},
+        {"bias": True},
+        {"norm": "layernorm", "bias": True, "positions": "learned", "tie_embeddings": False},
+        {"family": "lstm"},
+        {"family": "lstm", "tie_embeddings": False},
+    ],
+)
 def test_every_variant_runs_and_matches_its_parameter_count(options):
     torch.manual_seed(0)
     cfg = small(**options)

@@ -4,8 +4,8 @@ import re
 import shutil
 
 import pytest
-
 from helpers import copy_pipeline, snakemake, write_config
+
 from workflow.io import read_json
 from workflow.report import CHARTS, FORMATS
 
@@ -40,7 +40,8 @@ def test_tiny_study_end_to_end(finished):
     assert [p["flops"] for p in fits["predictions"]] == [1e14]
     report = workdir / "results" / "report"
     assert {p.name for p in report.iterdir()} >= (
-        {f"{chart}.{fmt}" for chart in CHARTS for fmt in FORMATS} | {"index.html", "parameters.csv"})
+        {f"{chart}.{fmt}" for chart in CHARTS for fmt in FORMATS} | {"index.html", "parameters.csv"}
+    )
     # Large artifacts stay in the work directory; results/ holds small files only.
     assert (workdir / "resources" / "dataset" / "manifest.json").exists()
     assert not list((workdir / "results").rglob("*.bin")) and not list((workdir / "results").rglob("*.pt"))
@@ -56,18 +57,34 @@ def test_second_run_does_nothing(finished):
 
 def test_one_runs_settings_rerun_that_run_alone(finished):
     workdir, _ = finished
-    changed = write_config(workdir, "one_run.yaml", lambda c: c["train"].update(
-        overrides={"L1-d32-h2_D64k_s0": {"lr": 0.002}}))
+    changed = write_config(
+        workdir, "one_run.yaml", lambda c: c["train"].update(overrides={"L1-d32-h2_D64k_s0": {"lr": 0.002}})
+    )
     assert dry_run_jobs(workdir, changed) == {
-        "study_config": 1, "train": 1, "evaluate": 1, "collect": 1, "fit": 1, "report": 1, "all": 1}
+        "study_config": 1,
+        "train": 1,
+        "evaluate": 1,
+        "collect": 1,
+        "fit": 1,
+        "report": 1,
+        "all": 1,
+    }
 
 
 def test_vocabulary_change_reruns_from_the_tokenizer(finished):
     workdir, _ = finished
     changed = write_config(workdir, "vocab.yaml", lambda c: c["tokenizer"].update(vocab_size=400))
     assert dry_run_jobs(workdir, changed) == {
-        "study_config": 1, "tokenizer": 1, "dataset": 1, "train": 9, "evaluate": 9, "collect": 1, "fit": 1,
-        "report": 1, "all": 1}
+        "study_config": 1,
+        "tokenizer": 1,
+        "dataset": 1,
+        "train": 9,
+        "evaluate": 9,
+        "collect": 1,
+        "fit": 1,
+        "report": 1,
+        "all": 1,
+    }
 
 
 def test_editing_report_code_reruns_only_the_report(finished):
@@ -120,16 +137,19 @@ def test_tokenizer_given_by_url_is_downloaded_checked_and_used(finished, tmp_pat
     workdir, _ = finished
     model = workdir / "resources" / "tokenizer" / "tokenizer.model"
     clone = copy_pipeline(tmp_path)
-    config = write_config(clone, "given.yaml", lambda c: c["tokenizer"].update(
-        model_url=model.as_uri(), model_sha256=sha256_file(model)))
+    config = write_config(
+        clone, "given.yaml", lambda c: c["tokenizer"].update(model_url=model.as_uri(), model_sha256=sha256_file(model))
+    )
     snakemake(clone, "results/data/tokenizer.json", "--configfile", config)
     info = read_json(clone / "results" / "data" / "tokenizer.json")
     assert info["model_sha256"] == sha256_file(model)
     assert (clone / "resources" / "downloads" / "tokenizer" / "tokenizer.model").read_bytes() == model.read_bytes()
-    wrong = write_config(clone, "wrong.yaml", lambda c: c["tokenizer"].update(
-        model_url=model.as_uri(), model_sha256="0" * 64))
-    result = snakemake(clone, "results/data/tokenizer.json", "--forcerun", "download_tokenizer",
-                       "--configfile", wrong, check=False)
+    wrong = write_config(
+        clone, "wrong.yaml", lambda c: c["tokenizer"].update(model_url=model.as_uri(), model_sha256="0" * 64)
+    )
+    result = snakemake(
+        clone, "results/data/tokenizer.json", "--forcerun", "download_tokenizer", "--configfile", wrong, check=False
+    )
     log = (clone / "results" / "logs" / "download_tokenizer.log").read_text()
     assert result.returncode != 0 and "0" * 64 in log and sha256_file(model) in log
 

@@ -34,18 +34,47 @@ def study():
             d = budget / (6 * n)
             loss = loss_at(n, d) * float(np.exp(rng.normal(0, 0.01)))
             run_id = f"c{budget:.0e}_n{k}"
-            rows.append({"run_id": run_id, "status": "completed", "compute_budget": budget, "params": n,
-                         "tokens": d, "flops": budget, "loss": loss, "bits_per_byte": loss / 1.3,
-                         "train_loss": loss, "tokens_per_s": 1e4, "device": "cpu", "kernels": "torch"})
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "status": "completed",
+                    "compute_budget": budget,
+                    "params": n,
+                    "tokens": d,
+                    "flops": budget,
+                    "loss": loss,
+                    "bits_per_byte": loss / 1.3,
+                    "train_loss": loss,
+                    "tokens_per_s": 1e4,
+                    "device": "cpu",
+                    "kernels": "torch",
+                }
+            )
             tokens = np.geomspace(d / 50, d, 40)
-            curves.append(pl.DataFrame({"run_id": run_id, "params": n, "step": np.arange(1, 41),
-                                        "tokens": tokens, "flops": 6 * n * tokens,
-                                        "train_loss": [loss_at(n, t) for t in tokens]}))
+            curves.append(
+                pl.DataFrame(
+                    {
+                        "run_id": run_id,
+                        "params": n,
+                        "step": np.arange(1, 41),
+                        "tokens": tokens,
+                        "flops": 6 * n * tokens,
+                        "train_loss": [loss_at(n, t) for t in tokens],
+                    }
+                )
+            )
     rows[3].update(status="diverged", loss=None)
     runs = pl.DataFrame(rows)
     curves = pl.concat(curves)
-    fits = fit_table(runs, curves=curves, bootstrap_samples=40, seed=3, predict=PREDICT, workers=2,
-                     metadata={"flop_convention": "6N", "parameter_count": "non_embedding"})
+    fits = fit_table(
+        runs,
+        curves=curves,
+        bootstrap_samples=40,
+        seed=3,
+        predict=PREDICT,
+        workers=2,
+        metadata={"flop_convention": "6N", "parameter_count": "non_embedding"},
+    )
     return runs, curves, fits
 
 
@@ -90,7 +119,7 @@ def test_captions_and_page_carry_the_numbers(study, report_dir):
     assert "'6N' FLOPs" in index and "non_embedding parameters" in index
     diverged = runs.filter(pl.col("status") == "diverged")["run_id"][0]
     assert f"left out of the fit as not completed (diverged): {diverged}" in index
-    assert f"<tr class=\"diverged\"><td>{diverged}</td>" in index
+    assert f'<tr class="diverged"><td>{diverged}</td>' in index
     for flops in PREDICT:
         assert f"at C = {flops:.3g} FLOPs" in index
     caption = (report_dir / "captions" / "isoflop_profiles.rst").read_text()
@@ -133,6 +162,19 @@ def test_cli_builds_the_report_from_result_files(study, tmp_path):
     runs.write_parquet(tmp_path / "runs.parquet")
     curves.write_parquet(tmp_path / "curves.parquet")
     (tmp_path / "fits.json").write_text(json.dumps(fits))
-    assert main(["--runs", str(tmp_path / "runs.parquet"), "--curves", str(tmp_path / "curves.parquet"),
-                 "--fits", str(tmp_path / "fits.json"), "--out-dir", str(tmp_path / "report")]) == 0
+    assert (
+        main(
+            [
+                "--runs",
+                str(tmp_path / "runs.parquet"),
+                "--curves",
+                str(tmp_path / "curves.parquet"),
+                "--fits",
+                str(tmp_path / "fits.json"),
+                "--out-dir",
+                str(tmp_path / "report"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "report" / "index.html").exists()

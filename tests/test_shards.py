@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from workflow.shards import HEADER, ShardError, StepBatches, ShardWriter, read_shard, sequential_windows
+from workflow.shards import HEADER, ShardError, ShardWriter, StepBatches, read_shard, sequential_windows
 
 
 def write(path, tokens, dtype=np.uint16):
@@ -50,7 +50,10 @@ def test_random_batches_are_addressed_by_step(tmp_path):
 
 
 def test_sequential_batches_walk_the_shards_and_wrap(tmp_path):
-    shards = [read_shard(write(tmp_path / "a.bin", np.arange(41))), read_shard(write(tmp_path / "b.bin", np.arange(100, 121)))]
+    shards = [
+        read_shard(write(tmp_path / "a.bin", np.arange(41))),
+        read_shard(write(tmp_path / "b.bin", np.arange(100, 121))),
+    ]
     batches = StepBatches(shards, 10, rows=3, seed=0, order="sequential")
     x0, y0 = batches.batch(0)  # windows: a[0:10], a[10:20], a[20:30]; a[30:40]; b[0:10], b[10:20]
     assert x0[:, 0].tolist() == [0, 10, 20] and y0[0].tolist() == list(range(1, 11))

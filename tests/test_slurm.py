@@ -14,8 +14,8 @@ import time
 import polars as pl
 import pytest
 import yaml
-
 from helpers import REPO, copy_pipeline, snakemake
+
 from workflow.config import expand_runs
 from workflow.io import read_json
 from workflow.train import train_run
@@ -30,13 +30,32 @@ PARTITION = os.environ.get("SLURM_TEST_PARTITION", "ci")
 # Site overrides for a small CPU-only test cluster: no GPUs, little memory,
 # squeue for status (no accounting storage), quick status polling.
 OVERRIDES = [
-    "--profile", "slurm", "--slurm-status-command", "squeue",
-    "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
-    "--default-resources", f"slurm_partition={PARTITION}", "mem_mb=1000", "runtime=10", "cpus_per_task=1",
-    "--set-resources", "train:gpu=0", "train:cpus_per_gpu=0", "train:mem_mb=1500", "evaluate:gpu=0",
-    "evaluate:cpus_per_gpu=0", "evaluate:mem_mb=1500", "tokenizer:cpus_per_task=1", "tokenizer:mem_mb=2000",
-    "dataset:cpus_per_task=1", "dataset:mem_mb=2000",
-    "--jobs", "4",
+    "--profile",
+    "slurm",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--seconds-between-status-checks",
+    "2",
+    "--default-resources",
+    f"slurm_partition={PARTITION}",
+    "mem_mb=1000",
+    "runtime=10",
+    "cpus_per_task=1",
+    "--set-resources",
+    "train:gpu=0",
+    "train:cpus_per_gpu=0",
+    "train:mem_mb=1500",
+    "evaluate:gpu=0",
+    "evaluate:cpus_per_gpu=0",
+    "evaluate:mem_mb=1500",
+    "tokenizer:cpus_per_task=1",
+    "tokenizer:mem_mb=2000",
+    "dataset:cpus_per_task=1",
+    "dataset:mem_mb=2000",
+    "--jobs",
+    "4",
 ]
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: .*/rule_(\w+)/")
 
@@ -69,8 +88,11 @@ def test_tiny_study_through_slurm(tmp_path):
 def test_signalled_training_job_resumes_from_its_checkpoint(tmp_path):
     workdir = slurm_pipeline(tmp_path)
     config = yaml.safe_load((workdir / "config" / "tiny.yaml").read_text())
-    config["train"]["grid"] = {"shapes": [{"n_layer": 2, "d_model": 48, "n_head": 4}],
-                               "token_budgets": [512_000], "seeds": [0]}
+    config["train"]["grid"] = {
+        "shapes": [{"n_layer": 2, "d_model": 48, "n_head": 4}],
+        "token_budgets": [512_000],
+        "seeds": [0],
+    }
     config["train"]["checkpoint_every"] = 50
     (workdir / "config" / "resume.yaml").write_text(yaml.safe_dump(config))
     run_id = "L2-d48-h4_D512k_s0"
@@ -81,7 +103,12 @@ def test_signalled_training_job_resumes_from_its_checkpoint(tmp_path):
     process = subprocess.Popen(
         # The target first: --configfile would take any later word as one more config file.
         [sys.executable, "-m", "snakemake", target, "--cores", "2", *OVERRIDES, "--configfile", "config/resume.yaml"],
-        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 600
         while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:
@@ -109,15 +136,26 @@ def test_signalled_training_job_resumes_from_its_checkpoint(tmp_path):
     resumed = pl.read_csv(workdir / "results" / "runs" / run_id / "metrics.csv")["train_loss"].to_list()
     whole = pl.read_csv(tmp_path / "whole" / "metrics.csv")["train_loss"].to_list()
     assert resumed == whole
-    print(f"signalled Slurm job(s) {job_ids}; resumed from step {summary['resumed_from_step']}; "
-          f"final loss {resumed[-1]:.6f} = {whole[-1]:.6f}")
+    print(
+        f"signalled Slurm job(s) {job_ids}; resumed from step {summary['resumed_from_step']}; "
+        f"final loss {resumed[-1]:.6f} = {whole[-1]:.6f}"
+    )
 
 
 def test_tiny_runs_packed_into_fewer_slurm_jobs(tmp_path):
     """Snakemake groups: 9 training jobs of the tiny grid in 3 Slurm jobs of 3 runs each."""
     workdir = slurm_pipeline(tmp_path)
-    packed = snakemake(workdir, *OVERRIDES, "--configfile", "config/tiny.yaml", "--groups", "train=pack",
-                       "--group-components", "pack=3", timeout=1500)
+    packed = snakemake(
+        workdir,
+        *OVERRIDES,
+        "--configfile",
+        "config/tiny.yaml",
+        "--groups",
+        "train=pack",
+        "--group-components",
+        "pack=3",
+        timeout=1500,
+    )
     out = packed.stdout + packed.stderr
     groups = re.findall(r"Job \S+ has been submitted with SLURM jobid (\d+) \(log: .*/group_pack\w*/", out)
     assert len(groups) == 3, out[-3000:]
@@ -129,8 +167,11 @@ def test_two_device_run_launches_torchrun_inside_its_slurm_job(tmp_path):
     """train.devices: 2 (gloo on this CPU cluster): one Slurm job, two training processes."""
     workdir = slurm_pipeline(tmp_path)
     config = yaml.safe_load((workdir / "config" / "tiny.yaml").read_text())
-    config["train"]["grid"] = {"shapes": [{"n_layer": 1, "d_model": 32, "n_head": 2}],
-                               "token_budgets": [64_000], "seeds": [0]}
+    config["train"]["grid"] = {
+        "shapes": [{"n_layer": 1, "d_model": 32, "n_head": 2}],
+        "token_budgets": [64_000],
+        "seeds": [0],
+    }
     config["train"].update(devices=2, threads=2, micro_batch_size=8)
     (workdir / "config" / "ddp.yaml").write_text(yaml.safe_dump(config))
     run_id = "L1-d32-h2_D64k_s0"

@@ -7,13 +7,17 @@ import sentencepiece as spm
 
 from workflow.io import read_json
 from workflow.tokenizer import (
-    TokenizerError, check_given_model, document_chunks, sample_documents, train_tokenizer,
+    TokenizerError,
+    check_given_model,
+    document_chunks,
+    sample_documents,
+    train_tokenizer,
 )
 
 
 def test_sample_is_seeded_and_bounded():
     texts = [f"document {i} " * 20 for i in range(2000)]
-    chunks = [texts[i:i + 128] for i in range(0, len(texts), 128)]
+    chunks = [texts[i : i + 128] for i in range(0, len(texts), 128)]
     a = sample_documents(chunks, 5_000, seed=1)
     assert a == sample_documents(chunks, 5_000, seed=1)
     assert a != sample_documents(chunks, 5_000, seed=2)
@@ -52,9 +56,27 @@ def test_vocabulary_larger_than_the_sample_allows():
 
 def test_cli_trains_from_the_documents_table(documents_path, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "workflow.tokenizer", "--documents", str(documents_path), "--vocab-size", "400",
-         "--sample-bytes", "100000", "--seed", "3", "--out-model", str(tmp_path / "m.model"),
-         "--out-info", str(tmp_path / "info.json")], capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "workflow.tokenizer",
+            "--documents",
+            str(documents_path),
+            "--vocab-size",
+            "400",
+            "--sample-bytes",
+            "100000",
+            "--seed",
+            "3",
+            "--out-model",
+            str(tmp_path / "m.model"),
+            "--out-info",
+            str(tmp_path / "info.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     info = read_json(tmp_path / "info.json")
     assert info["source"] == "trained" and info["vocab_size"] == 400
@@ -70,13 +92,40 @@ def test_a_given_model_is_checked_and_used(tokenizer_path, tmp_path):
         check_given_model(b"not a model", 384, "junk.model")
     out = tmp_path / "m.model"
     result = subprocess.run(
-        [sys.executable, "-m", "workflow.tokenizer", "--given-model", str(tokenizer_path), "--vocab-size", "384",
-         "--out-model", str(out), "--out-info", str(tmp_path / "info.json")], capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "workflow.tokenizer",
+            "--given-model",
+            str(tokenizer_path),
+            "--vocab-size",
+            "384",
+            "--out-model",
+            str(out),
+            "--out-info",
+            str(tmp_path / "info.json"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert out.read_bytes() == tokenizer_path.read_bytes()
     missing = subprocess.run(
-        [sys.executable, "-m", "workflow.tokenizer", "--given-model", str(tmp_path / "absent.model"),
-         "--vocab-size", "384", "--out-model", str(tmp_path / "x.model"), "--out-info", str(tmp_path / "x.json")],
-        capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "workflow.tokenizer",
+            "--given-model",
+            str(tmp_path / "absent.model"),
+            "--vocab-size",
+            "384",
+            "--out-model",
+            str(tmp_path / "x.model"),
+            "--out-info",
+            str(tmp_path / "x.json"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert missing.returncode == 1 and "absent.model does not exist" in missing.stderr
     assert not (tmp_path / "x.model").exists()

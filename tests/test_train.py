@@ -7,12 +7,18 @@ import time
 import polars as pl
 import pytest
 import torch
-
 from helpers import tiny_spec, train_cli
+
 from workflow.flops import all_conventions
 from workflow.io import read_json
 from workflow.train import (
-    APEX_INSTALL_HINT, TrainError, lr_multiplier, peak_flops_per_s, resolve_kernels, train_run, wsd_multiplier,
+    APEX_INSTALL_HINT,
+    TrainError,
+    lr_multiplier,
+    peak_flops_per_s,
+    resolve_kernels,
+    train_run,
+    wsd_multiplier,
 )
 
 
@@ -48,8 +54,17 @@ def test_run_learns_and_records_everything(dataset_manifest, tmp_path):
     spec = tiny_spec(tokens=40_960)
     summary = train_run(spec, dataset_manifest, tmp_path / "run", tmp_path / "work" / "weights")
     metrics = pl.read_csv(tmp_path / "run" / "metrics.csv")
-    assert metrics.columns == ["step", "tokens", "flops", "train_loss", "lr", "elapsed_s", "tokens_per_s", "mfu",
-                               "data_wait_fraction"]
+    assert metrics.columns == [
+        "step",
+        "tokens",
+        "flops",
+        "train_loss",
+        "lr",
+        "elapsed_s",
+        "tokens_per_s",
+        "mfu",
+        "data_wait_fraction",
+    ]
     assert metrics["train_loss"][-1] < metrics["train_loss"][0] - 0.5
     assert summary["status"] == "completed"
     assert summary["tokens_trained"] == metrics["tokens"][-1] == 80 * 512
@@ -78,8 +93,10 @@ def test_gradient_accumulation_matches_one_large_batch(dataset_manifest, tmp_pat
 def test_same_seed_same_trajectory(dataset_manifest, tmp_path):
     for name in ("a", "b"):
         train_run(tiny_spec(), dataset_manifest, tmp_path / name, tmp_path / name / "w")
-    assert (pl.read_csv(tmp_path / "a" / "metrics.csv")["train_loss"].to_list()
-            == pl.read_csv(tmp_path / "b" / "metrics.csv")["train_loss"].to_list())
+    assert (
+        pl.read_csv(tmp_path / "a" / "metrics.csv")["train_loss"].to_list()
+        == pl.read_csv(tmp_path / "b" / "metrics.csv")["train_loss"].to_list()
+    )
 
 
 def test_resumed_run_equals_an_uninterrupted_one(dataset_manifest, tmp_path):
@@ -129,7 +146,10 @@ def test_wsd_run_yields_a_point_per_budget(dataset_manifest, tmp_path):
     summary = train_run(spec, dataset_manifest, tmp_path / "run", tmp_path / "work" / "weights")
     points = summary["points"]
     assert [p["point_id"] for p in points] == [
-        "L1-d32-h2_WSD64k_s0@D16k", "L1-d32-h2_WSD64k_s0@D32k", "L1-d32-h2_WSD64k_s0@D64k"]
+        "L1-d32-h2_WSD64k_s0@D16k",
+        "L1-d32-h2_WSD64k_s0@D32k",
+        "L1-d32-h2_WSD64k_s0@D64k",
+    ]
     assert [p["steps"] for p in points] == [31, 62, 125]
     for point in points:
         rows = point["cooldown_rows"]
@@ -169,6 +189,7 @@ def test_token_budget_above_the_dataset_is_refused(dataset_manifest, tmp_path):
 def test_kernel_selection():
     try:
         import apex  # noqa: F401
+
         pytest.skip("apex is installed here")
     except ImportError:
         pass
@@ -226,8 +247,7 @@ def test_ddp_refuses_a_batch_that_does_not_divide(dataset_manifest, tmp_path):
 def test_ddp_run_checkpoints_on_sigterm_and_resumes(dataset_manifest, tmp_path):
     """Slurm signals the job's process, which under devices=2 is torchrun: it passes
     SIGTERM to both ranks, which stop at the same step; rank 0 checkpoints."""
-    spec = tiny_spec(tokens=128_000, micro_batch_size=4, checkpoint_every=10_000, log_every=5, devices=2,
-                     threads=2)
+    spec = tiny_spec(tokens=128_000, micro_batch_size=4, checkpoint_every=10_000, log_every=5, devices=2, threads=2)
     process = train_cli(spec, dataset_manifest, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert "step" in process.stdout.readline()  # training is under way (rank 0's first progress line)
     process.send_signal(signal.SIGTERM)

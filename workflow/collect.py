@@ -35,38 +35,40 @@ def point_rows(summary: dict, evaluation: dict, flop_convention: str, parameter_
         score = scores.get(point["point_id"])
         if score is None:
             raise CollectError(f"run {summary['run_id']}: point {point['point_id']} was not evaluated")
-        rows.append({
-            "run_id": point["point_id"],
-            "training_run": summary["run_id"],
-            "status": point["status"],
-            "family": summary["family"],
-            "grid": summary["grid"],
-            "schedule": summary["schedule"],
-            "compute_budget": summary["compute_budget"],
-            "n_layer": summary["model"]["n_layer"],
-            "d_model": summary["model"]["d_model"],
-            "n_head": summary["model"]["n_head"],
-            "seq_len": summary["model"]["seq_len"],
-            "vocab_size": summary["model"]["vocab_size"],
-            "seed": summary["seed"],
-            "lr": summary["lr"],
-            "params_total": summary["parameters"]["total"],
-            "params_non_embedding": summary["parameters"]["non_embedding"],
-            "params_embedding": summary["parameters"]["embedding"],
-            "params": summary["parameters"][parameter_count],
-            "tokens": point["tokens"],
-            "flops": point["flops"][flop_convention],
-            **{f"flops_{name}": point["flops"][name] for name in CONVENTIONS},
-            "train_loss": point["final_train_loss"],
-            "loss": score["val_loss"],
-            "perplexity": score["perplexity"],
-            "bits_per_byte": score["bits_per_byte"],
-            "tokens_per_s": summary["tokens_per_s"],
-            "mfu": summary["mfu"],
-            "elapsed_s": summary["elapsed_s"],
-            "device": summary["device"],
-            "kernels": summary["kernels"],
-        })
+        rows.append(
+            {
+                "run_id": point["point_id"],
+                "training_run": summary["run_id"],
+                "status": point["status"],
+                "family": summary["family"],
+                "grid": summary["grid"],
+                "schedule": summary["schedule"],
+                "compute_budget": summary["compute_budget"],
+                "n_layer": summary["model"]["n_layer"],
+                "d_model": summary["model"]["d_model"],
+                "n_head": summary["model"]["n_head"],
+                "seq_len": summary["model"]["seq_len"],
+                "vocab_size": summary["model"]["vocab_size"],
+                "seed": summary["seed"],
+                "lr": summary["lr"],
+                "params_total": summary["parameters"]["total"],
+                "params_non_embedding": summary["parameters"]["non_embedding"],
+                "params_embedding": summary["parameters"]["embedding"],
+                "params": summary["parameters"][parameter_count],
+                "tokens": point["tokens"],
+                "flops": point["flops"][flop_convention],
+                **{f"flops_{name}": point["flops"][name] for name in CONVENTIONS},
+                "train_loss": point["final_train_loss"],
+                "loss": score["val_loss"],
+                "perplexity": score["perplexity"],
+                "bits_per_byte": score["bits_per_byte"],
+                "tokens_per_s": summary["tokens_per_s"],
+                "mfu": summary["mfu"],
+                "elapsed_s": summary["elapsed_s"],
+                "device": summary["device"],
+                "kernels": summary["kernels"],
+            }
+        )
     return rows
 
 
@@ -80,12 +82,18 @@ def collect(run_dirs: list[Path], flop_convention: str, parameter_count: str) ->
         points = point_rows(summary, read_json(run_dir / "eval.json"), flop_convention, parameter_count)
         rows.extend(points)
         params = points[0]["params"]
-        curves.append(pl.read_csv(run_dir / "metrics.csv", schema_overrides={"mfu": pl.Float64})
-                      .with_columns(pl.lit(run_dir.name).alias("run_id"), pl.lit(params).alias("params")))
+        curves.append(
+            pl.read_csv(run_dir / "metrics.csv", schema_overrides={"mfu": pl.Float64}).with_columns(
+                pl.lit(run_dir.name).alias("run_id"), pl.lit(params).alias("params")
+            )
+        )
         for point in summary["points"]:
             if point["cooldown_rows"]:
-                curves.append(pl.DataFrame(point["cooldown_rows"], schema_overrides={"mfu": pl.Float64})
-                              .with_columns(pl.lit(point["point_id"]).alias("run_id"), pl.lit(params).alias("params")))
+                curves.append(
+                    pl.DataFrame(point["cooldown_rows"], schema_overrides={"mfu": pl.Float64}).with_columns(
+                        pl.lit(point["point_id"]).alias("run_id"), pl.lit(params).alias("params")
+                    )
+                )
     runs = pl.DataFrame(rows, infer_schema_length=None).sort("flops")
     return runs, pl.concat(curves, how="diagonal_relaxed")
 

@@ -19,12 +19,32 @@ from workflow import flops
 from workflow.model import ModelConfig
 
 OPTIM_KEYS = (
-    "lr", "min_lr_ratio", "warmup_fraction", "weight_decay", "beta1", "beta2", "eps",
-    "grad_clip", "batch_tokens", "micro_batch_size",
+    "lr",
+    "min_lr_ratio",
+    "warmup_fraction",
+    "weight_decay",
+    "beta1",
+    "beta2",
+    "eps",
+    "grad_clip",
+    "batch_tokens",
+    "micro_batch_size",
 )
 MODEL_KEYS = ("seq_len", "mlp_ratio", "norm", "positions", "tie_embeddings", "bias")
-RUN_KEYS = ("device", "devices", "kernels", "threads", "log_every", "allow_repeated_epochs", "schedule",
-            "wsd_decay_fraction", "data_order", "compile", "checkpoint_every", "peak_flops")
+RUN_KEYS = (
+    "device",
+    "devices",
+    "kernels",
+    "threads",
+    "log_every",
+    "allow_repeated_epochs",
+    "schedule",
+    "wsd_decay_fraction",
+    "data_order",
+    "compile",
+    "checkpoint_every",
+    "peak_flops",
+)
 
 
 class ConfigError(ValueError):
@@ -60,9 +80,14 @@ def model_settings(train: dict, vocab_size: int, shape: dict, where: str) -> dic
     family = shape.get("family", train["family"])
     if family == "gpt" and "n_head" not in shape:
         raise ConfigError(f"config error at {where}: a gpt shape needs n_head")
-    model = {"family": family, "vocab_size": vocab_size, "n_layer": shape["n_layer"],
-             "d_model": shape["d_model"], "n_head": shape.get("n_head", 1),
-             **{k: train[k] for k in MODEL_KEYS}}
+    model = {
+        "family": family,
+        "vocab_size": vocab_size,
+        "n_layer": shape["n_layer"],
+        "d_model": shape["d_model"],
+        "n_head": shape.get("n_head", 1),
+        **{k: train[k] for k in MODEL_KEYS},
+    }
     try:
         ModelConfig(**model)
     except ValueError as e:
@@ -86,8 +111,16 @@ def scaled_hyperparameters(train: dict, model: dict) -> tuple[float, int]:
     return lr, batch
 
 
-def _spec(config: dict, run_id: str, model: dict, tokens: int, seed: int, grid: str,
-          compute_budget: float | None, branch_tokens: list[int]) -> dict:
+def _spec(
+    config: dict,
+    run_id: str,
+    model: dict,
+    tokens: int,
+    seed: int,
+    grid: str,
+    compute_budget: float | None,
+    branch_tokens: list[int],
+) -> dict:
     train = config["train"]
     optim = {k: train[k] for k in OPTIM_KEYS}
     optim["lr"], optim["batch_tokens"] = scaled_hyperparameters(train, model)
@@ -169,8 +202,10 @@ def expand_runs(config: dict) -> dict[str, dict]:
                 )
             for seed in iso["seeds"]:
                 run_id = f"{shape_id(shape)}_C{format_flops(budget)}_s{seed}"
-                add(_spec(config, run_id, model, tokens, seed, "isoflop", float(budget), [tokens]),
-                    f"train.isoflop.shapes[{i}]")
+                add(
+                    _spec(config, run_id, model, tokens, seed, "isoflop", float(budget), [tokens]),
+                    f"train.isoflop.shapes[{i}]",
+                )
 
     for run_id, changes in train.get("overrides", {}).items():
         if run_id not in runs:
@@ -218,8 +253,9 @@ def train_runtime_minutes(spec: dict, cluster: dict, attempt: int = 1) -> int:
     tokens = spec["tokens"]
     if spec["schedule"] == "wsd":  # every cooldown branch but the last is extra work
         tokens += sum(b * spec["wsd_decay_fraction"] for b in spec["branch_tokens"][:-1])
-    seconds = (per_token * tokens / (cluster["train_flops_per_s"] * spec["devices"])
-               * cluster["runtime_factor"] * attempt)
+    seconds = (
+        per_token * tokens / (cluster["train_flops_per_s"] * spec["devices"]) * cluster["runtime_factor"] * attempt
+    )
     return max(cluster["min_runtime_minutes"], math.ceil(seconds / 60))
 
 
@@ -229,8 +265,10 @@ def write_study_config(config: dict, path: Path) -> None:
     from workflow.io import write_text_atomic
 
     study = {k: v for k, v in config.items() if k != "regenerate_from_results"}
-    header = ("# The config this study ran with (written by the pipeline). Regenerate the fits and\n"
-              "# the report from results/ alone: see README.md, 'Reviewers: regenerate from results'.\n")
+    header = (
+        "# The config this study ran with (written by the pipeline). Regenerate the fits and\n"
+        "# the report from results/ alone: see README.md, 'Reviewers: regenerate from results'.\n"
+    )
     write_text_atomic(Path(path), header + yaml.safe_dump(study, sort_keys=False))
 
 

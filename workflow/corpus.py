@@ -73,8 +73,9 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 import polars as pl
 from polars.io.plugins import register_io_source
@@ -107,6 +108,7 @@ MAGIC = ((b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"PK\x03\x04", "
 
 
 # --------------------------------------------------------------------------- lock file
+
 
 def read_lock(path: str | os.PathLike) -> dict[str, dict]:
     """The lock file's entries, URL -> {"sha256", "size"}; empty if there is none yet."""
@@ -141,13 +143,16 @@ def record_lock(path: str | os.PathLike, url: str, sha256: str, size: int) -> No
         entries = read_lock(path)
         known = entries.get(url)
         if known and known.get("sha256") != sha256:
-            raise CorpusError(f"checksum mismatch for {url}: expected sha256 {known.get('sha256')} "
-                              f"(from the lock file {path}), got {sha256}")
+            raise CorpusError(
+                f"checksum mismatch for {url}: expected sha256 {known.get('sha256')} "
+                f"(from the lock file {path}), got {sha256}"
+            )
         entries[url] = {"sha256": sha256, "size": size}
         write_json_atomic(path, entries)
 
 
 # --------------------------------------------------------------------------- download
+
 
 class _Retryable(Exception):
     """A failed try worth repeating (network error, timeout, 408, 429, 5xx)."""
@@ -169,7 +174,7 @@ def _content_range_start(value: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _hash_of(path: Path) -> "hashlib._Hash":
+def _hash_of(path: Path) -> hashlib._Hash:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK_BYTES):
@@ -211,19 +216,30 @@ def _transfer(url: str, part: Path, timeout_s: float, open_file: Callable) -> tu
             mode, digest = "ab", _hash_of(part)
         else:
             if offset:
-                print(f"{url}: the server sent the whole file, not the rest from byte {offset}: starting over",
-                      file=sys.stderr)
+                print(
+                    f"{url}: the server sent the whole file, not the rest from byte {offset}: starting over",
+                    file=sys.stderr,
+                )
             offset, mode, digest = 0, "wb", hashlib.sha256()
         length = response.headers.get("Content-Length")
         length = int(length) if length and length.strip().isdigit() else None
         received = 0
         name = PurePosixPath(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
         try:
-            with open_file(part, mode) as f, tqdm(
-                total=offset + length if length is not None else None, initial=offset, unit="B", unit_scale=True,
-                unit_divisor=1024, desc=f"download {name}", file=sys.stderr, disable=False,
-                mininterval=0.5 if sys.stderr.isatty() else 30,  # in a job's log: a line every 30 s
-            ) as bar:
+            with (
+                open_file(part, mode) as f,
+                tqdm(
+                    total=offset + length if length is not None else None,
+                    initial=offset,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=f"download {name}",
+                    file=sys.stderr,
+                    disable=False,
+                    mininterval=0.5 if sys.stderr.isatty() else 30,  # in a job's log: a line every 30 s
+                ) as bar,
+            ):
                 while True:
                     try:
                         chunk = response.read(CHUNK_BYTES)
@@ -251,10 +267,18 @@ def _transfer(url: str, part: Path, timeout_s: float, open_file: Callable) -> tu
     return digest.hexdigest(), offset + received
 
 
-def download(url: str, out: str | Path, sha256: str | None = None, *, lock_file: str | Path | None = None,
-             attempts: int = DEFAULT_ATTEMPTS, backoff_s: float = DEFAULT_BACKOFF_S,
-             timeout_s: float = DEFAULT_TIMEOUT_S, open_file: Callable = open,
-             sleep: Callable[[float], None] = time.sleep) -> Path:
+def download(
+    url: str,
+    out: str | Path,
+    sha256: str | None = None,
+    *,
+    lock_file: str | Path | None = None,
+    attempts: int = DEFAULT_ATTEMPTS,
+    backoff_s: float = DEFAULT_BACKOFF_S,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    open_file: Callable = open,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Path:
     """Fetch ``url`` to ``out``, verified against ``sha256`` or the lock file's entry for it.
 
     Without either, the hash seen is recorded in ``lock_file``. ``out`` appears
@@ -286,8 +310,10 @@ def download(url: str, out: str | Path, sha256: str | None = None, *, lock_file:
             sleep(delay)
     if expected is not None and seen != expected:
         part.unlink(missing_ok=True)
-        raise CorpusError(f"checksum mismatch for {url}: expected sha256 {expected} (from {origin}), got {seen}; "
-                          f"the download was discarded")
+        raise CorpusError(
+            f"checksum mismatch for {url}: expected sha256 {expected} (from {origin}), got {seen}; "
+            f"the download was discarded"
+        )
     if expected is None:
         try:
             record_lock(lock_file, url, seen, size)
@@ -301,12 +327,15 @@ def download(url: str, out: str | Path, sha256: str | None = None, *, lock_file:
 
 # --------------------------------------------------------------------------- sources
 
+
 def url_entries(source: dict) -> list[dict]:
     """The files of a url source, in order: [{"url", "sha256" (None: from the lock file)}]."""
     if "url" in source:
         return [{"url": source["url"], "sha256": source.get("sha256")}]
-    return [{"url": item, "sha256": None} if isinstance(item, str) else
-            {"url": item["url"], "sha256": item.get("sha256")} for item in source.get("urls", [])]
+    return [
+        {"url": item, "sha256": None} if isinstance(item, str) else {"url": item["url"], "sha256": item.get("sha256")}
+        for item in source.get("urls", [])
+    ]
 
 
 def download_name(index: int, url: str) -> str:
@@ -318,8 +347,11 @@ def download_name(index: int, url: str) -> str:
 
 def download_plan(sources: list[dict]) -> list[dict]:
     """Every file to download: [{"source", "file" (name under downloads/SOURCE/), "url", "sha256"}]."""
-    return [{"source": source["name"], "file": download_name(i, entry["url"]), **entry}
-            for source in sources for i, entry in enumerate(url_entries(source))]
+    return [
+        {"source": source["name"], "file": download_name(i, entry["url"]), **entry}
+        for source in sources
+        for i, entry in enumerate(url_entries(source))
+    ]
 
 
 def stdlib_root() -> Path:
@@ -443,9 +475,11 @@ class _SourceReader:
         if self.source.get("builtin") == "stdlib":
             documents, self.info = read_stdlib(self.source.get("glob", "**/*.py"))
             for i in range(0, len(documents), BATCH_DOCUMENTS):
-                chunk = documents[i:i + BATCH_DOCUMENTS]
-                yield pl.DataFrame({"name": [d["name"] for d in chunk], "text": [d["text"] for d in chunk]},
-                                   schema={"name": pl.String, "text": pl.String})
+                chunk = documents[i : i + BATCH_DOCUMENTS]
+                yield pl.DataFrame(
+                    {"name": [d["name"] for d in chunk], "text": [d["text"] for d in chunk]},
+                    schema={"name": pl.String, "text": pl.String},
+                )
             return
         entries = url_entries(self.source)
         if not entries:
@@ -468,8 +502,14 @@ class _SourceReader:
             with open(path, "rb") as f:
                 parquet = f.read(4) == b"PAR1"
             fmt = "parquet" if parquet else format_from_name(PurePosixPath(urllib.parse.urlsplit(url).path).name)
-        record = {"url": url, "file": path.name, "format": fmt or "text", "compression": compression,
-                  "size": path.stat().st_size, "documents_read": 0}
+        record = {
+            "url": url,
+            "file": path.name,
+            "format": fmt or "text",
+            "compression": compression,
+            "size": path.stat().st_size,
+            "documents_read": 0,
+        }
         label = f"source {self.name!r}: {path} (from {url})"
         try:
             for batch in self._read(path, fmt, compression, label):
@@ -485,15 +525,19 @@ class _SourceReader:
             raise
         record["sha256"] = sha256_file(path)
         if entry.get("sha256") and record["sha256"] != entry["sha256"].lower():
-            raise CorpusError(f"checksum mismatch for {url}: expected sha256 {entry['sha256'].lower()} "
-                              f"(from the config), got {record['sha256']} in {path}")
+            raise CorpusError(
+                f"checksum mismatch for {url}: expected sha256 {entry['sha256'].lower()} "
+                f"(from the config), got {record['sha256']} in {path}"
+            )
         self.files.append(record)
 
     def _read(self, path: Path, fmt: str | None, compression: str, label: str) -> Iterator[pl.DataFrame]:
         if fmt == "parquet":
             if compression != "none":
-                raise CorpusError(f"{label}: a parquet file wrapped in {compression} is not supported "
-                                  f"(parquet compresses its pages itself): unpack it first")
+                raise CorpusError(
+                    f"{label}: a parquet file wrapped in {compression} is not supported "
+                    f"(parquet compresses its pages itself): unpack it first"
+                )
             yield from self._parquet(path, label)
             return
         for member, stream in _members(path, compression):
@@ -562,8 +606,9 @@ class _SourceReader:
 
     def _jsonl_file(self, path: Path, prefix: str, label: str) -> Iterator[pl.DataFrame]:
         field = self._field()
-        frames = (pl.scan_ndjson(path, schema={field: pl.String}).select(field)
-                  .collect_batches(chunk_size=BATCH_DOCUMENTS))
+        frames = (
+            pl.scan_ndjson(path, schema={field: pl.String}).select(field).collect_batches(chunk_size=BATCH_DOCUMENTS)
+        )
         yield from self._records(frames, prefix, label, "field")
 
     def _jsonl_stream(self, stream: BinaryIO, prefix: str, label: str) -> Iterator[pl.DataFrame]:
@@ -592,8 +637,14 @@ class _SourceReader:
         yield from self._records(frames, path.name, label, "column")
 
     def manifest(self, documents: int, text_bytes: int, duplicates: int) -> dict:
-        info = dict(self.info, name=self.name, documents=documents, bytes=text_bytes, duplicates_removed=duplicates,
-                    empty_skipped=self.empty_skipped)
+        info = dict(
+            self.info,
+            name=self.name,
+            documents=documents,
+            bytes=text_bytes,
+            duplicates_removed=duplicates,
+            empty_skipped=self.empty_skipped,
+        )
         if "url" in self.source or "urls" in self.source:
             for key in ("format", "separator", "field", "compression", "invalid_utf8"):
                 if key in self.source:
@@ -637,7 +688,9 @@ def _documents(readers: list[_SourceReader], dedup: bool, counts: dict) -> Itera
             if kept.height == 0:
                 continue
             kept = kept.select(
-                source=pl.lit(reader.name, dtype=pl.String), name="name", text="text",
+                source=pl.lit(reader.name, dtype=pl.String),
+                name="name",
+                text="text",
                 bytes=pl.col("text").str.len_bytes().cast(pl.Int64),
             )
             stats["documents"] += kept.height
@@ -651,8 +704,14 @@ def _documents(readers: list[_SourceReader], dedup: bool, counts: dict) -> Itera
         raise refuse(empty, "corpus has no documents: ")
 
 
-def build(sources: list[dict], downloads: dict[str, Path | str | list], out_documents: Path, out_manifest: Path,
-          *, dedup: bool = False) -> dict:
+def build(
+    sources: list[dict],
+    downloads: dict[str, Path | str | list],
+    out_documents: Path,
+    out_manifest: Path,
+    *,
+    dedup: bool = False,
+) -> dict:
     """Write the documents table (streamed, batch by batch) and the manifest; return the manifest.
 
     ``downloads`` maps each url source's name to its downloaded file (or list of
@@ -665,8 +724,9 @@ def build(sources: list[dict], downloads: dict[str, Path | str | list], out_docu
     for reader in readers:
         for key, formats in (("separator", ("text",)), ("field", ("jsonl", "parquet"))):
             if key in reader.source and reader.source.get("format", formats[0]) not in formats:
-                raise CorpusError(f"source {reader.name!r}: {key!r} does not apply to "
-                                  f"format {reader.source['format']!r}")
+                raise CorpusError(
+                    f"source {reader.name!r}: {key!r} does not apply to format {reader.source['format']!r}"
+                )
     counts: dict[str, dict] = {}
     failure: list[BaseException] = []
 
@@ -695,8 +755,10 @@ def build(sources: list[dict], downloads: dict[str, Path | str | list], out_docu
         "bytes": sum(c["bytes"] for c in counts.values()),
         "dedup": dedup,
         "duplicates_removed": sum(c["duplicates"] for c in counts.values()),
-        "sources": [r.manifest(counts[r.name]["documents"], counts[r.name]["bytes"], counts[r.name]["duplicates"])
-                    for r in readers],
+        "sources": [
+            r.manifest(counts[r.name]["documents"], counts[r.name]["bytes"], counts[r.name]["duplicates"])
+            for r in readers
+        ],
         "documents_sha256": sha256_file(out_documents),
     }
     write_json_atomic(out_manifest, manifest)
@@ -716,25 +778,40 @@ def main(argv: list[str] | None = None) -> int:
     p_dl.add_argument("--out", required=True, type=Path)
     p_build = sub.add_parser("build", help="build the documents table and manifest")
     p_build.add_argument("--sources", required=True, help="JSON list of source settings")
-    p_build.add_argument("--download", action="append", default=[], metavar="NAME=PATH",
-                         help="a downloaded file of source NAME; repeat, in the order of its urls")
+    p_build.add_argument(
+        "--download",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a downloaded file of source NAME; repeat, in the order of its urls",
+    )
     p_build.add_argument("--dedup", action="store_true", help="remove exact duplicate documents")
     p_build.add_argument("--out-documents", required=True, type=Path)
     p_build.add_argument("--out-manifest", required=True, type=Path)
     args = parser.parse_args(argv)
     try:
         if args.command == "download":
-            download(args.url, args.out, args.sha256, lock_file=args.lock_file, attempts=args.attempts,
-                     backoff_s=args.backoff_s, timeout_s=args.timeout_s)
+            download(
+                args.url,
+                args.out,
+                args.sha256,
+                lock_file=args.lock_file,
+                attempts=args.attempts,
+                backoff_s=args.backoff_s,
+                timeout_s=args.timeout_s,
+            )
         else:
             downloads: dict[str, list[str]] = {}
             for item in args.download:
                 name, path = item.split("=", 1)
                 downloads.setdefault(name, []).append(path)
-            manifest = build(json.loads(args.sources), downloads, args.out_documents, args.out_manifest,
-                             dedup=args.dedup)
-            print(f"corpus: {manifest['documents']} documents, {manifest['bytes'] / 1e6:.1f} MB"
-                  + (f", {manifest['duplicates_removed']} duplicates removed" if args.dedup else ""))
+            manifest = build(
+                json.loads(args.sources), downloads, args.out_documents, args.out_manifest, dedup=args.dedup
+            )
+            print(
+                f"corpus: {manifest['documents']} documents, {manifest['bytes'] / 1e6:.1f} MB"
+                + (f", {manifest['duplicates_removed']} duplicates removed" if args.dedup else "")
+            )
     except CorpusError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -82,8 +82,7 @@ class SplitWriter:
 
     def _close_shard(self) -> None:
         self._writer.close()
-        self.shards[-1].update(tokens=self._writer.count,
-                               sha256=sha256_file(self.directory / self.shards[-1]["file"]))
+        self.shards[-1].update(tokens=self._writer.count, sha256=sha256_file(self.directory / self.shards[-1]["file"]))
         self._writer = None
 
     def finish(self) -> dict:
@@ -100,8 +99,16 @@ class SplitWriter:
         }
 
 
-def build_dataset(documents: Path, tokenizer_model: Path, out_dir: Path, *, validation_fraction: float,
-                  validation_max_tokens: int, shard_tokens: int, threads: int = 1) -> dict:
+def build_dataset(
+    documents: Path,
+    tokenizer_model: Path,
+    out_dir: Path,
+    *,
+    validation_fraction: float,
+    validation_max_tokens: int,
+    shard_tokens: int,
+    threads: int = 1,
+) -> dict:
     processor = spm.SentencePieceProcessor(model_file=str(tokenizer_model))
     eod = processor.eos_id()
     vocab_size = processor.get_piece_size()
@@ -150,8 +157,7 @@ def build_dataset(documents: Path, tokenizer_model: Path, out_dir: Path, *, vali
         }
         for split in ("train", "validation"):
             if manifest["splits"][split]["tokens"] == 0:
-                raise ValueError(f"the {split} split is empty: adjust dataset.validation_fraction "
-                                 f"or add documents")
+                raise ValueError(f"the {split} split is empty: adjust dataset.validation_fraction or add documents")
         write_json_atomic(tmp / "manifest.json", manifest)
     return manifest
 
@@ -165,21 +171,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard-tokens", required=True, type=int)
     parser.add_argument("--threads", default=1, type=int)
     parser.add_argument("--out-dir", required=True, type=Path)
-    parser.add_argument("--out-summary", required=True, type=Path,
-                        help="copy of the manifest for results/ (small, reviewable)")
+    parser.add_argument(
+        "--out-summary", required=True, type=Path, help="copy of the manifest for results/ (small, reviewable)"
+    )
     args = parser.parse_args(argv)
     try:
-        manifest = build_dataset(args.documents, args.tokenizer, args.out_dir,
-                                 validation_fraction=args.validation_fraction,
-                                 validation_max_tokens=args.validation_max_tokens,
-                                 shard_tokens=args.shard_tokens, threads=args.threads)
+        manifest = build_dataset(
+            args.documents,
+            args.tokenizer,
+            args.out_dir,
+            validation_fraction=args.validation_fraction,
+            validation_max_tokens=args.validation_max_tokens,
+            shard_tokens=args.shard_tokens,
+            threads=args.threads,
+        )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     write_json_atomic(args.out_summary, manifest)
     for split, info in manifest["splits"].items():
-        print(f"dataset: {split}: {info['documents']} documents, {info['tokens']} tokens, "
-              f"{len(info['shards'])} shards")
+        print(f"dataset: {split}: {info['documents']} documents, {info['tokens']} tokens, {len(info['shards'])} shards")
     return 0
 
 

@@ -23,7 +23,9 @@ from workflow.train import resolve_device
 
 
 @torch.no_grad()
-def validation_loss(model: LanguageModel, shards: list[np.ndarray], batch_size: int, device: torch.device) -> tuple[float, int]:
+def validation_loss(
+    model: LanguageModel, shards: list[np.ndarray], batch_size: int, device: torch.device
+) -> tuple[float, int]:
     """Mean cross-entropy in nats per predicted token, and the number of tokens scored."""
     model.eval()
     total, count, batch = 0.0, 0, []
@@ -50,8 +52,9 @@ def validation_loss(model: LanguageModel, shards: list[np.ndarray], batch_size: 
     return total / count, count
 
 
-def evaluate_run(weights_dir: Path, summary_path: Path, dataset_manifest: Path, *, batch_size: int,
-                 device: str, threads: int) -> dict:
+def evaluate_run(
+    weights_dir: Path, summary_path: Path, dataset_manifest: Path, *, batch_size: int, device: str, threads: int
+) -> dict:
     """Score every point of a run (one for a cosine run, one per cooldown branch under WSD)."""
     summary = read_json(summary_path)
     validation = read_json(dataset_manifest)["splits"]["validation"]
@@ -71,8 +74,12 @@ def evaluate_run(weights_dir: Path, summary_path: Path, dataset_manifest: Path, 
             model.load_state_dict(checkpoint["model"])
             shards = shards if shards is not None else load_split(dataset_manifest, "validation")
             loss, scored = validation_loss(model, shards, batch_size, dev)
-            result.update(val_loss=loss, perplexity=math.exp(loss),
-                          bits_per_byte=loss / math.log(2) / bytes_per_token, eval_tokens=scored)
+            result.update(
+                val_loss=loss,
+                perplexity=math.exp(loss),
+                bits_per_byte=loss / math.log(2) / bytes_per_token,
+                eval_tokens=scored,
+            )
         points.append(result)
     return {
         "run_id": summary["run_id"],
@@ -96,15 +103,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", default=1, type=int)
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
-    result = evaluate_run(args.weights, args.summary, args.dataset, batch_size=args.batch_size,
-                          device=args.device, threads=args.threads)
+    result = evaluate_run(
+        args.weights, args.summary, args.dataset, batch_size=args.batch_size, device=args.device, threads=args.threads
+    )
     write_json_atomic(args.out, result)
     for point in result["points"]:
         if point["val_loss"] is None:
             print(f"{point['point_id']}: {point['status']}, not evaluated")
         else:
-            print(f"{point['point_id']}: validation loss {point['val_loss']:.4f}, "
-                  f"{point['bits_per_byte']:.4f} bits/byte over {point['eval_tokens']} tokens")
+            print(
+                f"{point['point_id']}: validation loss {point['val_loss']:.4f}, "
+                f"{point['bits_per_byte']:.4f} bits/byte over {point['eval_tokens']} tokens"
+            )
     return 0
 
 

@@ -165,6 +165,7 @@ class FitError(ValueError):
 
 # --------------------------------------------------------------------------- Approach 3
 
+
 def hoffmann_grid() -> np.ndarray:
     """Hoffmann et al.'s 4500 starts, as rows (a, b, e, alpha, beta)."""
     alphas = betas = np.arange(0.0, 2.01, 0.5)
@@ -182,8 +183,9 @@ def huber_grad(r: np.ndarray, delta: float) -> np.ndarray:
     return np.clip(r, -delta, delta)
 
 
-def objective_at_starts(starts: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_loss: np.ndarray,
-                        delta: float) -> np.ndarray:
+def objective_at_starts(
+    starts: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_loss: np.ndarray, delta: float
+) -> np.ndarray:
     """The objective at every start (rows a, b, e, alpha, beta) in one vectorised pass."""
     a, b, e, alpha, beta = (starts[:, i : i + 1] for i in range(5))
     terms = np.stack(np.broadcast_arrays(a - alpha * log_n, b - beta * log_d, e))
@@ -204,21 +206,24 @@ def log_sum_exp(terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return peak + np.log(total), weights / total
 
 
-def approach3_objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_loss: np.ndarray,
-                        delta: float) -> tuple[float, np.ndarray]:
+def approach3_objective(
+    theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_loss: np.ndarray, delta: float
+) -> tuple[float, np.ndarray]:
     """Sum of Huber losses of log-loss residuals, and its exact gradient."""
     a, b, e, alpha, beta = theta
     terms = np.stack([a - alpha * log_n, b - beta * log_d, np.full_like(log_n, e)])
     lse, weights = log_sum_exp(terms)
     residual = lse - log_loss
     g = huber_grad(residual, delta)
-    grad = np.array([
-        np.sum(g * weights[0]),
-        np.sum(g * weights[1]),
-        np.sum(g * weights[2]),
-        -np.sum(g * weights[0] * log_n),
-        -np.sum(g * weights[1] * log_d),
-    ])
+    grad = np.array(
+        [
+            np.sum(g * weights[0]),
+            np.sum(g * weights[1]),
+            np.sum(g * weights[2]),
+            -np.sum(g * weights[0] * log_n),
+            -np.sum(g * weights[1] * log_d),
+        ]
+    )
     return float(np.sum(huber(residual, delta))), grad
 
 
@@ -232,8 +237,17 @@ def best_starts(starts: np.ndarray, refine: int | None, log_n, log_d, log_loss, 
 
 def minimise_all(starts: np.ndarray, log_n, log_d, log_loss, delta: float) -> list:
     """L-BFGS from each start; every result."""
-    return [minimize(approach3_objective, start, args=(log_n, log_d, log_loss, delta), jac=True,
-                     method="L-BFGS-B", options=LBFGS_OPTIONS) for start in starts]
+    return [
+        minimize(
+            approach3_objective,
+            start,
+            args=(log_n, log_d, log_loss, delta),
+            jac=True,
+            method="L-BFGS-B",
+            options=LBFGS_OPTIONS,
+        )
+        for start in starts
+    ]
 
 
 def minimise_from(starts: np.ndarray, log_n, log_d, log_loss, delta: float):
@@ -254,27 +268,39 @@ def distinct_optima(results: list, keep: int = 3) -> list:
 
 def derived(alpha: float, beta: float, A: float, B: float) -> dict:
     """Hoffmann et al.'s eq. 4 exponents and constant G."""
-    return {"a_exponent": float(beta / (alpha + beta)), "b_exponent": float(alpha / (alpha + beta)),
-            "G": float((alpha * A / (beta * B)) ** (1 / (alpha + beta)))}
+    return {
+        "a_exponent": float(beta / (alpha + beta)),
+        "b_exponent": float(alpha / (alpha + beta)),
+        "G": float((alpha * A / (beta * B)) ** (1 / (alpha + beta))),
+    }
 
 
 def identification_warnings(fit: dict, params: np.ndarray, tokens: np.ndarray, loss: np.ndarray) -> list[str]:
     warnings = []
     if fit["E"] < 0.05 * loss.min():
-        warnings.append(f"E is not identified: the fit sends it to {fit['E']:.3g}, below 5% of the lowest loss "
-                        f"({loss.min():.3g}); the data show no levelling-off")
-    for name, constant, exponent, values, variable in (("N", "A", "alpha", params, "params"),
-                                                       ("D", "B", "beta", tokens, "tokens")):
+        warnings.append(
+            f"E is not identified: the fit sends it to {fit['E']:.3g}, below 5% of the lowest loss "
+            f"({loss.min():.3g}); the data show no levelling-off"
+        )
+    for name, constant, exponent, values in (("N", "A", "alpha", params), ("D", "B", "beta", tokens)):
         term = fit[constant] * np.array([values.min(), values.max()]) ** -fit[exponent]
         if abs(term[0] - term[1]) < 1e-3 * loss.mean():
-            warnings.append(f"{constant} and {exponent} are not identified: {constant}/{name}^{exponent} changes by "
-                            f"{abs(term[0] - term[1]):.2g} across the runs' range of {name}, under 0.1% of the loss")
+            warnings.append(
+                f"{constant} and {exponent} are not identified: {constant}/{name}^{exponent} changes by "
+                f"{abs(term[0] - term[1]):.2g} across the runs' range of {name}, under 0.1% of the loss"
+            )
     return warnings
 
 
-def fit_approach3(params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, *,
-                  delta: float = HUBER_DELTA, starts: np.ndarray | None = None,
-                  refine: int | None = 100) -> dict:
+def fit_approach3(
+    params: np.ndarray,
+    tokens: np.ndarray,
+    loss: np.ndarray,
+    *,
+    delta: float = HUBER_DELTA,
+    starts: np.ndarray | None = None,
+    refine: int | None = 100,
+) -> dict:
     params, tokens, loss = (np.asarray(v, dtype=np.float64) for v in (params, tokens, loss))
     check_fit_data(params, tokens, loss, minimum_runs=6)
     log_n, log_d, log_loss = np.log(params), np.log(tokens), np.log(loss)
@@ -285,19 +311,25 @@ def fit_approach3(params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, *,
     best = optima[0]
     a, b, e, alpha, beta = best.x
     if not (alpha > 0 and beta > 0):
-        raise FitError(f"Approach 3 found non-positive exponents (alpha={alpha:.3g}, beta={beta:.3g}): "
-                       f"loss does not fall with both N and D in these runs")
+        raise FitError(
+            f"Approach 3 found non-positive exponents (alpha={alpha:.3g}, beta={beta:.3g}): "
+            f"loss does not fall with both N and D in these runs"
+        )
     fit = {
-        "E": float(np.exp(e)), "A": float(np.exp(a)), "B": float(np.exp(b)),
-        "alpha": float(alpha), "beta": float(beta),
+        "E": float(np.exp(e)),
+        "A": float(np.exp(a)),
+        "B": float(np.exp(b)),
+        "alpha": float(alpha),
+        "beta": float(beta),
         "log_params": dict(zip(PARAM_NAMES, map(float, best.x))),
         "objective": float(best.fun),
         "huber_delta": delta,
         "starts": int(len(starts)),
         "starts_refined": int(len(chosen)),
         "runs": int(len(loss)),
-        "local_optima": [{"objective": float(r.fun), "log_params": dict(zip(PARAM_NAMES, map(float, r.x)))}
-                         for r in optima],
+        "local_optima": [
+            {"objective": float(r.fun), "log_params": dict(zip(PARAM_NAMES, map(float, r.x)))} for r in optima
+        ],
         "seconds": time.perf_counter() - t0,
     }
     # Compute-optimal allocation under C = 6 N D (Hoffmann et al., eq. 4):
@@ -308,7 +340,11 @@ def fit_approach3(params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, *,
 
 
 def predict_approach3(fit: dict, params, tokens) -> np.ndarray:
-    return fit["E"] + fit["A"] / np.asarray(params, float) ** fit["alpha"] + fit["B"] / np.asarray(tokens, float) ** fit["beta"]
+    return (
+        fit["E"]
+        + fit["A"] / np.asarray(params, float) ** fit["alpha"]
+        + fit["B"] / np.asarray(tokens, float) ** fit["beta"]
+    )
 
 
 def optimal_allocation(a3: dict, flops) -> dict[str, np.ndarray]:
@@ -320,6 +356,7 @@ def optimal_allocation(a3: dict, flops) -> dict[str, np.ndarray]:
 
 
 # --------------------------------------------------------------------------- frontier and small fits
+
 
 def compute_frontier(flops: np.ndarray, loss: np.ndarray) -> np.ndarray:
     """Indices of runs with lower loss than every run of less compute, by compute."""
@@ -347,8 +384,13 @@ def parabola_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     centre = x.mean()
     u = x - centre
     moments = [np.sum(u**k) for k in range(5)]
-    matrix = np.array([[moments[4], moments[3], moments[2]], [moments[3], moments[2], moments[1]],
-                       [moments[2], moments[1], moments[0]]])
+    matrix = np.array(
+        [
+            [moments[4], moments[3], moments[2]],
+            [moments[3], moments[2], moments[1]],
+            [moments[2], moments[1], moments[0]],
+        ]
+    )
     rhs = np.array([np.sum(y * u**2), np.sum(y * u), np.sum(y)])
     q2, q1, q0 = np.linalg.solve(matrix, rhs)
     # Back from u = x - centre to x.
@@ -359,11 +401,16 @@ def fit_frontier(flops: np.ndarray, loss: np.ndarray) -> dict:
     flops, loss = np.asarray(flops, float), np.asarray(loss, float)
     idx = compute_frontier(flops, loss)
     if len(idx) < 2 or np.ptp(np.log(flops[idx])) == 0:
-        raise FitError(f"the compute frontier holds {len(idx)} distinct compute value(s); "
-                       f"a power law in C needs at least 2")
+        raise FitError(
+            f"the compute frontier holds {len(idx)} distinct compute value(s); a power law in C needs at least 2"
+        )
     slope, intercept = line_fit(np.log(flops[idx]), np.log(loss[idx]))
-    return {"A_C": float(np.exp(intercept)), "gamma": float(-slope), "frontier_runs": idx.tolist(),
-            "form": "L(C) = A_C * C^-gamma"}
+    return {
+        "A_C": float(np.exp(intercept)),
+        "gamma": float(-slope),
+        "frontier_runs": idx.tolist(),
+        "form": "L(C) = A_C * C^-gamma",
+    }
 
 
 def power_law(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -375,19 +422,30 @@ def power_law(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 def allocation_laws(flops: np.ndarray, n_opt: np.ndarray, d_opt: np.ndarray) -> dict:
     n_coefficient, a = power_law(flops, n_opt)
     d_coefficient, b = power_law(flops, d_opt)
-    return {"a": a, "b": b, "n_coefficient": n_coefficient, "d_coefficient": d_coefficient,
-            "form": "N_opt = n_coefficient * C^a, D_opt = d_coefficient * C^b"}
+    return {
+        "a": a,
+        "b": b,
+        "n_coefficient": n_coefficient,
+        "d_coefficient": d_coefficient,
+        "form": "N_opt = n_coefficient * C^a, D_opt = d_coefficient * C^b",
+    }
 
 
 # --------------------------------------------------------------------------- Kaplan-style laws
 
-SATURATING_GRID = np.array(list(itertools.product(
-    np.arange(0.0, 30.1, 2.5), np.arange(-1.0, 2.01, 0.5), (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0))))
+SATURATING_GRID = np.array(
+    list(
+        itertools.product(
+            np.arange(0.0, 30.1, 2.5), np.arange(-1.0, 2.01, 0.5), (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
+        )
+    )
+)
 SATURATING_REFINE = 20
 
 
-def saturating_objective(theta: np.ndarray, log_x: np.ndarray, log_loss: np.ndarray,
-                         delta: float) -> tuple[float, np.ndarray]:
+def saturating_objective(
+    theta: np.ndarray, log_x: np.ndarray, log_loss: np.ndarray, delta: float
+) -> tuple[float, np.ndarray]:
     """Huber objective of log L = LSE(a - alpha log x, e), L = E + A x^-alpha, and its gradient."""
     a, e, alpha = theta
     terms = np.stack([a - alpha * log_x, np.full_like(log_x, e)])
@@ -407,8 +465,9 @@ def saturating_at_starts(starts: np.ndarray, log_x: np.ndarray, log_loss: np.nda
     return huber(residual, delta).sum(axis=1)
 
 
-def pure_power_objective(theta: np.ndarray, log_x: np.ndarray, log_loss: np.ndarray,
-                         delta: float) -> tuple[float, np.ndarray]:
+def pure_power_objective(
+    theta: np.ndarray, log_x: np.ndarray, log_loss: np.ndarray, delta: float
+) -> tuple[float, np.ndarray]:
     """Huber objective of log L = a - alpha log x (no offset) and its gradient."""
     residual = theta[0] - theta[1] * log_x - log_loss
     g = huber_grad(residual, delta)
@@ -421,37 +480,70 @@ def fit_saturating(x: np.ndarray, loss: np.ndarray, *, variable: str, delta: flo
     x, loss = np.asarray(x, float), np.asarray(loss, float)
     distinct = len(np.unique(x))
     if distinct < 4:
-        raise FitError(f"L({variable}) has 3 parameters and needs runs at 4 or more distinct values of "
-                       f"{variable}; got {distinct}")
+        raise FitError(
+            f"L({variable}) has 3 parameters and needs runs at 4 or more distinct values of {variable}; got {distinct}"
+        )
     if not (np.all(np.isfinite(loss)) and np.all(loss > 0) and np.all(x > 0)):
         raise FitError(f"L({variable}) needs positive, finite {variable} and loss")
     log_x, log_loss = np.log(x), np.log(loss)
     ranked = np.argsort(saturating_at_starts(SATURATING_GRID, log_x, log_loss, delta), kind="stable")
-    best = min((minimize(saturating_objective, start, args=(log_x, log_loss, delta), jac=True,
-                         method="L-BFGS-B", options=LBFGS_OPTIONS)
-                for start in SATURATING_GRID[ranked[:SATURATING_REFINE]]), key=lambda r: r.fun)
+    best = min(
+        (
+            minimize(
+                saturating_objective,
+                start,
+                args=(log_x, log_loss, delta),
+                jac=True,
+                method="L-BFGS-B",
+                options=LBFGS_OPTIONS,
+            )
+            for start in SATURATING_GRID[ranked[:SATURATING_REFINE]]
+        ),
+        key=lambda r: r.fun,
+    )
     a, e, alpha = best.x
     slope, intercept = line_fit(log_x, log_loss)
-    pure = minimize(pure_power_objective, np.array([intercept, -slope]), args=(log_x, log_loss, delta),
-                    jac=True, method="L-BFGS-B", options=LBFGS_OPTIONS)
+    pure = minimize(
+        pure_power_objective,
+        np.array([intercept, -slope]),
+        args=(log_x, log_loss, delta),
+        jac=True,
+        method="L-BFGS-B",
+        options=LBFGS_OPTIONS,
+    )
     E, lowest = float(np.exp(e)), float(loss.min())
     improvement = 1.0 - best.fun / pure.fun if pure.fun > 0 else 0.0
     note = None
     if E < 0.05 * lowest:
         note = f"E is not identified: the fit sends it to {E:.3g}, below 5% of the lowest loss ({lowest:.4g})"
     elif E > 0.99 * lowest:
-        note = (f"E is not identified: the fit puts it at the lowest loss ({E:.4g} against {lowest:.4g}); "
-                f"the data do not show where the loss levels off")
+        note = (
+            f"E is not identified: the fit puts it at the lowest loss ({E:.4g} against {lowest:.4g}); "
+            f"the data do not show where the loss levels off"
+        )
     elif improvement < 0.05:
-        note = (f"E is weakly identified: the offset lowers the objective by only {100 * improvement:.1f}% "
-                f"against the pure power law")
+        note = (
+            f"E is weakly identified: the offset lowers the objective by only {100 * improvement:.1f}% "
+            f"against the pure power law"
+        )
     if note:
         note += f"; pure power law: L = {np.exp(pure.x[0]):.4g} * {variable}^-{pure.x[1]:.4f}"
-    return {"E": E, "A": float(np.exp(a)), "alpha": float(alpha), "objective": float(best.fun),
-            "E_identified": note is None, "E_note": note,
-            "power_law": {"A": float(np.exp(pure.x[0])), "alpha": float(pure.x[1]), "objective": float(pure.fun),
-                          "form": f"L({variable}) = A * {variable}^-alpha"},
-            "points": int(len(x)), "form": f"L({variable}) = E + A * {variable}^-alpha"}
+    return {
+        "E": E,
+        "A": float(np.exp(a)),
+        "alpha": float(alpha),
+        "objective": float(best.fun),
+        "E_identified": note is None,
+        "E_note": note,
+        "power_law": {
+            "A": float(np.exp(pure.x[0])),
+            "alpha": float(pure.x[1]),
+            "objective": float(pure.fun),
+            "form": f"L({variable}) = A * {variable}^-alpha",
+        },
+        "points": int(len(x)),
+        "form": f"L({variable}) = E + A * {variable}^-alpha",
+    }
 
 
 def kaplan_laws(table: pl.DataFrame, delta: float = HUBER_DELTA) -> dict:
@@ -462,10 +554,10 @@ def kaplan_laws(table: pl.DataFrame, delta: float = HUBER_DELTA) -> dict:
     for variable, column, other in (("N", "params", "tokens"), ("D", "tokens", "params")):
         chosen = table.sort(other).group_by(column, maintain_order=True).last().sort(column)
         try:
-            law = fit_saturating(chosen[column].to_numpy(), chosen["loss"].to_numpy(), variable=variable,
-                                 delta=delta)
-            law["selection"] = (f"for each distinct {variable}, its run with the largest "
-                                f"{'D' if variable == 'N' else 'N'}")
+            law = fit_saturating(chosen[column].to_numpy(), chosen["loss"].to_numpy(), variable=variable, delta=delta)
+            law["selection"] = (
+                f"for each distinct {variable}, its run with the largest {'D' if variable == 'N' else 'N'}"
+            )
             law["run_ids"] = chosen["run_id"].to_list() if "run_id" in chosen.columns else None
             out[f"L_{variable}"] = law
         except FitError as e:
@@ -483,6 +575,7 @@ def kaplan_laws(table: pl.DataFrame, delta: float = HUBER_DELTA) -> dict:
 
 # --------------------------------------------------------------------------- Approach 1
 
+
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     """Centred moving average over ``window`` points, shorter at the ends."""
     if window <= 1 or len(values) < 2:
@@ -494,13 +587,14 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return (sums[hi] - sums[lo]) / (hi - lo)
 
 
-def curve_matrix(curves: pl.DataFrame, *, points: int = 1500, skip_fraction: float = 0.1,
-                 smooth: int = 5) -> dict:
+def curve_matrix(curves: pl.DataFrame, *, points: int = 1500, skip_fraction: float = 0.1, smooth: int = 5) -> dict:
     """Every curve's loss and tokens interpolated in log C on a common grid (inf / 0 outside its range)."""
     required = {"run_id", "flops", "tokens", "train_loss", "params"}
     if not required <= set(curves.columns):
-        raise FitError(f"Approach 1 needs training curves with columns {sorted(required)}; missing "
-                       f"{sorted(required - set(curves.columns))}")
+        raise FitError(
+            f"Approach 1 needs training curves with columns {sorted(required)}; missing "
+            f"{sorted(required - set(curves.columns))}"
+        )
     runs = []
     for (run_id,), curve in curves.sort("run_id", "flops").group_by("run_id", maintain_order=True):
         curve = curve.filter(pl.col("train_loss").is_finite() & (pl.col("flops") > 0) & (pl.col("tokens") > 0))
@@ -515,8 +609,10 @@ def curve_matrix(curves: pl.DataFrame, *, points: int = 1500, skip_fraction: flo
             runs.append((run_id, log_c[keep], loss[keep], tokens[keep], float(curve["params"][0])))
     sizes = len({r[4] for r in runs})
     if sizes < 3:
-        raise FitError(f"Approach 1 needs training curves (2 or more logged steps past warmup) of at least 3 "
-                       f"model sizes; got {sizes}")
+        raise FitError(
+            f"Approach 1 needs training curves (2 or more logged steps past warmup) of at least 3 "
+            f"model sizes; got {sizes}"
+        )
     grid = np.linspace(min(r[1][0] for r in runs), max(r[1][-1] for r in runs), points)
     losses = np.full((len(runs), points), np.inf)
     tokens = np.zeros((len(runs), points))
@@ -524,8 +620,16 @@ def curve_matrix(curves: pl.DataFrame, *, points: int = 1500, skip_fraction: flo
         inside = (grid >= log_c[0]) & (grid <= log_c[-1])
         losses[i, inside] = np.interp(grid[inside], log_c, loss)
         tokens[i, inside] = np.interp(grid[inside], log_c, tok)
-    return {"run_ids": [r[0] for r in runs], "params": np.array([r[4] for r in runs]), "log_c": grid,
-            "losses": losses, "tokens": tokens, "points": points, "skip_fraction": skip_fraction, "smooth": smooth}
+    return {
+        "run_ids": [r[0] for r in runs],
+        "params": np.array([r[4] for r in runs]),
+        "log_c": grid,
+        "losses": losses,
+        "tokens": tokens,
+        "points": points,
+        "skip_fraction": skip_fraction,
+        "smooth": smooth,
+    }
 
 
 def envelope_law(matrix: dict, subset: np.ndarray | None = None) -> dict:
@@ -539,9 +643,11 @@ def envelope_law(matrix: dict, subset: np.ndarray | None = None) -> dict:
     changes = np.flatnonzero(n_opt[1:] != n_opt[:-1]) + 1
     sizes = len(np.unique(n_opt))
     if len(changes) < 2 or sizes < 3:
-        raise FitError(f"Approach 1: the lowest-loss curve changes model size {len(changes)} time(s) across "
-                       f"compute ({sizes} size(s) on the envelope); it needs at least 2 crossovers (3 sizes) — "
-                       f"train larger models, or the smaller ones longer, so that their curves cross")
+        raise FitError(
+            f"Approach 1: the lowest-loss curve changes model size {len(changes)} time(s) across "
+            f"compute ({sizes} size(s) on the envelope); it needs at least 2 crossovers (3 sizes) — "
+            f"train larger models, or the smaller ones longer, so that their curves cross"
+        )
     first, last = changes[0], changes[-1]
     inside = slice(first, last + 1)
     flops = np.exp(matrix["log_c"][covered])
@@ -552,8 +658,9 @@ def envelope_law(matrix: dict, subset: np.ndarray | None = None) -> dict:
     return law
 
 
-def approach1(curves: pl.DataFrame, *, points: int = 1500, skip_fraction: float = 0.1, smooth: int = 5,
-              matrix: dict | None = None) -> dict:
+def approach1(
+    curves: pl.DataFrame, *, points: int = 1500, skip_fraction: float = 0.1, smooth: int = 5, matrix: dict | None = None
+) -> dict:
     """Chinchilla Approach 1: the lowest training loss at each compute (module docstring)."""
     matrix = matrix or curve_matrix(curves, points=points, skip_fraction=skip_fraction, smooth=smooth)
     law = envelope_law(matrix)
@@ -561,23 +668,40 @@ def approach1(curves: pl.DataFrame, *, points: int = 1500, skip_fraction: float 
     flops, n_opt, d_opt = law.pop("flops"), law.pop("n_opt"), law.pop("d_opt")
     keep = np.unique(np.linspace(0, len(covered) - 1, 100).astype(int))
     law.update(
-        points=int(matrix["points"]), curves=len(matrix["run_ids"]), skip_fraction=matrix["skip_fraction"],
-        smooth=matrix["smooth"], envelope_sizes=sorted({float(n) for n in n_opt}),
+        points=int(matrix["points"]),
+        curves=len(matrix["run_ids"]),
+        skip_fraction=matrix["skip_fraction"],
+        smooth=matrix["smooth"],
+        envelope_sizes=sorted({float(n) for n in n_opt}),
         fit_range_flops=[float(flops[first]), float(flops[last])],
         fit_points=int(last - first + 1),
-        optima=[{"flops": float(flops[j]), "n_opt": float(n_opt[j]), "d_opt": float(d_opt[j]),
-                 "loss": float(matrix["losses"][winner[j], covered[j]]), "run_id": matrix["run_ids"][winner[j]],
-                 "in_fit": bool(first <= j <= last)} for j in keep])
+        optima=[
+            {
+                "flops": float(flops[j]),
+                "n_opt": float(n_opt[j]),
+                "d_opt": float(d_opt[j]),
+                "loss": float(matrix["losses"][winner[j], covered[j]]),
+                "run_id": matrix["run_ids"][winner[j]],
+                "in_fit": bool(first <= j <= last),
+            }
+            for j in keep
+        ],
+    )
     return law
 
 
 # --------------------------------------------------------------------------- Approach 2
 
+
 def isoflop_minimum(budget: float, log_n: np.ndarray, log_d: np.ndarray, loss: np.ndarray) -> dict:
     """One budget's parabolas in log N and log D and their vertices, or why it is left out."""
-    entry: dict = {"compute_budget": float(budget), "runs": int(len(loss)), "kept": False,
-                   "sizes": int(len(np.unique(log_n))),
-                   "log_n_range": [float(log_n.min()), float(log_n.max())]}
+    entry: dict = {
+        "compute_budget": float(budget),
+        "runs": int(len(loss)),
+        "kept": False,
+        "sizes": int(len(np.unique(log_n))),
+        "log_n_range": [float(log_n.min()), float(log_n.max())],
+    }
     if entry["sizes"] < 3:
         entry["message"] = f"{entry['sizes']} distinct model size(s); a parabola needs 3"
         return entry
@@ -589,18 +713,20 @@ def isoflop_minimum(budget: float, log_n: np.ndarray, log_d: np.ndarray, loss: n
         d2 = d1 = d0 = 0.0
     entry["parabola_in_log_d"] = [d2, d1, d0]
     if c2 <= 0 or d2 <= 0:
-        entry["message"] = (f"the parabola in log {'N' if c2 <= 0 else 'D'} opens downward (or is flat): "
-                            f"no minimum")
+        entry["message"] = f"the parabola in log {'N' if c2 <= 0 else 'D'} opens downward (or is flat): no minimum"
         return entry
     vertex_n, vertex_d = -c1 / (2 * c2), -d1 / (2 * d2)
-    entry.update(n_opt=float(np.exp(vertex_n)), d_opt=float(np.exp(vertex_d)),
-                 loss_min=float(c0 - c1**2 / (4 * c2)))
+    entry.update(n_opt=float(np.exp(vertex_n)), d_opt=float(np.exp(vertex_d)), loss_min=float(c0 - c1**2 / (4 * c2)))
     if not log_n.min() <= vertex_n <= log_n.max():
-        entry["message"] = (f"the minimum (N = {np.exp(vertex_n):.3g}) falls outside the sampled N range "
-                            f"[{np.exp(log_n.min()):.3g}, {np.exp(log_n.max()):.3g}]")
+        entry["message"] = (
+            f"the minimum (N = {np.exp(vertex_n):.3g}) falls outside the sampled N range "
+            f"[{np.exp(log_n.min()):.3g}, {np.exp(log_n.max()):.3g}]"
+        )
     elif not log_d.min() <= vertex_d <= log_d.max():
-        entry["message"] = (f"the minimum (D = {np.exp(vertex_d):.3g}) falls outside the sampled D range "
-                            f"[{np.exp(log_d.min()):.3g}, {np.exp(log_d.max()):.3g}]")
+        entry["message"] = (
+            f"the minimum (D = {np.exp(vertex_d):.3g}) falls outside the sampled D range "
+            f"[{np.exp(log_d.min()):.3g}, {np.exp(log_d.max()):.3g}]"
+        )
     else:
         entry["kept"] = True
     return entry
@@ -615,34 +741,47 @@ def approach2_arrays(budget: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, l
     kept = [b for b in budgets if b["kept"]]
     if len(kept) < 2:
         flagged = "; ".join(f"C={b['compute_budget']:.3g}: {b['message']}" for b in budgets if not b["kept"])
-        raise FitError(f"Approach 2 needs at least 2 IsoFLOP budgets with a minimum inside the sampled range; "
-                       f"got {len(kept)} of {len(budgets)}" + (f" ({flagged})" if flagged else ""))
-    out = allocation_laws(np.array([b["compute_budget"] for b in kept]), np.array([b["n_opt"] for b in kept]),
-                          np.array([b["d_opt"] for b in kept]))
+        raise FitError(
+            f"Approach 2 needs at least 2 IsoFLOP budgets with a minimum inside the sampled range; "
+            f"got {len(kept)} of {len(budgets)}" + (f" ({flagged})" if flagged else "")
+        )
+    out = allocation_laws(
+        np.array([b["compute_budget"] for b in kept]),
+        np.array([b["n_opt"] for b in kept]),
+        np.array([b["d_opt"] for b in kept]),
+    )
     out["budgets"] = budgets
     out["budgets_kept"] = len(kept)
     out["flagged"] = [f"C = {b['compute_budget']:.3g} FLOPs: {b['message']}" for b in budgets if not b["kept"]]
-    out["optima"] = [{"flops": b["compute_budget"], "n_opt": b["n_opt"], "d_opt": b["d_opt"],
-                      "loss": b["loss_min"]} for b in kept]
+    out["optima"] = [
+        {"flops": b["compute_budget"], "n_opt": b["n_opt"], "d_opt": b["d_opt"], "loss": b["loss_min"]} for b in kept
+    ]
     return out
 
 
 def budget_column(table: pl.DataFrame) -> np.ndarray:
     """compute_budget as floats, NaN where null; FitError when the study has no budgets."""
     if "compute_budget" not in table.columns or table["compute_budget"].drop_nulls().len() == 0:
-        raise FitError("no IsoFLOP budgets in this study (compute_budget is null for every run: a grid of "
-                       "model sizes and token counts, not of compute budgets)")
+        raise FitError(
+            "no IsoFLOP budgets in this study (compute_budget is null for every run: a grid of "
+            "model sizes and token counts, not of compute budgets)"
+        )
     return table["compute_budget"].cast(pl.Float64).fill_null(float("nan")).to_numpy()
 
 
 def approach2(table: pl.DataFrame) -> dict:
     """Chinchilla Approach 2: IsoFLOP profiles (module docstring)."""
     budget = budget_column(table)
-    return approach2_arrays(budget, np.log(table["params"].to_numpy().astype(float)),
-                            np.log(table["tokens"].to_numpy().astype(float)), table["loss"].to_numpy().astype(float))
+    return approach2_arrays(
+        budget,
+        np.log(table["params"].to_numpy().astype(float)),
+        np.log(table["tokens"].to_numpy().astype(float)),
+        table["loss"].to_numpy().astype(float),
+    )
 
 
 # --------------------------------------------------------------------------- predictions
+
 
 def predictions(a3: dict, budgets: list[float], others: dict[str, dict]) -> list[dict]:
     """Approach 3's N_opt, D_opt, loss and tokens per parameter at each budget; Approach 1's and 2's
@@ -650,13 +789,19 @@ def predictions(a3: dict, budgets: list[float], others: dict[str, dict]) -> list
     out = []
     for flops in budgets:
         best = optimal_allocation(a3, [flops])
-        row = {"flops": float(flops), "n_opt": float(best["n_opt"][0]), "d_opt": float(best["d_opt"][0]),
-               "loss": float(best["loss"][0]),
-               "tokens_per_parameter": float(best["d_opt"][0] / best["n_opt"][0])}
+        row = {
+            "flops": float(flops),
+            "n_opt": float(best["n_opt"][0]),
+            "d_opt": float(best["d_opt"][0]),
+            "loss": float(best["loss"][0]),
+            "tokens_per_parameter": float(best["d_opt"][0] / best["n_opt"][0]),
+        }
         for name, law in others.items():
             if law and "a" in law:
-                row[name] = {"n_opt": law["n_coefficient"] * flops ** law["a"],
-                             "d_opt": law["d_coefficient"] * flops ** law["b"]}
+                row[name] = {
+                    "n_opt": law["n_coefficient"] * flops ** law["a"],
+                    "d_opt": law["d_coefficient"] * flops ** law["b"],
+                }
         out.append(row)
     return out
 
@@ -667,15 +812,17 @@ def prediction_key(flops: float) -> str:
 
 # --------------------------------------------------------------------------- extrapolation check
 
-def extrapolation_check(table: pl.DataFrame, *, delta: float, refine: int | None,
-                        full_fit: dict | None = None) -> dict:
+
+def extrapolation_check(table: pl.DataFrame, *, delta: float, refine: int | None, full_fit: dict | None = None) -> dict:
     """Refit Approach 3 without the largest compute and predict the runs held out (module docstring)."""
     budgets = table["compute_budget"].drop_nulls() if "compute_budget" in table.columns else pl.Series([])
     if budgets.n_unique() >= 2:
         largest = budgets.max()
         threshold = table.filter(pl.col("compute_budget") == largest)["flops"].min()
-        description = (f"the runs of the largest IsoFLOP budget (C = {largest:.3g} FLOPs) and any run of at least "
-                       f"{threshold:.3g} FLOPs")
+        description = (
+            f"the runs of the largest IsoFLOP budget (C = {largest:.3g} FLOPs) and any run of at least "
+            f"{threshold:.3g} FLOPs"
+        )
         held_mask = (pl.col("compute_budget") == largest).fill_null(False) | (pl.col("flops") >= threshold)
     else:
         count = max(1, round(0.2 * table.height))
@@ -686,8 +833,9 @@ def extrapolation_check(table: pl.DataFrame, *, delta: float, refine: int | None
     if kept.height == 0:
         raise FitError("the extrapolation check holds out every run: no run has less compute than the largest")
     try:
-        refit = fit_approach3(kept["params"].to_numpy(), kept["tokens"].to_numpy(), kept["loss"].to_numpy(),
-                              delta=delta, refine=refine)
+        refit = fit_approach3(
+            kept["params"].to_numpy(), kept["tokens"].to_numpy(), kept["loss"].to_numpy(), delta=delta, refine=refine
+        )
     except FitError as e:
         raise FitError(f"the extrapolation check's refit without {description} failed: {e}") from None
     params, tokens, actual = (held[c].to_numpy().astype(float) for c in ("params", "tokens", "loss"))
@@ -696,10 +844,20 @@ def extrapolation_check(table: pl.DataFrame, *, delta: float, refine: int | None
     out = {
         "held_out_description": description,
         "threshold_flops": float(threshold),
-        "held_out": [{"run_id": r["run_id"], "params": r["params"], "tokens": r["tokens"], "flops": r["flops"],
-                      "loss": r["loss"], "predicted": float(p), "error": float(e), "absolute_error": float(abs(e)),
-                      "relative_error": float(abs(e) / r["loss"])}
-                     for r, p, e in zip(held.iter_rows(named=True), predicted, error)],
+        "held_out": [
+            {
+                "run_id": r["run_id"],
+                "params": r["params"],
+                "tokens": r["tokens"],
+                "flops": r["flops"],
+                "loss": r["loss"],
+                "predicted": float(p),
+                "error": float(e),
+                "absolute_error": float(abs(e)),
+                "relative_error": float(abs(e) / r["loss"]),
+            }
+            for r, p, e in zip(held.iter_rows(named=True), predicted, error)
+        ],
         "runs_fitted": kept.height,
         "refit": {k: refit[k] for k in ("E", "A", "B", "alpha", "beta")},
         "mean_absolute_error": float(np.mean(np.abs(error))),
@@ -742,16 +900,16 @@ def run_in_processes(jobs: list[dict]) -> list:
     from concurrent.futures import ThreadPoolExecutor
 
     root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               POLARS_MAX_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", POLARS_MAX_THREADS="1")
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     command = [sys.executable, "-c", "from workflow.fit import _worker_main; _worker_main()"]
 
     def run(job):
         done = subprocess.run(command, input=pickle.dumps(job), capture_output=True, env=env, cwd=root)
         if done.returncode != 0:
-            raise RuntimeError(f"a bootstrap worker failed (exit {done.returncode}): "
-                               f"{done.stderr.decode(errors='replace')[-3000:]}")
+            raise RuntimeError(
+                f"a bootstrap worker failed (exit {done.returncode}): {done.stderr.decode(errors='replace')[-3000:]}"
+            )
         return pickle.loads(done.stdout)
 
     with ThreadPoolExecutor(len(jobs)) as pool:
@@ -779,15 +937,20 @@ def _bootstrap_one(job: dict, k: int) -> dict:
             raise FitError("a single N or D drawn")
         best = minimise_from(job["starts"], ln, ld, ll, delta)
         if job["verify"][k]:
-            grid_best = minimise_from(best_starts(hoffmann_grid(), job["refine"], ln, ld, ll, delta), ln, ld, ll,
-                                      delta)
+            grid_best = minimise_from(best_starts(hoffmann_grid(), job["refine"], ln, ld, ll, delta), ln, ld, ll, delta)
             values["_verified"] = float(best.fun - grid_best.fun)
             best = grid_best if grid_best.fun < best.fun else best
         a, b, e, alpha, beta = best.x
         if not (alpha > 0 and beta > 0):
             raise FitError("non-positive exponent")
-        a3 = {"E": np.exp(e), "A": np.exp(a), "B": np.exp(b), "alpha": alpha, "beta": beta,
-              **derived(alpha, beta, np.exp(a), np.exp(b))}
+        a3 = {
+            "E": np.exp(e),
+            "A": np.exp(a),
+            "B": np.exp(b),
+            "alpha": alpha,
+            "beta": beta,
+            **derived(alpha, beta, np.exp(a), np.exp(b)),
+        }
         values.update({name: float(v) for name, v in a3.items()})
         for c in job["predict"]:
             point = optimal_allocation(a3, [c])
@@ -808,8 +971,9 @@ def _bootstrap_one(job: dict, k: int) -> dict:
     if job["approach2_rows"] is not None:
         rows2 = job["approach2_rows"][k]
         try:
-            fits_of["approach2"] = approach2_arrays(job["budget"][rows2], job["log_n"][rows2], job["log_d"][rows2],
-                                                    np.exp(job["log_loss"][rows2]))
+            fits_of["approach2"] = approach2_arrays(
+                job["budget"][rows2], job["log_n"][rows2], job["log_d"][rows2], np.exp(job["log_loss"][rows2])
+            )
         except (FitError, np.linalg.LinAlgError):
             values["_failed"].append("approach2")
     if job["matrix"] is not None:
@@ -825,9 +989,20 @@ def _bootstrap_one(job: dict, k: int) -> dict:
     return values
 
 
-def bootstrap(table: pl.DataFrame, curves: pl.DataFrame | None, full: dict, *, samples: int, seed: int,
-              delta: float = HUBER_DELTA, predict: list[float] | None = None, workers: int = 2, verify: int = 10,
-              verify_refine: int = 25, approach1_matrix: dict | None = None) -> dict:
+def bootstrap(
+    table: pl.DataFrame,
+    curves: pl.DataFrame | None,
+    full: dict,
+    *,
+    samples: int,
+    seed: int,
+    delta: float = HUBER_DELTA,
+    predict: list[float] | None = None,
+    workers: int = 2,
+    verify: int = 10,
+    verify_refine: int = 25,
+    approach1_matrix: dict | None = None,
+) -> dict:
     """Resample runs with replacement ``samples`` times (seeded), refit everything, and report
     95% percentile intervals (module docstring). ``full`` holds the full-data fits (fit_table's
     output, or at least its 'approach3'); Approach 1 and 2 are resampled when ``full`` has them
@@ -844,13 +1019,13 @@ def bootstrap(table: pl.DataFrame, curves: pl.DataFrame | None, full: dict, *, s
     if "skipped" not in (full.get("approach2") or {"skipped": "not fitted"}):
         budget = budget_column(table)
         groups = [np.flatnonzero(budget == value) for value in np.unique(budget[np.isfinite(budget)])]
-        approach2_rows = [np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
-                          for _ in range(samples)]
+        approach2_rows = [np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups]) for _ in range(samples)]
     matrix, curve_subsets = None, None
     a1 = full.get("approach1") or {"skipped": "not fitted"}
     if "skipped" not in a1 and (curves is not None or approach1_matrix is not None):
-        matrix = approach1_matrix or curve_matrix(curves, points=a1["points"], skip_fraction=a1["skip_fraction"],
-                                                  smooth=a1["smooth"])
+        matrix = approach1_matrix or curve_matrix(
+            curves, points=a1["points"], skip_fraction=a1["skip_fraction"], smooth=a1["smooth"]
+        )
         m = len(matrix["params"])
         curve_subsets = [np.unique(rng.integers(0, m, m)) for _ in range(samples)]
     a3 = full["approach3"]
@@ -862,21 +1037,34 @@ def bootstrap(table: pl.DataFrame, curves: pl.DataFrame | None, full: dict, *, s
     jobs = []
     for w in range(workers):
         block = np.arange(w, samples, workers)  # interleaved: the verified resamples are spread over workers
-        jobs.append({
-            "rows": rows[block], "verify": block < verify, "log_n": np.log(params), "log_d": np.log(tokens),
-            "log_loss": np.log(loss), "flops": flops, "starts": starts, "refine": verify_refine, "delta": delta,
-            "band": band, "predict": predict, "budget": budget,
-            "approach2_rows": None if approach2_rows is None else [approach2_rows[i] for i in block],
-            "matrix": matrix, "curve_subsets": None if curve_subsets is None else [curve_subsets[i] for i in block],
-            "block": block,
-        })
+        jobs.append(
+            {
+                "rows": rows[block],
+                "verify": block < verify,
+                "log_n": np.log(params),
+                "log_d": np.log(tokens),
+                "log_loss": np.log(loss),
+                "flops": flops,
+                "starts": starts,
+                "refine": verify_refine,
+                "delta": delta,
+                "band": band,
+                "predict": predict,
+                "budget": budget,
+                "approach2_rows": None if approach2_rows is None else [approach2_rows[i] for i in block],
+                "matrix": matrix,
+                "curve_subsets": None if curve_subsets is None else [curve_subsets[i] for i in block],
+                "block": block,
+            }
+        )
     results = [_bootstrap_worker(jobs[0])] if workers == 1 else run_in_processes(jobs)
     ordered: list = [None] * samples
     for job, block_values in zip(jobs, results):
         for i, values in zip(job["block"], block_values):
             ordered[i] = values
-    failed = {name: sum(name in v["_failed"] for v in ordered)
-              for name in ("approach3", "frontier", "approach2", "approach1")}
+    failed = {
+        name: sum(name in v["_failed"] for v in ordered) for name in ("approach3", "frontier", "approach2", "approach1")
+    }
     fitted = samples - failed["approach3"]
     if fitted < 2:
         raise FitError(f"only {fitted} of {samples} bootstrap resamples could be fitted by Approach 3")
@@ -894,22 +1082,38 @@ def bootstrap(table: pl.DataFrame, curves: pl.DataFrame | None, full: dict, *, s
     band_loss, band_n, band_d = (np.array([b[i] for b in with_band]) for i in range(3))
     pct = lambda v, q: np.percentile(v, q, axis=0).tolist()  # noqa: E731
     return {
-        "samples": samples, "fitted": fitted, "seed": seed, "workers": workers,
-        "resamples_skipped": {k: v for k, v in failed.items()
-                    if k in ("approach3", "frontier") or (k == "approach2" and approach2_rows is not None)
-                    or (k == "approach1" and matrix is not None)},
-        "method": ("runs resampled with replacement (within each budget for Approach 2, training curves for "
-                   "Approach 1); 95% percentile intervals (2.5th, 97.5th)"),
+        "samples": samples,
+        "fitted": fitted,
+        "seed": seed,
+        "workers": workers,
+        "resamples_skipped": {
+            k: v
+            for k, v in failed.items()
+            if k in ("approach3", "frontier")
+            or (k == "approach2" and approach2_rows is not None)
+            or (k == "approach1" and matrix is not None)
+        },
+        "method": (
+            "runs resampled with replacement (within each budget for Approach 2, training curves for "
+            "Approach 1); 95% percentile intervals (2.5th, 97.5th)"
+        ),
         "starts": "the full fit's distinct local optima" + (f" ({len(starts)})" if len(starts) > 1 else ""),
-        "verified": {"resamples": len(gaps), "refine": verify_refine,
-                     "same_optimum": int(sum(g <= tolerance for g in gaps)),
-                     "largest_objective_gap": float(max(gaps)) if gaps else None},
+        "verified": {
+            "resamples": len(gaps),
+            "refine": verify_refine,
+            "same_optimum": int(sum(g <= tolerance for g in gaps)),
+            "largest_objective_gap": float(max(gaps)) if gaps else None,
+        },
         "intervals": intervals,
         "counts": counts,
         "optimal_loss_band": {"flops": band.tolist(), "lower": pct(band_loss, 2.5), "upper": pct(band_loss, 97.5)},
-        "optimal_allocation_band": {"flops": band.tolist(), "n_opt_lower": pct(band_n, 2.5),
-                                    "n_opt_upper": pct(band_n, 97.5), "d_opt_lower": pct(band_d, 2.5),
-                                    "d_opt_upper": pct(band_d, 97.5)},
+        "optimal_allocation_band": {
+            "flops": band.tolist(),
+            "n_opt_lower": pct(band_n, 2.5),
+            "n_opt_upper": pct(band_n, 97.5),
+            "d_opt_lower": pct(band_d, 2.5),
+            "d_opt_upper": pct(band_d, 97.5),
+        },
         "seconds": time.perf_counter() - t0,
     }
 
@@ -939,26 +1143,40 @@ REFERENCES = {
     },
     # Kaplan et al. 2020, Figure 1: L(C_min) = (C_min / 2.3e8 PF-days)^-0.050;
     # their eq. 1.3 quotes C_c = 3.1e8 PF-days for the same law.
-    "kaplan_frontier": {"C_c_pf_days": KAPLAN_C_C_PF_DAYS, "C_c_flops": KAPLAN_C_C_PF_DAYS * PF_DAY_FLOPS,
-                        "alpha_C": 0.050, "pf_day_flops": PF_DAY_FLOPS,
-                        "form": "L(C) = (C / C_c)^-alpha_C, C_c = 2.3e8 PF-days (1 PF-day = 8.64e19 FLOPs)",
-                        "units": ("nats/token on WebText2 with GPT-2's tokenizer; C is non-embedding compute "
-                                  "(6 N_non-embedding per token)"),
-                        "note": "Kaplan et al.'s Figure 1 fit; their eq. 1.3 gives C_c = 3.1e8 PF-days"},
-    "allocation_exponents": {"Kaplan et al. 2020": 0.73, "Hoffmann et al. 2022 Approach 1": 0.50,
-                             "Hoffmann et al. 2022 Approach 2": 0.49, "Hoffmann et al. 2022 Approach 3": 0.46},
-    "allocation_exponents_b": {"Hoffmann et al. 2022 Approach 1": 0.50, "Hoffmann et al. 2022 Approach 2": 0.51,
-                               "Hoffmann et al. 2022 Approach 3": 0.54},
+    "kaplan_frontier": {
+        "C_c_pf_days": KAPLAN_C_C_PF_DAYS,
+        "C_c_flops": KAPLAN_C_C_PF_DAYS * PF_DAY_FLOPS,
+        "alpha_C": 0.050,
+        "pf_day_flops": PF_DAY_FLOPS,
+        "form": "L(C) = (C / C_c)^-alpha_C, C_c = 2.3e8 PF-days (1 PF-day = 8.64e19 FLOPs)",
+        "units": (
+            "nats/token on WebText2 with GPT-2's tokenizer; C is non-embedding compute (6 N_non-embedding per token)"
+        ),
+        "note": "Kaplan et al.'s Figure 1 fit; their eq. 1.3 gives C_c = 3.1e8 PF-days",
+    },
+    "allocation_exponents": {
+        "Kaplan et al. 2020": 0.73,
+        "Hoffmann et al. 2022 Approach 1": 0.50,
+        "Hoffmann et al. 2022 Approach 2": 0.49,
+        "Hoffmann et al. 2022 Approach 3": 0.46,
+    },
+    "allocation_exponents_b": {
+        "Hoffmann et al. 2022 Approach 1": 0.50,
+        "Hoffmann et al. 2022 Approach 2": 0.51,
+        "Hoffmann et al. 2022 Approach 3": 0.54,
+    },
     "allocation_form": "N_opt ∝ C^a, D_opt ∝ C^b",
 }
 
 
 # --------------------------------------------------------------------------- table and CLI
 
+
 def check_fit_data(params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, minimum_runs: int) -> None:
     if len(loss) < minimum_runs:
-        raise FitError(f"Approach 3 fits 5 parameters and needs at least {minimum_runs} completed runs; "
-                       f"got {len(loss)}")
+        raise FitError(
+            f"Approach 3 fits 5 parameters and needs at least {minimum_runs} completed runs; got {len(loss)}"
+        )
     for name, values in (("params", params), ("tokens", tokens), ("loss", loss)):
         if not np.all(np.isfinite(values)) or np.any(values <= 0):
             raise FitError(f"column {name!r} must hold positive, finite numbers")
@@ -973,8 +1191,9 @@ def read_table(path: Path) -> pl.DataFrame:
     table = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
     missing = [c for c in ("params", "tokens", "loss") if c not in table.columns]
     if missing:
-        raise FitError(f"{path} lacks column(s) {', '.join(missing)}; it needs params, tokens, loss "
-                       f"and optionally flops")
+        raise FitError(
+            f"{path} lacks column(s) {', '.join(missing)}; it needs params, tokens, loss and optionally flops"
+        )
     return table
 
 
@@ -993,9 +1212,18 @@ def plain_json(value):
     return value
 
 
-def fit_table(table: pl.DataFrame, *, curves: pl.DataFrame | None = None, delta: float = HUBER_DELTA,
-              refine: int | None = 100, bootstrap_samples: int = 0, seed: int = 0,
-              predict: list[float] | None = None, workers: int = 2, metadata: dict | None = None) -> dict:
+def fit_table(
+    table: pl.DataFrame,
+    *,
+    curves: pl.DataFrame | None = None,
+    delta: float = HUBER_DELTA,
+    refine: int | None = 100,
+    bootstrap_samples: int = 0,
+    seed: int = 0,
+    predict: list[float] | None = None,
+    workers: int = 2,
+    metadata: dict | None = None,
+) -> dict:
     """Every fit of the study. Approach 3 and the frontier are required (FitError);
     the others record why they were skipped instead."""
     excluded = []
@@ -1004,7 +1232,9 @@ def fit_table(table: pl.DataFrame, *, curves: pl.DataFrame | None = None, delta:
         excluded = excluded["run_id"].to_list() if "run_id" in excluded.columns else [None] * excluded.height
         table = table.filter(pl.col("status") == "completed")
     if table.height == 0:
-        raise FitError("no completed runs to fit" + (f" ({len(excluded)} left out as not completed)" if excluded else ""))
+        raise FitError(
+            "no completed runs to fit" + (f" ({len(excluded)} left out as not completed)" if excluded else "")
+        )
     if "run_id" not in table.columns:
         table = table.with_columns(pl.format("run{}", pl.int_range(pl.len())).alias("run_id"))
     if "flops" in table.columns:
@@ -1051,8 +1281,20 @@ def fit_table(table: pl.DataFrame, *, curves: pl.DataFrame | None = None, delta:
     others = {k: fits[k] for k in ("approach1", "approach2") if "skipped" not in fits[k]}
     fits["predictions"] = predictions(approach3, predict, others)
     if bootstrap_samples:
-        attempt("bootstrap", lambda: bootstrap(table, None, fits, samples=bootstrap_samples, seed=seed, delta=delta,
-                                               predict=predict, workers=workers, approach1_matrix=matrix))
+        attempt(
+            "bootstrap",
+            lambda: bootstrap(
+                table,
+                None,
+                fits,
+                samples=bootstrap_samples,
+                seed=seed,
+                delta=delta,
+                predict=predict,
+                workers=workers,
+                approach1_matrix=matrix,
+            ),
+        )
         if "intervals" in fits["bootstrap"]:
             attach_intervals(fits["predictions"], fits["bootstrap"]["intervals"])
     else:
@@ -1071,10 +1313,12 @@ def summary_lines(fits: dict) -> list[str]:
     def show(name, value, digits=4):
         return f"{value:.{digits}g}" + (f" [{ci[name][0]:.{digits}g}, {ci[name][1]:.{digits}g}]" if name in ci else "")
 
-    lines = [f"approach 3: E={show('E', a3['E'])} A={show('A', a3['A'])} B={show('B', a3['B'])} "
-             f"alpha={show('alpha', a3['alpha'])} beta={show('beta', a3['beta'])} "
-             f"a={show('a_exponent', a3['a_exponent'], 3)} "
-             f"({a3['starts_refined']} of {a3['starts']} starts refined, {seconds['approach3']:.1f} s)"]
+    lines = [
+        f"approach 3: E={show('E', a3['E'])} A={show('A', a3['A'])} B={show('B', a3['B'])} "
+        f"alpha={show('alpha', a3['alpha'])} beta={show('beta', a3['beta'])} "
+        f"a={show('a_exponent', a3['a_exponent'], 3)} "
+        f"({a3['starts_refined']} of {a3['starts']} starts refined, {seconds['approach3']:.1f} s)"
+    ]
     lines += [f"approach 3 warning: {w}" for w in a3.get("warnings", [])]
     for name in ("kaplan", "approach1", "approach2", "extrapolation", "bootstrap"):
         section = fits.get(name) or {}
@@ -1083,17 +1327,26 @@ def summary_lines(fits: dict) -> list[str]:
         elif name in ("approach1", "approach2"):
             state = f"a={show(name + '.a', section['a'], 3)} b={show(name + '.b', section['b'], 3)}"
         elif name == "extrapolation":
-            state = (f"{len(section['held_out'])} runs held out, mean abs error {section['mean_absolute_error']:.4g} "
-                     f"({100 * section['mean_relative_error']:.2f}%)")
+            state = (
+                f"{len(section['held_out'])} runs held out, mean abs error {section['mean_absolute_error']:.4g} "
+                f"({100 * section['mean_relative_error']:.2f}%)"
+            )
         elif name == "bootstrap":
-            state = (f"{section['fitted']} of {section['samples']} resamples fitted, skipped "
-                     f"{section['resamples_skipped']}, same optimum as the grid in "
-                     f"{section['verified']['same_optimum']} of {section['verified']['resamples']} checked")
+            state = (
+                f"{section['fitted']} of {section['samples']} resamples fitted, skipped "
+                f"{section['resamples_skipped']}, same optimum as the grid in "
+                f"{section['verified']['same_optimum']} of {section['verified']['resamples']} checked"
+            )
         else:
             state = "; ".join(
-                f"{k}: " + ("skipped" if "skipped" in v else
-                            f"alpha={v['alpha']:.3g}" + ("" if v["E_identified"] else " (E not identified)"))
-                for k, v in section.items())
+                f"{k}: "
+                + (
+                    "skipped"
+                    if "skipped" in v
+                    else f"alpha={v['alpha']:.3g}" + ("" if v["E_identified"] else " (E not identified)")
+                )
+                for k, v in section.items()
+            )
         lines.append(f"{name}: {state} ({seconds.get(name, 0):.1f} s)")
     for p in fits.get("predictions") or []:
         lines.append(f"C={p['flops']:.3g}: N_opt={p['n_opt']:.3g} D_opt={p['d_opt']:.3g} loss={p['loss']:.4g}")
@@ -1106,8 +1359,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--curves", type=Path, help="training curves (CSV or parquet): enables Approach 1")
     parser.add_argument("--huber-delta", type=float, default=HUBER_DELTA)
-    parser.add_argument("--refine", type=int, default=100,
-                        help="run L-BFGS from this many best-ranked grid starts (0: all 4500)")
+    parser.add_argument(
+        "--refine", type=int, default=100, help="run L-BFGS from this many best-ranked grid starts (0: all 4500)"
+    )
     parser.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples (0: none)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--workers", type=int, default=2, help="processes for the bootstrap")
@@ -1115,8 +1369,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flop-convention", default=None, help="recorded in the output")
     parser.add_argument("--parameter-count", default=None, help="recorded in the output")
     args = parser.parse_args(argv)
-    metadata = {"flop_convention": args.flop_convention, "parameter_count": args.parameter_count,
-                "table": str(args.table)}
+    metadata = {
+        "flop_convention": args.flop_convention,
+        "parameter_count": args.parameter_count,
+        "table": str(args.table),
+    }
     try:
         budgets = [float(c) for c in args.predict.split(",") if c.strip()]
     except ValueError:
@@ -1132,9 +1389,17 @@ def main(argv: list[str] | None = None) -> int:
             curves = pl.read_parquet(args.curves) if args.curves.suffix == ".parquet" else pl.read_csv(args.curves)
         # One BLAS thread: L-BFGS on problems this small gains nothing from more.
         with threadpool_limits(1):
-            fits = fit_table(read_table(args.table), curves=curves, delta=args.huber_delta,
-                             refine=args.refine or None, bootstrap_samples=args.bootstrap, seed=args.seed,
-                             predict=budgets, workers=args.workers, metadata=metadata)
+            fits = fit_table(
+                read_table(args.table),
+                curves=curves,
+                delta=args.huber_delta,
+                refine=args.refine or None,
+                bootstrap_samples=args.bootstrap,
+                seed=args.seed,
+                predict=budgets,
+                workers=args.workers,
+                metadata=metadata,
+            )
     except FitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

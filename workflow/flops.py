@@ -48,8 +48,17 @@ class ParameterCounts:
 
 
 def parameter_counts(
-    *, vocab_size: int, seq_len: int, n_layer: int, d_model: int, family: str = "gpt", mlp_ratio: int = 4,
-    norm: str = "rmsnorm", positions: str = "rotary", tie_embeddings: bool = True, bias: bool = False,
+    *,
+    vocab_size: int,
+    seq_len: int,
+    n_layer: int,
+    d_model: int,
+    family: str = "gpt",
+    mlp_ratio: int = 4,
+    norm: str = "rmsnorm",
+    positions: str = "rotary",
+    tie_embeddings: bool = True,
+    bias: bool = False,
     **_ignored,
 ) -> ParameterCounts:
     d, V = d_model, vocab_size

@@ -54,6 +54,7 @@ class ModelConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+
 def norm_factory(cfg: ModelConfig, kernels: str):
     """(constructor of one norm layer, name of its kernel) for the chosen backend.
 

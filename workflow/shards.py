@@ -88,9 +88,7 @@ def load_split(manifest_path: str | os.PathLike, split: str) -> list[np.ndarray]
     for entry in manifest["splits"][split]["shards"]:
         tokens = read_shard(manifest_path.parent / entry["file"])
         if len(tokens) != entry["tokens"]:
-            raise ShardError(
-                f"{entry['file']}: {len(tokens)} tokens but {manifest_path} records {entry['tokens']}"
-            )
+            raise ShardError(f"{entry['file']}: {len(tokens)} tokens but {manifest_path} records {entry['tokens']}")
         shards.append(tokens)
     return shards
 

@@ -22,8 +22,8 @@ validation split, so that bits-per-byte compares across tokenizers.
 from __future__ import annotations
 
 import argparse
-import io
 import heapq
+import io
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -78,8 +78,9 @@ def sample_documents(chunks: Iterable[list[str]], sample_bytes: int, seed: int) 
     return [text for _, _, text, _ in sorted(heap, key=lambda item: (-item[0], item[1]))]
 
 
-def train_tokenizer(texts: list[str], *, vocab_size: int, model_type: str, seed: int,
-                    sample_bytes: int, threads: int = 1) -> tuple[bytes, dict]:
+def train_tokenizer(
+    texts: list[str], *, vocab_size: int, model_type: str, seed: int, sample_bytes: int, threads: int = 1
+) -> tuple[bytes, dict]:
     """Train on a sample of ``texts`` (a list, or use ``sample_documents`` on a stream first)."""
     sample = sample_documents([texts], sample_bytes, seed)
     # SentencePiece trains on sentences; a line of a document is one.
@@ -99,7 +100,10 @@ def train_tokenizer(texts: list[str], *, vocab_size: int, model_type: str, seed:
             remove_extra_whitespaces=False,
             allow_whitespace_only_pieces=True,
             character_coverage=0.9995,
-            unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+            unk_id=0,
+            bos_id=1,
+            eos_id=2,
+            pad_id=-1,
             input_sentence_size=0,  # we sampled already: use every line given
             num_threads=threads,
             minloglevel=2,
@@ -133,11 +137,14 @@ def check_given_model(data: bytes, vocab_size: int, origin: str) -> dict:
     except RuntimeError as e:
         raise TokenizerError(f"{origin} is not a SentencePiece model: {e}") from None
     if processor.get_piece_size() != vocab_size:
-        raise TokenizerError(f"{origin} has {processor.get_piece_size()} pieces but tokenizer.vocab_size is "
-                             f"{vocab_size}; set tokenizer.vocab_size to {processor.get_piece_size()}")
+        raise TokenizerError(
+            f"{origin} has {processor.get_piece_size()} pieces but tokenizer.vocab_size is "
+            f"{vocab_size}; set tokenizer.vocab_size to {processor.get_piece_size()}"
+        )
     if processor.eos_id() < 0:
-        raise TokenizerError(f"{origin} has no end-of-document (eos) piece, which the dataset stage appends "
-                             f"after every document")
+        raise TokenizerError(
+            f"{origin} has no end-of-document (eos) piece, which the dataset stage appends after every document"
+        )
     return {
         "source": origin,
         "vocab_size": processor.get_piece_size(),
@@ -168,8 +175,14 @@ def main(argv: list[str] | None = None) -> int:
             info = check_given_model(data, args.vocab_size, str(args.given_model))
         elif args.documents:
             sample = sample_documents(document_chunks(args.documents, 4096), args.sample_bytes, args.seed)
-            data, info = train_tokenizer(sample, vocab_size=args.vocab_size, model_type=args.model_type,
-                                         seed=args.seed, sample_bytes=args.sample_bytes, threads=args.threads)
+            data, info = train_tokenizer(
+                sample,
+                vocab_size=args.vocab_size,
+                model_type=args.model_type,
+                seed=args.seed,
+                sample_bytes=args.sample_bytes,
+                threads=args.threads,
+            )
         else:
             raise TokenizerError("give --documents (to train) or --given-model")
     except TokenizerError as e:

@@ -57,9 +57,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from workflow import __version__, flops
+from workflow.config import format_count
 from workflow.io import atomic_path, read_json, write_json_atomic
 from workflow.model import ModelConfig, build_model
-from workflow.config import format_count
 from workflow.shards import ShardError, StepBatches, load_split
 
 APEX_INSTALL_HINT = (
@@ -77,6 +77,7 @@ class TrainError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- devices and kernels
+
 
 def resolve_device(requested: str) -> torch.device:
     if requested == "auto":
@@ -117,8 +118,16 @@ class Distributed:
 
 def launch_command(devices: int, argv: list[str]) -> list[str]:
     """torchrun on this node with one process per device, each running this module."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={devices}",
-            "-m", "workflow.train", *argv]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={devices}",
+        "-m",
+        "workflow.train",
+        *argv,
+    ]
 
 
 def apex_available() -> bool:
@@ -184,6 +193,7 @@ def peak_flops_per_s(device: torch.device, override: float | None) -> float | No
 
 # --------------------------------------------------------------------------- schedule
 
+
 def lr_multiplier(step: int, total_steps: int, optim: dict) -> float:
     """Cosine schedule: linear warmup, then cosine from 1 to min_lr_ratio."""
     floor = optim["min_lr_ratio"]
@@ -207,6 +217,7 @@ def wsd_multiplier(step: int, warmup_steps: int, cooldown: tuple[int, int] | Non
 
 # --------------------------------------------------------------------------- data
 
+
 class Prefetcher:
     """Batches for steps start..end-1, built by a background thread on CUDA.
 
@@ -215,8 +226,7 @@ class Prefetcher:
     addressed by step, so prefetching never changes what a step reads.
     """
 
-    def __init__(self, batches: StepBatches, start: int, end: int, device: torch.device,
-                 rows: slice = slice(None)):
+    def __init__(self, batches: StepBatches, start: int, end: int, device: torch.device, rows: slice = slice(None)):
         self.batches, self.device, self.rows = batches, device, rows
         self.steps = iter(range(start, end))
         self.background = device.type == "cuda"
@@ -239,6 +249,7 @@ class Prefetcher:
 
 
 # --------------------------------------------------------------------------- records
+
 
 def versions() -> dict:
     import sentencepiece
@@ -278,6 +289,7 @@ class StopForSignal(Exception):
 
 # --------------------------------------------------------------------------- the run
 
+
 class Trainer:
     def __init__(self, spec: dict, dataset_manifest: Path, out_dir: Path, weights_dir: Path, checkpoint: Path):
         self.spec, self.out_dir, self.weights_dir, self.checkpoint_path = spec, out_dir, weights_dir, checkpoint
@@ -285,9 +297,11 @@ class Trainer:
         self.run_id = spec["run_id"]
         self.dist = Distributed()
         if self.dist.world != spec["devices"]:
-            raise TrainError(f"run {self.run_id} asks for {spec['devices']} device(s) but runs in "
-                             f"{self.dist.world} process(es); start it with 'python -m workflow.train', "
-                             f"which launches torchrun itself")
+            raise TrainError(
+                f"run {self.run_id} asks for {spec['devices']} device(s) but runs in "
+                f"{self.dist.world} process(es); start it with 'python -m workflow.train', "
+                f"which launches torchrun itself"
+            )
         self.device = self.dist.start(resolve_device(spec["device"]))
         self.kernels = resolve_kernels(spec["kernels"], self.device)
         # The job's CPU threads are shared by its processes.
@@ -300,8 +314,10 @@ class Trainer:
         manifest = read_json(dataset_manifest)
         self.cfg = ModelConfig(**spec["model"])
         if manifest["vocab_size"] != self.cfg.vocab_size:
-            raise TrainError(f"run {self.run_id}: model vocab_size={self.cfg.vocab_size} but the dataset's "
-                             f"tokenizer has {manifest['vocab_size']} ids")
+            raise TrainError(
+                f"run {self.run_id}: model vocab_size={self.cfg.vocab_size} but the dataset's "
+                f"tokenizer has {manifest['vocab_size']} ids"
+            )
         self.train_tokens = manifest["splits"]["train"]["tokens"]
         budgets = sorted(spec["branch_tokens"]) if spec["schedule"] == "wsd" else [spec["tokens"]]
         if budgets[-1] > self.train_tokens and not spec["allow_repeated_epochs"]:
@@ -317,7 +333,8 @@ class Trainer:
             raise TrainError(
                 f"run {self.run_id}: {self.accumulation} micro-batches per step (batch_tokens "
                 f"{self.batch_tokens} / (micro_batch_size {self.micro_batch} x seq_len {self.cfg.seq_len})) "
-                f"do not divide among {self.dist.world} devices; change train.micro_batch_size")
+                f"do not divide among {self.dist.world} devices; change train.micro_batch_size"
+            )
         # This rank's share of each step: a contiguous block of its micro-batches.
         self.local_accumulation = self.accumulation // self.dist.world
         share = self.micro_batch * self.local_accumulation
@@ -325,8 +342,13 @@ class Trainer:
         # Each point trains for the whole steps that its budget allows (at least one).
         self.point_steps = [max(1, b // self.batch_tokens) for b in budgets]
         self.total_steps = self.point_steps[-1]
-        self.batches = StepBatches(load_split(dataset_manifest, "train"), self.cfg.seq_len,
-                                   self.micro_batch * self.accumulation, spec["seed"], spec["data_order"])
+        self.batches = StepBatches(
+            load_split(dataset_manifest, "train"),
+            self.cfg.seq_len,
+            self.micro_batch * self.accumulation,
+            spec["seed"],
+            spec["data_order"],
+        )
 
         self.model = build_model(self.cfg, kernels=self.kernels).to(self.device)
         self.counts = flops.parameter_counts(**self.cfg.to_dict())
@@ -346,8 +368,11 @@ class Trainer:
             "compile": bool(spec["compile"]),
         }
         # DDP broadcasts rank 0's initial weights and averages gradients across ranks.
-        self.wrapped = (DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda"
-                                                else None) if self.dist.world > 1 else self.model)
+        self.wrapped = (
+            DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
+            if self.dist.world > 1
+            else self.model
+        )
         self.forward = torch.compile(self.wrapped) if spec["compile"] else self.wrapped
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
         per_device_peak = peak_flops_per_s(self.device, spec.get("peak_flops"))
@@ -374,10 +399,17 @@ class Trainer:
 
     def state(self) -> dict:
         return {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "step": self.step, "rows": self.rows, "points": self.points, "status": self.status,
-            "elapsed": self.elapsed, "wait": self.wait, "processed_steps": self.processed_steps,
-            "pending_losses": self.pending_losses, "torch_rng": torch.get_rng_state(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "rows": self.rows,
+            "points": self.points,
+            "status": self.status,
+            "elapsed": self.elapsed,
+            "wait": self.wait,
+            "processed_steps": self.processed_steps,
+            "pending_losses": self.pending_losses,
+            "torch_rng": torch.get_rng_state(),
             "spec": self.spec,
         }
 
@@ -394,20 +426,27 @@ class Trainer:
             # name a full disk when the filesystem has less room than the last checkpoint took.
             kept = self.checkpoint_path.stat().st_size if self.checkpoint_path.exists() else 0
             free = shutil.disk_usage(self.checkpoint_path.parent).free
-            cause = (f"No space left on device: {free} bytes free on the filesystem of {self.checkpoint_path.parent}"
-                     if free <= max(kept, 1 << 20) else str(e))
+            cause = (
+                f"No space left on device: {free} bytes free on the filesystem of {self.checkpoint_path.parent}"
+                if free <= max(kept, 1 << 20)
+                else str(e)
+            )
             state = "the previous checkpoint is intact" if kept else "there is no earlier checkpoint"
-            raise TrainError(f"run {self.run_id}: writing the checkpoint {self.checkpoint_path} at step {self.step} "
-                             f"failed ({cause}); {state}. Free space in the work directory, then rerun: the run "
-                             f"resumes from its last checkpoint") from None
+            raise TrainError(
+                f"run {self.run_id}: writing the checkpoint {self.checkpoint_path} at step {self.step} "
+                f"failed ({cause}); {state}. Free space in the work directory, then rerun: the run "
+                f"resumes from its last checkpoint"
+            ) from None
 
     def load_checkpoint(self) -> bool:
         if not self.checkpoint_path.exists():
             return False
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
         if state["spec"] != self.spec:
-            print(f"{self.run_id}: checkpoint {self.checkpoint_path} is from other settings; starting afresh",
-                  file=sys.stderr)
+            print(
+                f"{self.run_id}: checkpoint {self.checkpoint_path} is from other settings; starting afresh",
+                file=sys.stderr,
+            )
             return False
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -489,12 +528,18 @@ class Trainer:
                 bar.set_postfix(loss=f"{rows[-1]['train_loss']:.3f}", tok_s=f"{rows[-1]['tokens_per_s']:.0f}")
                 if bar.disable and self.dist.main and (len(rows) % 10 == 0 or step == end - 1):
                     mfu = f", MFU {rows[-1]['mfu']:.1%}" if rows[-1]["mfu"] is not None else ""
-                    print(f"{label} step {step + 1}/{end} loss {rows[-1]['train_loss']:.4f} "
-                          f"{rows[-1]['tokens_per_s']:.0f} tok/s{mfu}", flush=True)
+                    print(
+                        f"{label} step {step + 1}/{end} loss {rows[-1]['train_loss']:.4f} "
+                        f"{rows[-1]['tokens_per_s']:.0f} tok/s{mfu}",
+                        flush=True,
+                    )
             if diverged:
                 bar.close()
-                print(f"{self.run_id}: loss {loss} at step {step + 1} is not finite or above "
-                      f"{self.divergence_limit:.2f}; run marked diverged", file=sys.stderr)
+                print(
+                    f"{self.run_id}: loss {loss} at step {step + 1} is not finite or above "
+                    f"{self.divergence_limit:.2f}; run marked diverged",
+                    file=sys.stderr,
+                )
                 return "diverged"
             if branch is None:
                 self.step = step + 1
@@ -532,15 +577,29 @@ class Trainer:
         # an interrupted job keeps the points already made).
         if self.dist.main:
             with atomic_path(self.staging_dir / f"{pid}.pt") as tmp:
-                torch.save({"model_config": self.cfg.to_dict(), "model": self.model.state_dict(),
-                            "point_id": pid, "status": status, "step": steps}, tmp)
-        self.points.append({
-            "point_id": pid, "status": status, "steps": steps, "tokens": tokens, "token_budget": budget,
-            "flops": {name: value * tokens for name, value in self.per_token.items()},
-            "final_train_loss": rows[-1]["train_loss"] if rows else float("nan"),
-            "weights": f"{pid}.pt",
-            "cooldown_rows": rows if self.spec["schedule"] == "wsd" else [],
-        })
+                torch.save(
+                    {
+                        "model_config": self.cfg.to_dict(),
+                        "model": self.model.state_dict(),
+                        "point_id": pid,
+                        "status": status,
+                        "step": steps,
+                    },
+                    tmp,
+                )
+        self.points.append(
+            {
+                "point_id": pid,
+                "status": status,
+                "steps": steps,
+                "tokens": tokens,
+                "token_budget": budget,
+                "flops": {name: value * tokens for name, value in self.per_token.items()},
+                "final_train_loss": rows[-1]["train_loss"] if rows else float("nan"),
+                "weights": f"{pid}.pt",
+                "cooldown_rows": rows if self.spec["schedule"] == "wsd" else [],
+            }
+        )
 
     def train(self) -> dict:
         previous = {s: signal.signal(s, self._on_signal) for s in CHECKPOINT_SIGNALS}
@@ -548,18 +607,24 @@ class Trainer:
             self.load_checkpoint()
             if self.spec["schedule"] == "cosine":
                 if self.status == "completed" and self.step < self.total_steps:
-                    self.status = self.run_steps(self.step, self.total_steps,
-                                                 lambda s: lr_multiplier(s, self.total_steps, self.spec["optim"]),
-                                                 self.rows)
-                self.save_point(self.spec["tokens"], self.rows[-1]["step"] if self.rows else 0, self.rows,
-                                self.status)
+                    self.status = self.run_steps(
+                        self.step,
+                        self.total_steps,
+                        lambda s: lr_multiplier(s, self.total_steps, self.spec["optim"]),
+                        self.rows,
+                    )
+                self.save_point(self.spec["tokens"], self.rows[-1]["step"] if self.rows else 0, self.rows, self.status)
             else:
                 self.train_wsd()
         except StopForSignal:
             self.save_checkpoint()
             name = signal.Signals(self.signal_received or signal.SIGTERM).name
-            print(f"{self.run_id}: {name} received; checkpoint saved at step {self.step}, exiting so the "
-                  f"job can be requeued", file=sys.stderr, flush=True)
+            print(
+                f"{self.run_id}: {name} received; checkpoint saved at step {self.step}, exiting so the "
+                f"job can be requeued",
+                file=sys.stderr,
+                flush=True,
+            )
             raise
         finally:
             for s, handler in previous.items():
@@ -577,16 +642,22 @@ class Trainer:
             fork = min(steps - 1, max(self.warmup_steps, round(steps * (1 - decay))))
             assert fork >= self.step or self.status != "completed", "cooldown forks must come in order"
             if self.step < fork and self.status == "completed":
-                self.status = self.run_steps(self.step, fork,
-                                             lambda s: wsd_multiplier(s, self.warmup_steps, None, floor), self.rows)
+                self.status = self.run_steps(
+                    self.step, fork, lambda s: wsd_multiplier(s, self.warmup_steps, None, floor), self.rows
+                )
                 self.save_checkpoint()
             if self.status != "completed":
                 break
             # The branch trains a copy; the stable run goes on from the fork.
             stable = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
             branch_rows: list[dict] = []
-            status = self.run_steps(fork, steps, lambda s, f=fork, e=steps: wsd_multiplier(
-                s, self.warmup_steps, (f, e), floor), branch_rows, branch=f"cooldown@{steps}")
+            status = self.run_steps(
+                fork,
+                steps,
+                lambda s, f=fork, e=steps: wsd_multiplier(s, self.warmup_steps, (f, e), floor),
+                branch_rows,
+                branch=f"cooldown@{steps}",
+            )
             self.save_point(budget, steps, branch_rows, status)
             self.model.load_state_dict(stable[0])
             self.optimizer.load_state_dict(stable[1])
@@ -624,8 +695,7 @@ class Trainer:
             "device": self.device.type,
             "devices": self.dist.world,
             "distributed_backend": self.dist.backend,
-            "device_name": (torch.cuda.get_device_name(self.device) if self.device.type == "cuda"
-                            else cpu_name()),
+            "device_name": (torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else cpu_name()),
             "precision": "bf16-autocast" if self.device.type == "cuda" else "fp32",
             "kernels": self.kernels,
             "kernel_components": self.kernel_record,
@@ -646,8 +716,9 @@ class Trainer:
         return summary
 
 
-def train_run(spec: dict, dataset_manifest: Path, out_dir: Path, weights_dir: Path,
-              checkpoint: Path | None = None) -> dict:
+def train_run(
+    spec: dict, dataset_manifest: Path, out_dir: Path, weights_dir: Path, checkpoint: Path | None = None
+) -> dict:
     checkpoint = checkpoint or weights_dir.parent / "checkpoint.pt"
     trainer = Trainer(spec, dataset_manifest, out_dir, weights_dir, checkpoint)
     try:
@@ -678,20 +749,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except ShardError as e:
-        print(f"error: run {spec['run_id']}: the dataset is damaged: {e}. Rebuild it "
-              f"(snakemake --forcerun dataset)", file=sys.stderr)
+        print(
+            f"error: run {spec['run_id']}: the dataset is damaged: {e}. Rebuild it (snakemake --forcerun dataset)",
+            file=sys.stderr,
+        )
         return 1
     except StopForSignal:
         return 128 + signal.SIGTERM
     except torch.cuda.OutOfMemoryError as e:
-        print(f"error: run {spec['run_id']} ran out of GPU memory ({e}). Lower train.micro_batch_size "
-              f"(gradient accumulation keeps the global batch) or use a GPU with more memory.", file=sys.stderr)
+        print(
+            f"error: run {spec['run_id']} ran out of GPU memory ({e}). Lower train.micro_batch_size "
+            f"(gradient accumulation keeps the global batch) or use a GPU with more memory.",
+            file=sys.stderr,
+        )
         return 1
     if not summary:  # not rank 0
         return 0
     mfu = f", MFU {summary['mfu']:.1%}" if summary["mfu"] is not None else ""
-    print(f"{summary['run_id']}: {summary['status']}, train loss {summary['final_train_loss']:.4f}, "
-          f"{summary['tokens_per_s']:.0f} tokens/s{mfu} on {summary['device']} ({summary['kernels']} kernels)")
+    print(
+        f"{summary['run_id']}: {summary['status']}, train loss {summary['final_train_loss']:.4f}, "
+        f"{summary['tokens_per_s']:.0f} tokens/s{mfu} on {summary['device']} ({summary['kernels']} kernels)"
+    )
     return 0
 
 

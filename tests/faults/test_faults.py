@@ -23,9 +23,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 import torch
-
 from helpers import copy_pipeline, snakemake, tiny_spec, train_cli, train_command, write_config
 from http_server import Server
+
 from workflow.io import read_json, sha256_file
 
 pytestmark = pytest.mark.faults
@@ -43,6 +43,7 @@ def snapshot(directory: Path) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- config
 
+
 @pytest.mark.parametrize(
     ("case", "change", "message"),
     [
@@ -50,14 +51,23 @@ def snapshot(directory: Path) -> dict[str, str]:
         ("wrong type", lambda c: c["train"].update(seq_len="long"), "'long' is not of type 'integer'"),
         ("negative size", lambda c: c["train"]["grid"]["token_budgets"].append(-5), "-5 is less than the minimum of 1"),
         ("zero size", lambda c: c["dataset"].update(shard_tokens=0), "0 is less than the minimum of 1"),
-        ("n_head not dividing d_model", lambda c: c["train"]["grid"]["shapes"][2].update(n_head=5),
-         "train.grid.shapes[2]: n_head=5 does not divide d_model=48"),
-        ("duplicate run ids", lambda c: c["train"]["grid"]["shapes"].append(dict(c["train"]["grid"]["shapes"][0])),
-         "duplicate run id 'L1-d16-h2_D32k_s0'"),
-        ("IsoFLOP budget too small for a shape",
-         lambda c: c["train"]["isoflop"].update(compute_budgets=[1.0e6], shapes=[{"n_layer": 1, "d_model": 16,
-                                                                                 "n_head": 2}]),
-         "config error at train.isoflop.compute_budgets[0]: budget 1e+06 FLOPs buys"),
+        (
+            "n_head not dividing d_model",
+            lambda c: c["train"]["grid"]["shapes"][2].update(n_head=5),
+            "train.grid.shapes[2]: n_head=5 does not divide d_model=48",
+        ),
+        (
+            "duplicate run ids",
+            lambda c: c["train"]["grid"]["shapes"].append(dict(c["train"]["grid"]["shapes"][0])),
+            "duplicate run id 'L1-d16-h2_D32k_s0'",
+        ),
+        (
+            "IsoFLOP budget too small for a shape",
+            lambda c: c["train"]["isoflop"].update(
+                compute_budgets=[1.0e6], shapes=[{"n_layer": 1, "d_model": 16, "n_head": 2}]
+            ),
+            "config error at train.isoflop.compute_budgets[0]: budget 1e+06 FLOPs buys",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) and " " in v else None,
 )
@@ -85,8 +95,22 @@ BODY = os.urandom(300_000)
 
 
 def download(url: str, out: Path, sha256: str | None = None, attempts: int = 1) -> subprocess.CompletedProcess:
-    args = ["workflow.corpus", "download", "--url", url, "--out", str(out), "--attempts", str(attempts),
-            "--backoff-s", "0", "--timeout-s", "10", "--lock-file", str(out.parent / "lock.json")]
+    args = [
+        "workflow.corpus",
+        "download",
+        "--url",
+        url,
+        "--out",
+        str(out),
+        "--attempts",
+        str(attempts),
+        "--backoff-s",
+        "0",
+        "--timeout-s",
+        "10",
+        "--lock-file",
+        str(out.parent / "lock.json"),
+    ]
     return cli(*args, *(["--sha256", sha256] if sha256 else []))
 
 
@@ -124,8 +148,17 @@ def test_checksum_mismatch_shows_both_hashes(tmp_path):
 
 
 def build_corpus(tmp_path: Path, source: dict, path: Path) -> subprocess.CompletedProcess:
-    return cli("workflow.corpus", "build", "--sources", json.dumps([source]), f"--download={source['name']}={path}",
-               "--out-documents", str(tmp_path / "documents.parquet"), "--out-manifest", str(tmp_path / "corpus.json"))
+    return cli(
+        "workflow.corpus",
+        "build",
+        "--sources",
+        json.dumps([source]),
+        f"--download={source['name']}={path}",
+        "--out-documents",
+        str(tmp_path / "documents.parquet"),
+        "--out-manifest",
+        str(tmp_path / "corpus.json"),
+    )
 
 
 def test_empty_corpus_names_the_source(tmp_path):
@@ -143,8 +176,9 @@ def test_bytes_that_are_not_utf8_name_file_and_offset(tmp_path):
     assert result.returncode != 0
     assert str(path) in result.stderr and "not UTF-8: invalid byte at offset 11" in result.stderr
     assert not (tmp_path / "documents.parquet").exists()
-    skipped = build_corpus(tmp_path, {"name": "mixed", "url": path.as_uri(), "invalid_utf8": "skip",
-                                      "separator": "\n"}, path)
+    skipped = build_corpus(
+        tmp_path, {"name": "mixed", "url": path.as_uri(), "invalid_utf8": "skip", "separator": "\n"}, path
+    )
     assert skipped.returncode == 0, skipped.stderr
     assert pl.read_parquet(tmp_path / "documents.parquet")["text"].to_list() == ["caf\u00e9 ok"]
 
@@ -160,10 +194,26 @@ def test_a_100_mb_document_on_one_line(tmp_path, tokenizer_path):
     documents = pl.read_parquet(tmp_path / "documents.parquet")
     assert documents.height == 1 and len(documents["text"][0]) == len(line)
     del documents
-    dataset = cli("workflow.dataset", "--documents", str(tmp_path / "documents.parquet"), "--tokenizer",
-                  str(tokenizer_path), "--validation-fraction", "0.0", "--validation-max-tokens", "1000",
-                  "--shard-tokens", str(1 << 24), "--threads", "2", "--out-dir", str(tmp_path / "dataset"),
-                  "--out-summary", str(tmp_path / "dataset.json"), timeout=600)
+    dataset = cli(
+        "workflow.dataset",
+        "--documents",
+        str(tmp_path / "documents.parquet"),
+        "--tokenizer",
+        str(tokenizer_path),
+        "--validation-fraction",
+        "0.0",
+        "--validation-max-tokens",
+        "1000",
+        "--shard-tokens",
+        str(1 << 24),
+        "--threads",
+        "2",
+        "--out-dir",
+        str(tmp_path / "dataset"),
+        "--out-summary",
+        str(tmp_path / "dataset.json"),
+        timeout=600,
+    )
     # One document cannot be split between train and validation: the stage says so.
     assert dataset.returncode == 1 and "the validation split is empty" in dataset.stderr
     assert not (tmp_path / "dataset").exists() and not (tmp_path / "dataset.json").exists()
@@ -171,16 +221,30 @@ def test_a_100_mb_document_on_one_line(tmp_path, tokenizer_path):
 
 # --------------------------------------------------------------------------- tokenizer
 
+
 def test_vocabulary_larger_than_the_sample_allows(tmp_path, documents_path):
-    result = cli("workflow.tokenizer", "--documents", str(documents_path), "--vocab-size", "60000",
-                 "--sample-bytes", "20000", "--seed", "0", "--out-model", str(tmp_path / "tokenizer.model"),
-                 "--out-info", str(tmp_path / "tokenizer.json"))
+    result = cli(
+        "workflow.tokenizer",
+        "--documents",
+        str(documents_path),
+        "--vocab-size",
+        "60000",
+        "--sample-bytes",
+        "20000",
+        "--seed",
+        "0",
+        "--out-model",
+        str(tmp_path / "tokenizer.model"),
+        "--out-info",
+        str(tmp_path / "tokenizer.json"),
+    )
     assert result.returncode != 0
     assert "vocab_size=60000" in result.stderr and "Please set it to a value <=" in result.stderr
     assert not (tmp_path / "tokenizer.model").exists() and not (tmp_path / "tokenizer.json").exists()
 
 
 # --------------------------------------------------------------------------- shards
+
 
 def damaged_dataset(dataset_manifest: Path, tmp_path: Path, damage) -> Path:
     copy = tmp_path / "dataset"
@@ -196,13 +260,23 @@ def first_train_shard(directory: Path) -> Path:
 @pytest.mark.parametrize(
     ("case", "damage", "message"),
     [
-        ("truncated", lambda d: first_train_shard(d).write_bytes(first_train_shard(d).read_bytes()[:-1001]),
-         "it is truncated or was not closed"),
-        ("wrong magic", lambda d: first_train_shard(d).write_bytes(b"NOTATOKS" + first_train_shard(d).read_bytes()[8:]),
-         "not a token shard (magic b'NOTATOKS'"),
-        ("manifest mismatch", lambda d: (d / "manifest.json").write_text(
-            (d / "manifest.json").read_text().replace('"tokens": 100000', '"tokens": 99999', 1)),
-         "100000 tokens but"),
+        (
+            "truncated",
+            lambda d: first_train_shard(d).write_bytes(first_train_shard(d).read_bytes()[:-1001]),
+            "it is truncated or was not closed",
+        ),
+        (
+            "wrong magic",
+            lambda d: first_train_shard(d).write_bytes(b"NOTATOKS" + first_train_shard(d).read_bytes()[8:]),
+            "not a token shard (magic b'NOTATOKS'",
+        ),
+        (
+            "manifest mismatch",
+            lambda d: (d / "manifest.json").write_text(
+                (d / "manifest.json").read_text().replace('"tokens": 100000', '"tokens": 99999', 1)
+            ),
+            "100000 tokens but",
+        ),
     ],
     ids=["truncated", "wrong-magic", "manifest-mismatch"],
 )
@@ -217,6 +291,7 @@ def test_damaged_shards_stop_the_run_naming_the_file(dataset_manifest, tmp_path,
 
 
 # --------------------------------------------------------------------------- training
+
 
 def wait_for(path: Path, process: subprocess.Popen, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
@@ -252,9 +327,26 @@ def test_snakemake_killed_mid_training_reruns_without_rerun_incomplete(finished)
     before = metrics.read_text()
     checkpoint = workdir / "resources" / "runs" / run / "checkpoint.pt"
     env = dict(os.environ, PYTHONPATH=str(workdir), PATH=f"{Path(PYTHON).parent}:{os.environ['PATH']}")
-    process = subprocess.Popen([PYTHON, "-m", "snakemake", "--cores", "1", "--configfile", "config/tiny.yaml",
-                                "--forcerun", "train", "--", f"results/runs/{run}/summary.json"], cwd=workdir,
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "snakemake",
+            "--cores",
+            "1",
+            "--configfile",
+            "config/tiny.yaml",
+            "--forcerun",
+            "train",
+            "--",
+            f"results/runs/{run}/summary.json",
+        ],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_for(checkpoint, process)
     finally:
@@ -306,23 +398,28 @@ def test_cuda_out_of_memory_names_the_run_and_gives_a_hint(dataset_manifest, tmp
 def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(dataset_manifest, tmp_path):
     """The checkpoint lives on a real tmpfs too small for two checkpoints, mounted in a
     mount namespace of the test's own (unshare): the second write hits ENOSPC."""
-    if shutil.which("unshare") is None or subprocess.run(
-            ["unshare", "--mount", "true"], capture_output=True).returncode != 0:
+    if (
+        shutil.which("unshare") is None
+        or subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode != 0
+    ):
         if os.environ.get("CI"):
             pytest.fail("unshare --mount is not permitted here; the full-disk case cannot run")
         pytest.skip("unshare --mount is not permitted here (needs root)")
     spec = tiny_spec(tokens=128_000, checkpoint_every=40, log_every=5)
     probe = train_cli(dict(spec, tokens=20_480, checkpoint_every=20), dataset_manifest, tmp_path / "probe")
     assert probe.returncode == 0, probe.stderr
-    size = os.path.getsize(tmp_path / "probe" / "work" / "weights" / os.listdir(tmp_path / "probe" / "work"
-                                                                                 / "weights")[0])
+    size = os.path.getsize(
+        tmp_path / "probe" / "work" / "weights" / os.listdir(tmp_path / "probe" / "work" / "weights")[0]
+    )
     disk, kept = tmp_path / "disk", tmp_path / "kept"
     disk.mkdir()
     kept.mkdir()
     command = shlex.join(train_command(spec, dataset_manifest, tmp_path, checkpoint=disk / "checkpoint.pt"))
     # Room for one checkpoint (about 3x the weights: model and two Adam moments) and half of another.
-    script = (f"mount -t tmpfs -o size={int(size * 4.5)} tmpfs {disk} && {{ {command}; echo \"rc=$?\"; "
-              f"cp {disk}/checkpoint.pt {kept}/; ls -a {disk}; }}")
+    script = (
+        f'mount -t tmpfs -o size={int(size * 4.5)} tmpfs {disk} && {{ {command}; echo "rc=$?"; '
+        f"cp {disk}/checkpoint.pt {kept}/; ls -a {disk}; }}"
+    )
     result = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=300)
     assert "rc=1" in result.stdout, result.stdout + result.stderr
     assert f"run {spec['run_id']}: writing the checkpoint" in result.stderr
@@ -336,6 +433,7 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(dataset_man
 
 # --------------------------------------------------------------------------- fit and report
 
+
 def test_a_run_missing_its_summary(finished, tmp_path):
     """collect names the run; in the pipeline, Snakemake reruns that run alone."""
     workdir, _ = finished
@@ -343,9 +441,18 @@ def test_a_run_missing_its_summary(finished, tmp_path):
     copies = tmp_path / "runs"
     shutil.copytree(runs, copies)
     (copies / "L1-d16-h2_D32k_s0" / "summary.json").unlink()
-    result = cli("workflow.collect", *map(str, sorted(copies.iterdir())), "--flop-convention", "6N",
-                 "--parameter-count", "non_embedding", "--out-runs", str(tmp_path / "runs_table"),
-                 "--out-curves", str(tmp_path / "curves_table"))
+    result = cli(
+        "workflow.collect",
+        *map(str, sorted(copies.iterdir())),
+        "--flop-convention",
+        "6N",
+        "--parameter-count",
+        "non_embedding",
+        "--out-runs",
+        str(tmp_path / "runs_table"),
+        "--out-curves",
+        str(tmp_path / "curves_table"),
+    )
     assert result.returncode == 1
     assert f"run L1-d16-h2_D32k_s0 has no summary.json in {copies / 'L1-d16-h2_D32k_s0'}" in result.stderr
     assert not list(tmp_path.glob("*_table*"))
@@ -391,8 +498,9 @@ def test_a_single_model_size(tmp_path, finished):
 def test_diverged_runs_are_left_out_and_the_sweep_goes_on(tmp_path, finished):
     table = runs_table(finished)
     diverged = table["run_id"][0]
-    table = table.with_columns(pl.when(pl.col("run_id") == diverged).then(pl.lit("diverged"))
-                               .otherwise(pl.col("status")).alias("status"))
+    table = table.with_columns(
+        pl.when(pl.col("run_id") == diverged).then(pl.lit("diverged")).otherwise(pl.col("status")).alias("status")
+    )
     result = fit_cli(table, tmp_path)
     assert result.returncode == 0, result.stderr
     fits = read_json(tmp_path / "fits.json")
