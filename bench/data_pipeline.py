@@ -13,7 +13,7 @@ documents are equal):
    The pipeline's overhead is its time over the direct call's at the same thread
    count, minus one;
 3. peak resident memory (RSS) of the corpus and dataset stages, each its own
-   process (``python -m workflow.corpus build``, ``python -m workflow.dataset``),
+   process (``python -m workflow.corpus``, ``python -m workflow.dataset``),
    on a corpus of ``--big-gb`` GB: far more text than the memory it may use.
 
     python bench/data_pipeline.py --preset ci     # a minute, any machine
@@ -171,7 +171,6 @@ def big_corpus(gigabytes: float, model: Path, texts: list[str], work: Path) -> d
             sys.executable,
             "-m",
             "workflow.corpus",
-            "build",
             "--sources",
             sources,
             f"--download=big={text_file}",

@@ -1,6 +1,6 @@
 # Corpus: downloads, one job per file of each url source (on the submit host:
 # compute nodes often have no internet), then one documents table and its manifest.
-from workflow.corpus import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF_S, DEFAULT_LOCK_FILE, DEFAULT_TIMEOUT_S, download_plan
+from workflow.download import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF_S, DEFAULT_LOCK_FILE, DEFAULT_TIMEOUT_S, download_plan
 
 CORPUS_FILES = {f"{item['source']}/{item['file']}": item for item in download_plan(config["corpus"]["sources"])}
 CORPUS_FETCH = config["corpus"].get("download", {})
@@ -29,7 +29,7 @@ rule download:
         backoff_s=CORPUS_FETCH.get("backoff_s", DEFAULT_BACKOFF_S),
         timeout_s=CORPUS_FETCH.get("timeout_s", DEFAULT_TIMEOUT_S),
     shell:
-        "python -m workflow.corpus download --url {params.url:q} {params.sha256} --lock-file {params.lock_file:q}"
+        "python -m workflow.download --url {params.url:q} {params.sha256} --lock-file {params.lock_file:q}"
         " --attempts {params.attempts} --backoff-s {params.backoff_s} --timeout-s {params.timeout_s}"
         " --out {output:q} > {log:q} 2>&1"
 
@@ -52,5 +52,5 @@ rule corpus:
         ),
         dedup="--dedup" if config["corpus"].get("dedup") else "",
     shell:
-        "python -m workflow.corpus build --sources {params.sources:q} {params.downloads} {params.dedup}"
+        "python -m workflow.corpus --sources {params.sources:q} {params.downloads} {params.dedup}"
         " --out-documents {output.documents:q} --out-manifest {output.manifest:q} > {log:q} 2>&1"

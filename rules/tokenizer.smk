@@ -16,7 +16,7 @@ if "model_url" in config["tokenizer"]:
             url=config["tokenizer"]["model_url"],
             sha256=config["tokenizer"]["model_sha256"],
         shell:
-            "python -m workflow.corpus download --url {params.url:q} --sha256 {params.sha256}"
+            "python -m workflow.download --url {params.url:q} --sha256 {params.sha256}"
             " --out {output:q} > {log:q} 2>&1"
 
 
