@@ -3,7 +3,9 @@ import json
 import re
 import shlex
 
-from workflow.config import ConfigError, check_config, source_file, spec_json, train_runtime_minutes
+from pathlib import Path
+
+from workflow.config import ConfigError, check_config, spec_json, train_runtime_minutes
 from workflow.report import CHARTS as REPORT_CHARTS
 
 try:
@@ -20,6 +22,27 @@ wildcard_constraints:
     source="|".join(re.escape(name) for name in SOURCES),
 
 
+RESOURCES = config["resources"]
+
+
+def stage_threads(stage):
+    """CPU threads of a stage's jobs (config resources; Slurm's --cpus-per-task)."""
+    return RESOURCES.get(stage, {}).get("threads", RESOURCES["default"]["threads"])
+
+
+def stage_mem_mb(stage):
+    """Memory of a stage's jobs in MB (config resources; Slurm's --mem)."""
+    return RESOURCES.get(stage, {}).get("mem_mb", RESOURCES["default"]["mem_mb"])
+
+
+def source_files(module):
+    """The Python files of a stage's module or package, for rules that rerun when their analysis code changes."""
+    package = Path(workflow.basedir) / "workflow" / module
+    if package.is_dir():
+        return sorted(str(path) for path in package.rglob("*.py"))
+    return [str(package.with_suffix(".py"))]
+
+
 def run_spec(wildcards):
     """The run's full settings: Snakemake reruns the run when this text changes."""
     return spec_json(RUNS[wildcards.run])
@@ -34,6 +57,10 @@ def train_gpus(wildcards):
     """GPUs of a run's Slurm job: train.devices (k > 1 runs DDP through torchrun), none on the CPU."""
     spec = RUNS[wildcards.run]
     return 0 if spec["device"] == "cpu" else spec["devices"]
+
+
+# Evaluation scores a run on one device: a GPU unless the study trains on the CPU.
+EVALUATE_GPUS = 0 if config["train"]["device"] == "cpu" else 1
 
 
 GIVEN_TOKENIZER_DOWNLOAD = f"{WORK}/downloads/tokenizer/tokenizer.model"

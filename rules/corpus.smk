@@ -44,6 +44,9 @@ rule corpus:
         "results/logs/corpus.log",
     conda:
         "../envs/data.yaml"
+    threads: stage_threads("default")
+    resources:
+        mem_mb=stage_mem_mb("default"),
     params:
         sources=json.dumps(config["corpus"]["sources"], sort_keys=True),
         downloads=lambda wildcards, input: " ".join(

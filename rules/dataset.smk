@@ -12,7 +12,9 @@ rule dataset:
         "results/logs/dataset.log",
     conda:
         "../envs/data.yaml"
-    threads: 2
+    threads: stage_threads("dataset")
+    resources:
+        mem_mb=stage_mem_mb("dataset"),
     params:
         validation_fraction=config["dataset"]["validation_fraction"],
         validation_max_tokens=config["dataset"]["validation_max_tokens"],

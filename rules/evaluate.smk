@@ -13,6 +13,9 @@ rule evaluate:
     conda:
         "../envs/train.yaml"
     threads: config["train"]["threads"]
+    resources:
+        mem_mb=stage_mem_mb("evaluate"),
+        gpu=EVALUATE_GPUS,
     params:
         batch_size=config["evaluate"]["batch_size"],
         device=config["train"]["device"],

@@ -21,7 +21,7 @@ rule collect:
         summaries=run_files("results/runs/{run}/summary.json"),
         evaluations=run_files("results/runs/{run}/eval.json"),
         metrics=run_files("results/runs/{run}/metrics.csv"),
-        code=source_file("collect"),
+        code=source_files("collect"),
     output:
         runs_csv=report("results/tables/runs.csv", caption="captions/runs.rst", category="Tables"),
         runs="results/tables/runs.parquet",
@@ -31,6 +31,9 @@ rule collect:
         "results/logs/collect.log",
     conda:
         "../envs/analysis.yaml"
+    threads: stage_threads("default")
+    resources:
+        mem_mb=stage_mem_mb("default"),
     params:
         run_dirs=run_files("results/runs/{run}"),
         flop_convention=config["fit"]["flop_convention"],
@@ -45,14 +48,16 @@ rule fit:
     input:
         table=rules.collect.output.runs,
         curves=rules.collect.output.curves,
-        code=source_file("fit"),
+        code=source_files("fit"),
     output:
         report("results/fits/fits.json", caption="captions/fits.rst", category="Fits"),
     log:
         "results/logs/fit.log",
     conda:
         "../envs/analysis.yaml"
-    threads: 2
+    threads: stage_threads("fit")
+    resources:
+        mem_mb=stage_mem_mb("fit"),
     params:
         flop_convention=config["fit"]["flop_convention"],
         parameter_count=config["fit"]["parameter_count"],

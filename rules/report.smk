@@ -9,7 +9,7 @@ rule report:
         runs=rules.collect.output.runs,
         curves=rules.collect.output.curves,
         fits=rules.fit.output[0],
-        code=source_file("report"),
+        code=source_files("report"),
     output:
         **{f"{name}_svg": report_chart(name, title) for name, title in REPORT_CHARTS.items()},
         **{f"{name}_{fmt}": f"{REPORT_DIR}/{name}.{fmt}" for name in REPORT_CHARTS for fmt in ("html", "png")},
@@ -20,6 +20,9 @@ rule report:
         "results/logs/report.log",
     conda:
         "../envs/analysis.yaml"
+    threads: stage_threads("default")
+    resources:
+        mem_mb=stage_mem_mb("default"),
     shell:
         "python -m workflow.report --runs {input.runs:q} --curves {input.curves:q} --fits {input.fits:q}"
         " --out-dir results/report > {log:q} 2>&1"

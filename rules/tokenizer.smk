@@ -31,7 +31,9 @@ rule tokenizer:
         "results/logs/tokenizer.log",
     conda:
         "../envs/data.yaml"
-    threads: 2
+    threads: stage_threads("tokenizer")
+    resources:
+        mem_mb=stage_mem_mb("tokenizer"),
     params:
         source=tokenizer_source,
         vocab_size=config["tokenizer"]["vocab_size"],

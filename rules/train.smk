@@ -17,6 +17,7 @@ rule train:
         "../envs/train.yaml"
     threads: config["train"]["threads"]
     resources:
+        mem_mb=stage_mem_mb("train"),
         runtime=train_runtime,
         gpu=train_gpus,
     params:

@@ -14,7 +14,7 @@ import time
 import polars as pl
 import pytest
 import yaml
-from helpers import REPO, copy_pipeline, snakemake
+from helpers import REPO, copy_pipeline, snakemake, write_config
 
 from workflow.config import expand_runs
 from workflow.io import read_json
@@ -27,8 +27,9 @@ if shutil.which("sbatch") is None:
     pytest.skip("no Slurm here (sbatch not found)", allow_module_level=True)
 
 PARTITION = os.environ.get("SLURM_TEST_PARTITION", "ci")
-# Site overrides for a small CPU-only test cluster: no GPUs, little memory,
-# squeue for status (no accounting storage), quick status polling.
+# Site overrides for a small CPU-only test cluster: squeue for status (no
+# accounting storage), quick status polling. Threads and memory come from the
+# study's config (SMALL_CLUSTER below), as they would on a real cluster.
 OVERRIDES = [
     "--profile",
     "slurm",
@@ -40,29 +41,29 @@ OVERRIDES = [
     "2",
     "--default-resources",
     f"slurm_partition={PARTITION}",
-    "mem_mb=1000",
     "runtime=10",
-    "cpus_per_task=1",
-    "--set-resources",
-    "train:gpu=0",
-    "train:cpus_per_gpu=0",
-    "train:mem_mb=1500",
-    "evaluate:gpu=0",
-    "evaluate:cpus_per_gpu=0",
-    "evaluate:mem_mb=1500",
-    "tokenizer:cpus_per_task=1",
-    "tokenizer:mem_mb=2000",
-    "dataset:cpus_per_task=1",
-    "dataset:mem_mb=2000",
     "--jobs",
     "4",
 ]
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: .*/rule_(\w+)/")
 
 
+# The CI cluster is one small node: one thread and little memory per job.
+SMALL_CLUSTER = {
+    "default": {"threads": 1, "mem_mb": 1000},
+    "tokenizer": {"threads": 1, "mem_mb": 2000},
+    "dataset": {"threads": 1, "mem_mb": 2000},
+    "fit": {"threads": 1, "mem_mb": 1000},
+    "train": {"mem_mb": 1500},
+    "evaluate": {"mem_mb": 1500},
+}
+
+
 def slurm_pipeline(tmp_path):
+    """A copy of the pipeline whose config/tiny.yaml asks for what the CI cluster has."""
     workdir = copy_pipeline(tmp_path)
     shutil.copytree(REPO / "slurm", workdir / "slurm")
+    write_config(workdir, "tiny.yaml", lambda config: config.update(resources=SMALL_CLUSTER))
     return workdir
 
 
@@ -176,9 +177,8 @@ def test_two_device_run_launches_torchrun_inside_its_slurm_job(tmp_path):
     (workdir / "config" / "ddp.yaml").write_text(yaml.safe_dump(config))
     run_id = "L1-d32-h2_D64k_s0"
     target = f"results/runs/{run_id}/summary.json"
-    overrides = list(OVERRIDES)  # one --set-resources option: a second would replace the first
-    overrides.insert(overrides.index("--set-resources") + 1, "train:cpus_per_task=2")
-    result = snakemake(workdir, target, *overrides, "--configfile", "config/ddp.yaml", timeout=900)
+    # train.threads = 2: the job asks Slurm for 2 CPUs, one per training process.
+    result = snakemake(workdir, target, *OVERRIDES, "--configfile", "config/ddp.yaml", timeout=900)
     submitted = SUBMITTED.findall(result.stdout + result.stderr)
     assert [rule for _, rule in submitted].count("train") == 1
     summary = read_json(workdir / target)
