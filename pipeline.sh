@@ -2,7 +2,7 @@
 # Set up the environment, then run the default study or the test suite.
 #
 #   ./pipeline.sh run  [snakemake arguments...]   runs the pipeline, prints the report's path
-#   ./pipeline.sh test [pytest arguments...]      runs the test suite
+#   ./pipeline.sh test [pytest arguments...]      lints, then runs every test tier
 #
 # The environment is a virtualenv in .venv (override with VENV=...). torch is
 # installed first: TORCH_SPEC picks the release (default torch==2.13.0) and
@@ -31,6 +31,15 @@ setup() {
     touch "$stamp"
 }
 
+# Lint and format checks: ruff on the Python, snakefmt on the Snakefile and the
+# rules, and Snakemake's own linter; any finding fails the test command.
+lint() {
+    ruff check .
+    ruff format --check .
+    snakefmt --check Snakefile rules
+    snakemake --lint
+}
+
 command=${1:-}
 shift || true
 case "$command" in
@@ -55,7 +64,10 @@ case "$command" in
             fi
             export REQUIRE_BROWSER=1
         fi
-        python -m pytest "$@"
+        lint
+        # Every tier: the unit tests and the pipeline, Slurm, fault and browser
+        # markers (plain `pytest` runs the unit tier alone). A -m given here wins.
+        python -m pytest -m "" "$@"
         ;;
     *)
         echo "usage: $0 run|test [arguments...]" >&2

@@ -284,6 +284,7 @@ def test_empty_source_is_refused(tmp_path):
             tmp_path / "d.parquet",
             tmp_path / "m.json",
         )
+    assert not (tmp_path / "d.parquet").exists() and not (tmp_path / "m.json").exists()
 
 
 def test_empty_source_beside_others_is_refused_early(tmp_path, monkeypatch):

@@ -191,6 +191,7 @@ def test_download_cli_reports_errors(server, tmp_path, capsys):
     )
     assert f"error: HTTP 404 Not Found for {url}" in capsys.readouterr().err
     assert not (tmp_path / "l.json").exists()
+    assert not list(tmp_path.glob("x*"))  # neither the file nor a .part
 
 
 def test_download_plan_names_each_file():

@@ -20,7 +20,7 @@ from workflow.config import expand_runs
 from workflow.io import read_json
 from workflow.train import train_run
 
-pytestmark = pytest.mark.pipeline
+pytestmark = pytest.mark.slurm
 if shutil.which("sbatch") is None:
     if os.environ.get("REQUIRE_SLURM") == "1":
         raise RuntimeError("REQUIRE_SLURM=1 but sbatch is not on PATH")

@@ -1,0 +1,77 @@
+"""The Snakefile and its rules: what Snakemake imports to build the DAG stays light, and dry runs plan
+the studies users write. (What reruns when is in tests/test_pipeline.py.)"""
+
+import subprocess
+import sys
+
+import pytest
+from helpers import copy_pipeline, write_config
+
+# Installed as sitecustomize: every import of these packages fails in that interpreter, as on a
+# login node whose Snakemake environment holds none of them.
+HEAVY = ("torch", "scipy", "altair", "vl_convert")
+BLOCKER = f"""
+import importlib.abc
+import sys
+
+
+class RefuseHeavyImports(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {HEAVY!r}:
+            raise ImportError(f"{{name}} is not installed on this submit host")
+        return None
+
+
+sys.meta_path.insert(0, RefuseHeavyImports())
+"""
+
+
+@pytest.fixture
+def light_host(tmp_path):
+    """(workdir, env): a copy of the pipeline and an environment in which torch, scipy and altair fail."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BLOCKER)
+    (tmp_path / "pipeline").mkdir()
+    workdir = copy_pipeline(tmp_path / "pipeline")
+    env = {"PYTHONPATH": f"{workdir}:{site}", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    return workdir, env
+
+
+def dry_run(workdir, env, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "2", *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_blocker_refuses_heavy_imports(light_host):
+    workdir, env = light_host
+    for name in HEAVY:
+        result = subprocess.run([sys.executable, "-c", f"import {name}"], env=env, capture_output=True, text=True)
+        assert result.returncode != 0 and "not installed on this submit host" in result.stderr, name
+
+
+@pytest.mark.parametrize("config", ["config/config.yaml", "config/tiny.yaml"])
+def test_dry_run_needs_no_torch_scipy_or_altair(light_host, config):
+    workdir, env = light_host
+    result = dry_run(workdir, env, "--configfile", config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "report" in result.stdout and "train" in result.stdout
+
+
+def test_lstm_family_with_bare_shapes_dry_runs(light_host):
+    """train.family: lstm names the family of shapes that do not name one (no n_head needed)."""
+    workdir, env = light_host
+
+    def lstm(config):
+        config["train"]["family"] = "lstm"
+        config["train"]["grid"]["shapes"] = [{"n_layer": 1, "d_model": 32}, {"n_layer": 2, "d_model": 48}]
+
+    result = dry_run(workdir, env, "--configfile", write_config(workdir, "lstm.yaml", lstm))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "results/runs/lstm-L1-d32_D32k_s0/summary.json" in result.stdout
