@@ -34,7 +34,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from workflow import flops  # noqa: E402
-from workflow.model import ModelConfig, build_model  # noqa: E402
+from workflow.model import build_model  # noqa: E402
+from workflow.spec import ModelConfig  # noqa: E402
 from workflow.train import apex_available, apex_cross_entropy, cpu_name, make_optimizer, peak_flops_per_s  # noqa: E402
 
 SHAPES = {
@@ -49,7 +50,7 @@ PRESETS = {
     "gpu": {"tiny-4x256": (64, 200), "gpt2-124M": (16, 50)},
 }
 SETTINGS = ("torch-eager", "torch-compile", "torch-compile-cudagraphs", "apex")
-OPTIM = {"lr": 3e-4, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1}
+OPTIM = {"lr": 3e-4, "betas": (0.9, 0.95), "eps": 1e-8, "weight_decay": 0.1}
 
 
 def skip_reason(setting: str, device: torch.device) -> str | None:
@@ -71,7 +72,7 @@ def measure(shape_name: str, setting: str, batch: int, steps: int, warmup: int) 
     cfg = ModelConfig(**SHAPES[shape_name])
     kernels = "apex" if setting == "apex" else "torch"
     model = build_model(cfg, kernels=kernels).to(device)
-    optimizer, optimizer_kernel = make_optimizer(model, OPTIM, device, kernels)
+    optimizer, optimizer_kernel = make_optimizer(model, device, kernels, **OPTIM)
     if kernels == "apex" and (xentropy := apex_cross_entropy()) is not None:
         model.cross_entropy = xentropy
     forward = model

@@ -56,7 +56,7 @@ def train_runtime(wildcards, attempt):
 def train_gpus(wildcards):
     """GPUs of a run's Slurm job: train.devices (k > 1 runs DDP through torchrun), none on the CPU."""
     spec = RUNS[wildcards.run]
-    return 0 if spec["device"] == "cpu" else spec["devices"]
+    return 0 if spec.device == "cpu" else spec.devices
 
 
 # Evaluation scores a run on one device: a GPU unless the study trains on the CPU.

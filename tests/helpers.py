@@ -18,21 +18,23 @@ def tiny_config() -> dict:
         return yaml.safe_load(f)
 
 
-def tiny_spec(run_id: str = "L1-d32-h2_D32k_s0", **changes) -> dict:
-    """A run of config/tiny.yaml (vocabulary 384, seq_len 32, 512-token batches), with changes."""
-    from workflow.config import OPTIM_KEYS, expand_runs
+def tiny_spec(run_id: str = "L1-d32-h2_D32k_s0", **changes):
+    """A run of config/tiny.yaml (vocabulary 384, seq_len 32, 512-token batches), with changes.
+
+    A change names a field of the RunSpec, of its optimizer settings or of its model;
+    changing ``tokens`` changes ``branch_tokens`` with it.
+    """
+    from dataclasses import fields, replace
+
+    from workflow.config import expand_runs
 
     spec = expand_runs(tiny_config())[run_id]
-    for key, value in changes.items():
-        if key in OPTIM_KEYS:
-            spec["optim"][key] = value
-        elif key in spec["model"]:
-            spec["model"][key] = value
-        else:
-            spec[key] = value
-        if key == "tokens":
-            spec["branch_tokens"] = [value]
-    return spec
+    optim = {k: v for k, v in changes.items() if k in {f.name for f in fields(spec.optim)}}
+    model = {k: v for k, v in changes.items() if k in {f.name for f in fields(spec.model)}}
+    others = {k: v for k, v in changes.items() if k not in optim and k not in model}
+    if "tokens" in others:
+        others["branch_tokens"] = (others["tokens"],)
+    return replace(spec, optim=replace(spec.optim, **optim), model=replace(spec.model, **model), **others)
 
 
 def copy_pipeline(dest: Path) -> Path:
@@ -72,16 +74,14 @@ def write_config(workdir: Path, name: str, change) -> str:
     return f"config/{name}"
 
 
-def train_command(spec: dict, dataset_manifest: Path, root: Path, checkpoint: Path | None = None) -> list[str]:
-    """The trainer's CLI for one run: outputs under ROOT/run, weights and checkpoint under ROOT/work."""
-    import json
-
+def train_command(spec, dataset_manifest: Path, root: Path, checkpoint: Path | None = None) -> list[str]:
+    """The trainer's CLI for one run (a RunSpec): outputs under ROOT/run, weights and checkpoint under ROOT/work."""
     return [
         sys.executable,
         "-m",
         "workflow.train",
         "--spec",
-        json.dumps(spec),
+        spec.to_json(),
         "--dataset",
         str(dataset_manifest),
         "--out-dir",
@@ -93,7 +93,7 @@ def train_command(spec: dict, dataset_manifest: Path, root: Path, checkpoint: Pa
     ]
 
 
-def train_cli(spec: dict, dataset_manifest: Path, root: Path, **popen):
+def train_cli(spec, dataset_manifest: Path, root: Path, **popen):
     """Run the trainer to its end (CompletedProcess), or start it (Popen) when given Popen arguments."""
     args = train_command(spec, dataset_manifest, root)
     if popen:

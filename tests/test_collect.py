@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 from helpers import tiny_spec
 
@@ -11,10 +13,11 @@ from workflow.train import train_run
 def run_dirs(dataset_manifest, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     dirs = []
-    wsd = tiny_spec(schedule="wsd", tokens=32_000)
-    wsd["run_id"], wsd["branch_tokens"] = "L1-d32-h2_WSD32k_s0", [16_000, 32_000]
+    wsd = replace(
+        tiny_spec(schedule="wsd", tokens=32_000), run_id="L1-d32-h2_WSD32k_s0", branch_tokens=(16_000, 32_000)
+    )
     for spec in (tiny_spec("L1-d16-h2_D32k_s0"), tiny_spec("L1-d32-h2_D32k_s0"), wsd):
-        run_id = spec["run_id"]
+        run_id = spec.run_id
         run_dir = root / run_id
         train_run(spec, dataset_manifest, run_dir, root / "work" / run_id / "weights")
         write_json_atomic(

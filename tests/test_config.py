@@ -1,4 +1,7 @@
 import copy
+import os
+import subprocess
+import sys
 
 import pytest
 from helpers import REPO
@@ -14,15 +17,15 @@ def test_default_config_is_valid(config):
     validate(config, SCHEMA)
     runs = check_config(config)
     assert len(runs) >= 12
-    assert len({r["model"]["d_model"] for r in runs.values()}) >= 4
+    assert len({r.model.d_model for r in runs.values()}) >= 4
 
 
 def test_run_ids_are_readable_and_derived_from_settings(config):
     runs = expand_runs(config)
     assert "L2-d64-h4_D1M_s0" in runs
     spec = runs["L2-d64-h4_D1M_s0"]
-    assert spec["tokens"] == 1_000_000
-    assert spec["model"]["n_layer"] == 2 and spec["model"]["d_model"] == 64
+    assert spec.tokens == 1_000_000
+    assert spec.model.n_layer == 2 and spec.model.d_model == 64
     assert spec_json(spec) == spec_json(expand_runs(copy.deepcopy(config))["L2-d64-h4_D1M_s0"])
 
 
@@ -32,7 +35,7 @@ def test_override_changes_one_run_only(config):
     after = expand_runs(config)
     changed = [r for r in before if spec_json(before[r]) != spec_json(after[r])]
     assert changed == ["L2-d64-h4_D1M_s0"]
-    assert after["L2-d64-h4_D1M_s0"]["optim"]["lr"] == 0.001
+    assert after["L2-d64-h4_D1M_s0"].optim.lr == 0.001
 
 
 def test_override_of_unknown_run(config):
@@ -59,9 +62,9 @@ def test_isoflop_tokens_from_budget(config):
     spec = runs["L2-d64-h4_C1e12_s0"]
     from workflow.flops import flops_per_token
 
-    per_token = flops_per_token(config["fit"]["flop_convention"], **spec["model"])
-    assert spec["tokens"] == int(1e12 // per_token)
-    assert spec["compute_budget"] == 1e12
+    per_token = flops_per_token(config["fit"]["flop_convention"], **spec.model.to_dict())
+    assert spec.tokens == int(1e12 // per_token)
+    assert spec.compute_budget == 1e12
 
 
 def test_n_head_must_divide_d_model(config):
@@ -118,26 +121,55 @@ def test_wsd_trains_one_run_per_shape_with_a_branch_per_budget(config):
     runs = expand_runs(config)
     assert len(runs) == len(config["train"]["grid"]["shapes"])
     spec = runs["L2-d64-h4_WSD2M_s0"]
-    assert spec["branch_tokens"] == sorted(config["train"]["grid"]["token_budgets"])
-    assert spec["tokens"] == 2_000_000
+    assert list(spec.branch_tokens) == sorted(config["train"]["grid"]["token_budgets"])
+    assert spec.tokens == 2_000_000
 
 
 def test_lstm_shapes_sit_beside_gpt_shapes(config):
     config["train"]["grid"]["shapes"].append({"family": "lstm", "n_layer": 2, "d_model": 64})
     runs = expand_runs(config)
-    assert runs["lstm-L2-d64_D1M_s0"]["model"]["family"] == "lstm"
-    assert runs["L2-d64-h4_D1M_s0"]["model"]["family"] == "gpt"
+    assert runs["lstm-L2-d64_D1M_s0"].model.family == "lstm"
+    assert runs["L2-d64-h4_D1M_s0"].model.family == "gpt"
+
+
+def test_lstm_study_with_bare_shapes(config):
+    """train.family lstm: shapes that name no family (and no n_head) are LSTMs, in the run id too."""
+    config["train"]["family"] = "lstm"
+    config["train"]["grid"]["shapes"] = [{"n_layer": 1, "d_model": 32}, {"n_layer": 2, "d_model": 64}]
+    runs = check_config(config)
+    assert "lstm-L1-d32_D500k_s0" in runs and "lstm-L2-d64_D2M_s0" in runs
+    assert all(spec.model.family == "lstm" for spec in runs.values())
+    assert runs["lstm-L1-d32_D500k_s0"].model.n_head == 1  # recorded, unused
+
+
+def test_shape_family_overrides_train_family(config):
+    config["train"]["family"] = "lstm"
+    config["train"]["grid"]["shapes"] = [{"n_layer": 1, "d_model": 32, "n_head": 2, "family": "gpt"}]
+    config["train"]["isoflop"] = {"compute_budgets": [1e12], "shapes": [{"n_layer": 1, "d_model": 32}], "seeds": [0]}
+    runs = check_config(config)
+    assert runs["L1-d32-h2_D500k_s0"].model.family == "gpt"
+    assert runs["lstm-L1-d32_C1e12_s0"].model.family == "lstm"
+
+
+def test_gpt_shape_needs_n_head(config):
+    config["train"]["grid"]["shapes"].append({"n_layer": 1, "d_model": 32})
+    with pytest.raises(ConfigError, match=r"train.grid.shapes\[4\]: a gpt shape needs n_head"):
+        check_config(config)
+    config["train"]["family"] = "lstm"
+    config["train"]["grid"]["shapes"][-1]["family"] = "gpt"
+    with pytest.raises(ConfigError, match=r"train.grid.shapes\[4\]: a gpt shape needs n_head"):
+        check_config(config)
 
 
 def test_lr_and_batch_follow_rules_in_n(config):
     config["train"]["scaling"] = {"reference_params": 98_624, "lr_exponent": -1 / 3, "batch_exponent": 0.5}
     runs = expand_runs(config)
-    reference, small = runs["L2-d64-h4_D1M_s0"]["optim"], runs["L1-d32-h2_D1M_s0"]["optim"]
-    assert reference["lr"] == pytest.approx(config["train"]["lr"]) and reference["batch_tokens"] == 2048
-    assert small["lr"] == pytest.approx(config["train"]["lr"] * (12_384 / 98_624) ** (-1 / 3))
+    reference, small = runs["L2-d64-h4_D1M_s0"].optim, runs["L1-d32-h2_D1M_s0"].optim
+    assert reference.lr == pytest.approx(config["train"]["lr"]) and reference.batch_tokens == 2048
+    assert small.lr == pytest.approx(config["train"]["lr"] * (12_384 / 98_624) ** (-1 / 3))
     # 2048 x (12384/98624)^0.5 = 726 tokens, rounded to whole 32 x 64-token micro-batches: one.
-    assert small["batch_tokens"] == 2048
-    large = runs["L3-d96-h4_D1M_s0"]["optim"]["batch_tokens"]
+    assert small.batch_tokens == 2048
+    large = runs["L3-d96-h4_D1M_s0"].optim.batch_tokens
     assert large == round(2048 * (332_448 / 98_624) ** 0.5 / 2048) * 2048 == 4096
 
 
@@ -150,3 +182,42 @@ def test_train_runtime_grows_with_flops_and_attempt(config):
     assert train_runtime_minutes(large, cluster) > train_runtime_minutes(small, cluster)
     assert train_runtime_minutes(large, cluster, attempt=2) >= 2 * train_runtime_minutes(large, cluster) - 1
     assert train_runtime_minutes(small, {**cluster, "min_runtime_minutes": 30}) == 30
+
+
+# Installed first in a fresh interpreter: importing any of these heavy packages fails.
+BLOCK_HEAVY_IMPORTS = """
+import importlib.abc, sys
+
+HEAVY = {"torch", "scipy", "altair", "polars", "numpy"}
+
+class BlockHeavy(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in HEAVY:
+            raise ImportError(f"{name} is blocked: the config check must not import it")
+        return None
+
+sys.meta_path.insert(0, BlockHeavy())
+"""
+
+
+def test_config_check_imports_no_heavy_package():
+    """The Snakefile imports workflow.config on every invocation (and on login nodes):
+    checking a config must not need torch, scipy, altair, polars or numpy."""
+    check = """
+import yaml
+from pathlib import Path
+import workflow.config
+for path in ["config/config.yaml", "config/tiny.yaml", *sorted(Path("config/experiments").glob("*.yaml"))]:
+    runs = workflow.config.check_config(yaml.safe_load(Path(path).read_text()))
+    print(path, len(runs))
+try:
+    import numpy
+except ImportError:
+    print("numpy blocked")
+"""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCK_HEAVY_IMPORTS + check], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "config/tiny.yaml 9" in result.stdout and "numpy blocked" in result.stdout

@@ -3,6 +3,7 @@ import math
 import signal
 import subprocess
 import time
+from dataclasses import replace
 
 import polars as pl
 import pytest
@@ -31,8 +32,7 @@ def weights(root, point):
 
 
 def test_cosine_schedule_warms_up_then_decays_to_the_floor():
-    optim = {"min_lr_ratio": 0.1, "warmup_fraction": 0.1}
-    lrs = [lr_multiplier(s, 100, optim) for s in range(100)]
+    lrs = [lr_multiplier(s, 100, warmup_fraction=0.1, floor=0.1) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
     assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
@@ -68,16 +68,18 @@ def test_run_learns_and_records_everything(dataset_manifest, tmp_path):
     assert metrics["train_loss"][-1] < metrics["train_loss"][0] - 0.5
     assert summary["status"] == "completed"
     assert summary["tokens_trained"] == metrics["tokens"][-1] == 80 * 512
-    assert summary["flops"]["6N"] == summary["tokens_trained"] * all_conventions(**spec["model"])["6N"]
+    assert summary["flops"]["6N"] == summary["tokens_trained"] * all_conventions(**spec.model.to_dict())["6N"]
     assert set(summary["parameters"]) == {"total", "non_embedding", "embedding", "head"}
     assert summary["device"] == "cpu" and summary["kernels"] == "torch" and summary["precision"] == "fp32"
     assert summary["kernel_components"]["optimizer"] == "torch.AdamW"
     assert summary["kernel_components"]["norm"] == "torch.RMSNorm"
     assert summary["mfu"] is None and summary["peak_flops_per_s"] is None  # no known peak for a CPU
     assert 0 <= summary["data_wait_fraction"] < 1
-    assert [p["point_id"] for p in summary["points"]] == [spec["run_id"]]
+    assert [p["point_id"] for p in summary["points"]] == [spec.run_id]
     assert read_json(tmp_path / "run" / "summary.json") == json.loads(json.dumps(summary))
-    assert (tmp_path / "work" / "weights" / f"{spec['run_id']}.pt").exists()
+    # The spec is recorded as the plain dict it always was: the settings' canonical text, parsed.
+    assert read_json(tmp_path / "run" / "summary.json")["spec"] == json.loads(spec.to_json())
+    assert (tmp_path / "work" / "weights" / f"{spec.run_id}.pt").exists()
     assert not (tmp_path / "work" / "checkpoint.pt").exists()  # removed once the run is complete
 
 
@@ -118,7 +120,7 @@ def test_resumed_run_equals_an_uninterrupted_one(dataset_manifest, tmp_path):
     assert "resumed from the checkpoint at step" in resumed.stdout
     assert read_json(root / "run" / "summary.json")["resumed_from_step"] > 0
     assert losses(root) == losses(tmp_path / "whole")
-    final, reference = weights(root, spec["run_id"]), weights(tmp_path / "whole", spec["run_id"])
+    final, reference = weights(root, spec.run_id), weights(tmp_path / "whole", spec.run_id)
     assert all(torch.equal(final[k], reference[k]) for k in reference)
 
 
@@ -141,8 +143,11 @@ def test_sigterm_checkpoints_then_exits_and_the_rerun_resumes(dataset_manifest, 
 
 
 def test_wsd_run_yields_a_point_per_budget(dataset_manifest, tmp_path):
-    spec = tiny_spec(schedule="wsd", tokens=64_000)
-    spec["run_id"], spec["branch_tokens"] = "L1-d32-h2_WSD64k_s0", [16_000, 32_000, 64_000]
+    spec = replace(
+        tiny_spec(schedule="wsd", tokens=64_000),
+        run_id="L1-d32-h2_WSD64k_s0",
+        branch_tokens=(16_000, 32_000, 64_000),
+    )
     summary = train_run(spec, dataset_manifest, tmp_path / "run", tmp_path / "work" / "weights")
     points = summary["points"]
     assert [p["point_id"] for p in points] == [
@@ -154,15 +159,14 @@ def test_wsd_run_yields_a_point_per_budget(dataset_manifest, tmp_path):
     for point in points:
         rows = point["cooldown_rows"]
         assert rows[-1]["step"] == point["steps"]
-        assert rows[-1]["lr"] == pytest.approx(spec["optim"]["lr"] * spec["optim"]["min_lr_ratio"])
+        assert rows[-1]["lr"] == pytest.approx(spec.optim.lr * spec.optim.min_lr_ratio)
         assert (tmp_path / "work" / "weights" / point["weights"]).exists()
     # Longer cooldown branches reach lower loss.
     assert points[0]["final_train_loss"] > points[1]["final_train_loss"] > points[2]["final_train_loss"]
 
 
 def test_lstm_family_trains(dataset_manifest, tmp_path):
-    spec = tiny_spec(family="lstm")
-    spec["run_id"] = "lstm-L1-d32_D32k_s0"
+    spec = replace(tiny_spec(family="lstm"), run_id="lstm-L1-d32_D32k_s0")
     summary = train_run(spec, dataset_manifest, tmp_path / "run", tmp_path / "w")
     assert summary["family"] == "lstm" and summary["kernel_components"]["attention"] == "torch.LSTM"
     metrics = pl.read_csv(tmp_path / "run" / "metrics.csv")
@@ -225,7 +229,7 @@ def test_two_process_ddp_matches_one_device(dataset_manifest, tmp_path):
     summary = train_run(single, dataset_manifest, tmp_path / "one" / "run", tmp_path / "one" / "work" / "weights")
     assert summary["gradient_accumulation"] == 4 and summary["devices"] == 1
 
-    ddp = dict(single, devices=2)
+    ddp = replace(single, devices=2)
     result = train_cli(ddp, dataset_manifest, tmp_path / "two")
     assert result.returncode == 0, result.stderr
     two = read_json(tmp_path / "two" / "run" / "summary.json")
@@ -240,7 +244,7 @@ def test_ddp_refuses_a_batch_that_does_not_divide(dataset_manifest, tmp_path):
     spec = tiny_spec(tokens=16_384, micro_batch_size=16, devices=2)  # 1 micro-batch per step
     result = train_cli(spec, dataset_manifest, tmp_path)
     assert result.returncode != 0
-    assert "do not divide among 2 devices" in result.stderr and spec["run_id"] in result.stderr
+    assert "do not divide among 2 devices" in result.stderr and spec.run_id in result.stderr
     assert not (tmp_path / "run" / "summary.json").exists()
 
 

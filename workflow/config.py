@@ -1,13 +1,18 @@
 """The training grid: from config to one readable, settings-derived run id per run.
 
-Checks that JSON Schema cannot express (n_head dividing d_model, duplicate
-run ids, an IsoFLOP budget too small for a shape) also live here, so that a
-bad config stops before any job runs with a message naming the key.
+Each run's settings are a ``workflow.spec.RunSpec``. Checks that JSON Schema
+cannot express (n_head dividing d_model, duplicate run ids, an IsoFLOP budget
+too small for a shape) also live here, so that a bad config stops before any
+job runs with a message naming the key.
+
+The Snakefile imports this module on every invocation: it imports no torch,
+numpy or polars (a test makes sure).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -15,21 +20,12 @@ from pathlib import Path
 
 import yaml
 
-from workflow import flops
-from workflow.model import ModelConfig
+from workflow.families import get_family
+from workflow.spec import ModelConfig, OptimizerSettings, RunSpec, ScalingRules
 
-OPTIM_KEYS = (
-    "lr",
-    "min_lr_ratio",
-    "warmup_fraction",
-    "weight_decay",
-    "beta1",
-    "beta2",
-    "eps",
-    "grad_clip",
-    "batch_tokens",
-    "micro_batch_size",
-)
+# Keys of the train section copied into each run's spec: its optimizer settings,
+# the model settings a grid shape does not give, and the run's other settings.
+OPTIM_KEYS = tuple(field.name for field in dataclasses.fields(OptimizerSettings))
 MODEL_KEYS = ("seq_len", "mlp_ratio", "norm", "positions", "tie_embeddings", "bias")
 RUN_KEYS = (
     "device",
@@ -69,40 +65,45 @@ def format_flops(value: float) -> str:
     return f"{mantissa:.6g}e{exponent}"
 
 
-def shape_id(shape: dict) -> str:
-    if shape.get("family", "gpt") == "lstm":
-        return f"lstm-L{shape['n_layer']}-d{shape['d_model']}"
-    return f"L{shape['n_layer']}-d{shape['d_model']}-h{shape['n_head']}"
+def model_settings(train: dict, vocab_size: int, shape: dict, where: str) -> ModelConfig:
+    """The model of a grid shape; a shape that cannot be built is a config error.
 
-
-def model_settings(train: dict, vocab_size: int, shape: dict, where: str) -> dict:
-    """The model's full settings; a shape that cannot be built is a config error."""
-    family = shape.get("family", train["family"])
-    if family == "gpt" and "n_head" not in shape:
-        raise ConfigError(f"config error at {where}: a gpt shape needs n_head")
-    model = {
-        "family": family,
-        "vocab_size": vocab_size,
-        "n_layer": shape["n_layer"],
-        "d_model": shape["d_model"],
-        "n_head": shape.get("n_head", 1),
-        **{k: train[k] for k in MODEL_KEYS},
-    }
+    A shape's family is its own ``family`` key, or else ``train.family``.
+    """
     try:
-        ModelConfig(**model)
+        family = get_family(shape.get("family", train["family"]))
     except ValueError as e:
         raise ConfigError(f"config error at {where}: {e}") from None
-    return model
+    missing = [key for key in family.SHAPE_KEYS if key not in shape]
+    if missing:
+        raise ConfigError(f"config error at {where}: a {family.NAME} shape needs {', '.join(missing)}")
+    try:
+        return ModelConfig(
+            family=family.NAME,
+            vocab_size=vocab_size,
+            n_layer=shape["n_layer"],
+            d_model=shape["d_model"],
+            # Recorded for every family, so that the spec text is the same as it always was.
+            n_head=shape.get("n_head", 1),
+            **{k: train[k] for k in MODEL_KEYS},
+        )
+    except ValueError as e:
+        raise ConfigError(f"config error at {where}: {e}") from None
 
 
-def scaled_hyperparameters(train: dict, model: dict) -> tuple[float, int]:
+def shape_id(model: ModelConfig) -> str:
+    """The run id's model part, e.g. ``L2-d64-h4`` or ``lstm-L2-d64``."""
+    return get_family(model.family).label(model)
+
+
+def scaled_hyperparameters(train: dict, model: ModelConfig) -> tuple[float, int]:
     """(lr, batch_tokens) following rules in N, the non-embedding parameters:
 
     lr x (N / reference_params)^lr_exponent, and batch_tokens x (N / reference_params)^batch_exponent
     rounded to a whole number of micro-batches (at least one). Exponents of 0 leave both as set.
     """
     rule = train["scaling"]
-    ratio = flops.parameter_counts(**model).non_embedding / rule["reference_params"]
+    ratio = get_family(model.family).parameter_counts(model).non_embedding / rule["reference_params"]
     lr = train["lr"] * ratio ** rule["lr_exponent"] if rule["lr_exponent"] else train["lr"]
     batch = train["batch_tokens"]
     if rule["batch_exponent"]:
@@ -114,29 +115,29 @@ def scaled_hyperparameters(train: dict, model: dict) -> tuple[float, int]:
 def _spec(
     config: dict,
     run_id: str,
-    model: dict,
+    model: ModelConfig,
     tokens: int,
     seed: int,
     grid: str,
     compute_budget: float | None,
     branch_tokens: list[int],
-) -> dict:
+) -> RunSpec:
     train = config["train"]
-    optim = {k: train[k] for k in OPTIM_KEYS}
-    optim["lr"], optim["batch_tokens"] = scaled_hyperparameters(train, model)
-    return {
-        "run_id": run_id,
-        "grid": grid,
-        "compute_budget": compute_budget,
-        "model": model,
-        "tokens": int(tokens),
-        "branch_tokens": [int(b) for b in branch_tokens],
-        "seed": int(seed),
-        "optim": optim,
-        "scaling": train["scaling"],
+    lr, batch_tokens = scaled_hyperparameters(train, model)
+    optim = OptimizerSettings(**{**{k: train[k] for k in OPTIM_KEYS}, "lr": lr, "batch_tokens": batch_tokens})
+    return RunSpec(
+        run_id=run_id,
+        grid=grid,
+        compute_budget=compute_budget,
+        model=model,
+        tokens=int(tokens),
+        branch_tokens=tuple(int(b) for b in branch_tokens),
+        seed=int(seed),
+        optim=optim,
+        scaling=ScalingRules(**train["scaling"]),
         **{k: train[k] for k in RUN_KEYS},
-        "flop_convention": config["fit"]["flop_convention"],
-    }
+        flop_convention=config["fit"]["flop_convention"],
+    )
 
 
 def check_batch(train: dict) -> int:
@@ -149,7 +150,7 @@ def check_batch(train: dict) -> int:
     return train["batch_tokens"]
 
 
-def expand_runs(config: dict) -> dict[str, dict]:
+def expand_runs(config: dict) -> dict[str, RunSpec]:
     """Every run of the study, keyed by run id, each with its full settings.
 
     Under the ``wsd`` schedule the shapes x token budgets grid trains one run per
@@ -159,10 +160,10 @@ def expand_runs(config: dict) -> dict[str, dict]:
     vocab_size = config["tokenizer"]["vocab_size"]
     batch_tokens = check_batch(train)
     wsd = train["schedule"] == "wsd"
-    runs: dict[str, dict] = {}
+    runs: dict[str, RunSpec] = {}
 
-    def add(spec: dict, where: str) -> None:
-        run_id = spec["run_id"]
+    def add(spec: RunSpec, where: str) -> None:
+        run_id = spec.run_id
         if run_id in runs:
             raise ConfigError(f"config error at {where}: duplicate run id {run_id!r}")
         runs[run_id] = spec
@@ -180,28 +181,28 @@ def expand_runs(config: dict) -> dict[str, dict]:
         for seed in grid["seeds"]:
             if wsd and grid["token_budgets"]:
                 budgets = sorted(grid["token_budgets"])
-                run_id = f"{shape_id(shape)}_WSD{format_count(budgets[-1])}_s{seed}"
+                run_id = f"{shape_id(model)}_WSD{format_count(budgets[-1])}_s{seed}"
                 add(_spec(config, run_id, model, budgets[-1], seed, "tokens", None, budgets), where)
                 continue
             for tokens in grid["token_budgets"]:
-                run_id = f"{shape_id(shape)}_D{format_count(tokens)}_s{seed}"
+                run_id = f"{shape_id(model)}_D{format_count(tokens)}_s{seed}"
                 add(_spec(config, run_id, model, tokens, seed, "tokens", None, [tokens]), where)
 
     iso = train["isoflop"]
     convention = config["fit"]["flop_convention"]
     for i, shape in enumerate(iso["shapes"]):
         model = model_settings(train, vocab_size, shape, f"train.isoflop.shapes[{i}]")
-        per_token = flops.flops_per_token(convention, **model)
+        per_token = get_family(model.family).flops_per_token(convention, model)
         for j, budget in enumerate(iso["compute_budgets"]):
             tokens = int(budget // per_token)
             if tokens < batch_tokens:
                 raise ConfigError(
                     f"config error at train.isoflop.compute_budgets[{j}]: budget {budget:g} FLOPs "
-                    f"buys {tokens} tokens for shape {shape_id(shape)} ({per_token:g} FLOPs/token "
+                    f"buys {tokens} tokens for shape {shape_id(model)} ({per_token:g} FLOPs/token "
                     f"under '{convention}'), less than one step of {batch_tokens} tokens"
                 )
             for seed in iso["seeds"]:
-                run_id = f"{shape_id(shape)}_C{format_flops(budget)}_s{seed}"
+                run_id = f"{shape_id(model)}_C{format_flops(budget)}_s{seed}"
                 add(
                     _spec(config, run_id, model, tokens, seed, "isoflop", float(budget), [tokens]),
                     f"train.isoflop.shapes[{i}]",
@@ -213,24 +214,23 @@ def expand_runs(config: dict) -> dict[str, dict]:
                 f"config error at train.overrides: {run_id!r} is not a run of this grid "
                 f"(runs: {', '.join(sorted(runs)) or 'none'})"
             )
-        for key, value in changes.items():
-            if key in OPTIM_KEYS:
-                runs[run_id]["optim"][key] = value
-            else:
-                runs[run_id][key] = value
-        check_batch({**train, **runs[run_id]["optim"]})
+        optim = {k: v for k, v in changes.items() if k in OPTIM_KEYS}
+        others = {k: v for k, v in changes.items() if k not in OPTIM_KEYS}
+        spec = runs[run_id]
+        runs[run_id] = dataclasses.replace(spec, optim=dataclasses.replace(spec.optim, **optim), **others)
+        check_batch({**train, **dataclasses.asdict(runs[run_id].optim)})
 
     if not runs:
         raise ConfigError("config error at train: the grid defines no runs")
     return runs
 
 
-def spec_json(spec: dict) -> str:
+def spec_json(spec: RunSpec) -> str:
     """Canonical text of a run's settings: Snakemake reruns a run when it changes."""
-    return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return spec.to_json()
 
 
-def check_config(config: dict) -> dict[str, dict]:
+def check_config(config: dict) -> dict[str, RunSpec]:
     """Semantic checks beyond the schema; returns the expanded runs."""
     sources = config["corpus"]["sources"]
     names = [s["name"] for s in sources]
@@ -245,17 +245,15 @@ def source_file(module: str) -> str:
     return str(Path(__file__).with_name(f"{module}.py"))
 
 
-def train_runtime_minutes(spec: dict, cluster: dict, attempt: int = 1) -> int:
+def train_runtime_minutes(spec: RunSpec, cluster: dict, attempt: int = 1) -> int:
     """Slurm time limit for a run: its training FLOPs over an assumed throughput,
     times a safety factor, times the attempt (a retry after a time limit resumes
     from its checkpoint with more time), at least ``min_runtime_minutes``."""
-    per_token = flops.flops_per_token("palm", **spec["model"])
-    tokens = spec["tokens"]
-    if spec["schedule"] == "wsd":  # every cooldown branch but the last is extra work
-        tokens += sum(b * spec["wsd_decay_fraction"] for b in spec["branch_tokens"][:-1])
-    seconds = (
-        per_token * tokens / (cluster["train_flops_per_s"] * spec["devices"]) * cluster["runtime_factor"] * attempt
-    )
+    per_token = get_family(spec.model.family).flops_per_token("palm", spec.model)
+    tokens = spec.tokens
+    if spec.schedule == "wsd":  # every cooldown branch but the last is extra work
+        tokens += sum(b * spec.wsd_decay_fraction for b in spec.branch_tokens[:-1])
+    seconds = per_token * tokens / (cluster["train_flops_per_s"] * spec.devices) * cluster["runtime_factor"] * attempt
     return max(cluster["min_runtime_minutes"], math.ceil(seconds / 60))
 
 

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from workflow.io import read_json, write_json_atomic
-from workflow.model import LanguageModel, ModelConfig, build_model
+from workflow.model import LanguageModel, build_model
 from workflow.shards import load_split, sequential_windows
+from workflow.spec import ModelConfig
 from workflow.train import resolve_device
 
 

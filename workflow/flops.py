@@ -1,9 +1,11 @@
 """Parameter counts and FLOPs per token, under named conventions.
 
 Scaling-law papers disagree on what "N" and "C" count; a fit is only
-comparable to a published one under the same convention. Every count here is
-exact for ``workflow.model`` (norm gains and biases included) and computed
-from the shape alone, so the IsoFLOP grid can size runs before training.
+comparable to a published one under the same convention. Every count is exact
+for ``workflow.model`` (norm gains and biases included) and computed from the
+shape alone, so the IsoFLOP grid can size runs before training. The counts of
+each model family live in its module under ``workflow.families``; this module
+names the conventions and dispatches to the family.
 
 Conventions for training FLOPs per token (forward + backward):
 
@@ -18,102 +20,31 @@ Conventions for training FLOPs per token (forward + backward):
                 projection, MLP and final logits, all at 2 FLOPs per
                 multiply-add; backward counted as twice the forward.
 
-The LSTM baseline is counted under the same rules: its non-embedding
-parameters are the recurrent layers, ``palm`` adds nothing for attention, and
-``chinchilla`` counts 8 d^2 multiply-adds per layer and token.
+The LSTM baseline is counted under the same rules (see ``workflow.families.lstm``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from workflow.families import get_family
+from workflow.spec import ModelConfig, ParameterCounts
 
 CONVENTIONS = ("kaplan", "6N", "palm", "chinchilla")
 PARAMETER_COUNTS = ("non_embedding", "total")
 
 
-@dataclass(frozen=True)
-class ParameterCounts:
-    total: int
-    embedding: int  # input lookups: token embedding, and learned positions if any
-    non_embedding: int  # Kaplan's N: everything but the embeddings and the head
-    head: int  # output projection, whether tied or not
-
-    def to_dict(self) -> dict:
-        return {
-            "total": self.total,
-            "embedding": self.embedding,
-            "non_embedding": self.non_embedding,
-            "head": self.head,
-        }
+def parameter_counts(**model_settings) -> ParameterCounts:
+    """Counts for a model given as ``ModelConfig`` fields (defaults as there)."""
+    cfg = ModelConfig(**model_settings)
+    return get_family(cfg.family).parameter_counts(cfg)
 
 
-def parameter_counts(
-    *,
-    vocab_size: int,
-    seq_len: int,
-    n_layer: int,
-    d_model: int,
-    family: str = "gpt",
-    mlp_ratio: int = 4,
-    norm: str = "rmsnorm",
-    positions: str = "rotary",
-    tie_embeddings: bool = True,
-    bias: bool = False,
-    **_ignored,
-) -> ParameterCounts:
-    d, V = d_model, vocab_size
-    b = 1 if bias else 0
-    if family == "lstm":
-        # torch.nn.LSTM: four gates, input and recurrent weights, two bias vectors.
-        blocks = n_layer * (4 * (d * d + d * d) + 8 * d)
-        final_norm = 0
-        embedding = V * d
-    else:
-        f = mlp_ratio * d
-        norm_params = d + d * b if norm == "layernorm" else d
-        attention = 4 * d * d + 4 * d * b
-        mlp = 2 * d * f + f * b + d * b
-        blocks = n_layer * (attention + mlp + 2 * norm_params)
-        final_norm = norm_params
-        embedding = V * d + (seq_len * d if positions == "learned" else 0)
-    head = V * d
-    non_embedding = blocks + final_norm
-    total = embedding + non_embedding + (0 if tie_embeddings else head)
-    return ParameterCounts(total=total, embedding=embedding, non_embedding=non_embedding, head=head)
+def flops_per_token(convention: str, **model_settings) -> float:
+    """Training FLOPs per token (forward and backward) for a model given as ``ModelConfig`` fields."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown FLOP convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
+    cfg = ModelConfig(**model_settings)
+    return get_family(cfg.family).flops_per_token(convention, cfg)
 
 
-def flops_per_token(convention: str, **shape) -> float:
-    """Training FLOPs per token (forward and backward) for a model shape."""
-    counts = parameter_counts(**shape)
-    L, d, T, V = shape["n_layer"], shape["d_model"], shape["seq_len"], shape["vocab_size"]
-    family = shape.get("family", "gpt")
-    n_6n = counts.non_embedding + counts.head
-    if convention == "kaplan":
-        return 6.0 * counts.non_embedding
-    if convention == "6N":
-        return 6.0 * n_6n
-    if convention == "palm":
-        # An LSTM has no attention: its PaLM count is 6N.
-        return 6.0 * n_6n + (12.0 * L * d * T if family == "gpt" else 0.0)
-    if convention == "chinchilla":
-        # Per token, forward pass, 2 FLOPs per multiply-add (Appendix F).
-        embeddings = 2 * V * d
-        final_logits = 2 * d * V
-        if family == "lstm":
-            # Same rules applied to the recurrence: 8 d^2 multiply-adds per layer.
-            layer = 2 * 8 * d * d
-        else:
-            f = shape.get("mlp_ratio", 4) * d
-            qkv = 2 * 3 * d * d
-            logits = 2 * T * d
-            softmax = 3 * shape["n_head"] * T
-            values = 2 * T * d
-            out_proj = 2 * d * d
-            dense = 2 * 2 * d * f
-            layer = qkv + logits + softmax + values + out_proj + dense
-        return 3.0 * (embeddings + L * layer + final_logits)
-    raise ValueError(f"unknown FLOP convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
-
-
-def all_conventions(**shape) -> dict[str, float]:
-    return {c: flops_per_token(c, **shape) for c in CONVENTIONS}
+def all_conventions(**model_settings) -> dict[str, float]:
+    return {c: flops_per_token(c, **model_settings) for c in CONVENTIONS}

@@ -10,49 +10,23 @@ RMSNorm, rotary, no bias, tied embeddings.
 transformers against, with the same embedding and head, so a grid can put both
 families side by side.
 
-Parameter and FLOP counts live in ``workflow.flops``: computed from the shape
-alone, so the numbers a fit uses exist before any model does, and checked
-against these modules by the tests.
+Settings (``ModelConfig``) live in ``workflow.spec``; parameter and FLOP
+counts, validation and run-id labels in the family modules of
+``workflow.families``: computed from the shape alone, so the numbers a fit
+uses exist before any model does, and checked against these modules by the
+tests. A family names its class here; ``build_model`` asks it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-FAMILIES = ("gpt", "lstm")
-NORMS = ("layernorm", "rmsnorm")
-POSITIONS = ("rotary", "learned")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    vocab_size: int
-    seq_len: int
-    n_layer: int
-    d_model: int
-    n_head: int = 1
-    family: str = "gpt"
-    mlp_ratio: int = 4
-    norm: str = "rmsnorm"
-    positions: str = "rotary"
-    tie_embeddings: bool = True
-    bias: bool = False
-
-    def __post_init__(self):
-        if self.family not in FAMILIES:
-            raise ValueError(f"unknown model family {self.family!r}; choose one of {', '.join(FAMILIES)}")
-        if self.d_model % self.n_head:
-            raise ValueError(f"n_head={self.n_head} does not divide d_model={self.d_model}")
-        if self.positions == "rotary" and (self.d_model // self.n_head) % 2:
-            raise ValueError(f"rotary positions need an even head size, got {self.d_model // self.n_head}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from workflow.families import get_family
+from workflow.spec import ModelConfig
 
 
 def norm_factory(cfg: ModelConfig, kernels: str):
@@ -173,6 +147,8 @@ class LanguageModel(nn.Module):
 
 
 class GPT(LanguageModel):
+    sequence_kernel = "torch.scaled_dot_product_attention"  # what mixes positions, for the run's record
+
     def __init__(self, cfg: ModelConfig, kernels: str = "torch"):
         super().__init__(cfg, kernels)
         self.position_embedding = nn.Embedding(cfg.seq_len, cfg.d_model) if cfg.positions == "learned" else None
@@ -208,6 +184,8 @@ class GPT(LanguageModel):
 class LSTM(LanguageModel):
     """Stacked LSTM language model (cuDNN kernels on CUDA); no positions needed."""
 
+    sequence_kernel = "torch.LSTM"
+
     def __init__(self, cfg: ModelConfig, kernels: str = "torch"):
         super().__init__(cfg, kernels)
         self.norm_kernel = "none"
@@ -222,4 +200,4 @@ class LSTM(LanguageModel):
 
 
 def build_model(cfg: ModelConfig, kernels: str = "torch") -> LanguageModel:
-    return (GPT if cfg.family == "gpt" else LSTM)(cfg, kernels)
+    return get_family(cfg.family).model_class()(cfg, kernels)

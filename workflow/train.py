@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import json
 import math
 import os
 import platform
@@ -59,8 +58,9 @@ from tqdm import tqdm
 from workflow import __version__, flops
 from workflow.config import format_count
 from workflow.io import atomic_path, read_json, write_json_atomic
-from workflow.model import ModelConfig, build_model
+from workflow.model import build_model
 from workflow.shards import ShardError, StepBatches, load_split
+from workflow.spec import RunSpec
 
 APEX_INSTALL_HINT = (
     "NVIDIA Apex is not importable. Install it with conda-forge's 'nvidia-apex' package "
@@ -151,15 +151,23 @@ def resolve_kernels(requested: str, device: torch.device) -> str:
     return "apex" if device.type == "cuda" and apex_available() else "torch"
 
 
-def make_optimizer(model: torch.nn.Module, optim: dict, device: torch.device, kernels: str):
-    groups = model.optimizer_groups(optim["weight_decay"])
-    betas = (optim["beta1"], optim["beta2"])
+def make_optimizer(
+    model: torch.nn.Module,
+    device: torch.device,
+    kernels: str,
+    *,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    weight_decay: float,
+):
+    groups = model.optimizer_groups(weight_decay)
     if kernels == "apex":
         from apex.optimizers import FusedAdam
 
-        return FusedAdam(groups, lr=optim["lr"], betas=betas, eps=optim["eps"], adam_w_mode=True), "apex.FusedAdam"
+        return FusedAdam(groups, lr=lr, betas=betas, eps=eps, adam_w_mode=True), "apex.FusedAdam"
     fused = device.type == "cuda"
-    optimizer = torch.optim.AdamW(groups, lr=optim["lr"], betas=betas, eps=optim["eps"], fused=fused)
+    optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused)
     return optimizer, "torch.AdamW(fused)" if fused else "torch.AdamW"
 
 
@@ -194,10 +202,9 @@ def peak_flops_per_s(device: torch.device, override: float | None) -> float | No
 # --------------------------------------------------------------------------- schedule
 
 
-def lr_multiplier(step: int, total_steps: int, optim: dict) -> float:
-    """Cosine schedule: linear warmup, then cosine from 1 to min_lr_ratio."""
-    floor = optim["min_lr_ratio"]
-    warmup = max(1, round(optim["warmup_fraction"] * total_steps))
+def lr_multiplier(step: int, total_steps: int, warmup_fraction: float, floor: float) -> float:
+    """Cosine schedule: linear warmup, then cosine from 1 to ``floor`` (min_lr_ratio)."""
+    warmup = max(1, round(warmup_fraction * total_steps))
     if step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total_steps - warmup)
@@ -291,43 +298,43 @@ class StopForSignal(Exception):
 
 
 class Trainer:
-    def __init__(self, spec: dict, dataset_manifest: Path, out_dir: Path, weights_dir: Path, checkpoint: Path):
+    def __init__(self, spec: RunSpec, dataset_manifest: Path, out_dir: Path, weights_dir: Path, checkpoint: Path):
         self.spec, self.out_dir, self.weights_dir, self.checkpoint_path = spec, out_dir, weights_dir, checkpoint
         self.staging_dir = checkpoint.parent / f"{checkpoint.stem}-points"
-        self.run_id = spec["run_id"]
+        self.run_id = spec.run_id
         self.dist = Distributed()
-        if self.dist.world != spec["devices"]:
+        if self.dist.world != spec.devices:
             raise TrainError(
-                f"run {self.run_id} asks for {spec['devices']} device(s) but runs in "
+                f"run {self.run_id} asks for {spec.devices} device(s) but runs in "
                 f"{self.dist.world} process(es); start it with 'python -m workflow.train', "
                 f"which launches torchrun itself"
             )
-        self.device = self.dist.start(resolve_device(spec["device"]))
-        self.kernels = resolve_kernels(spec["kernels"], self.device)
+        self.device = self.dist.start(resolve_device(spec.device))
+        self.kernels = resolve_kernels(spec.kernels, self.device)
         # The job's CPU threads are shared by its processes.
-        torch.set_num_threads(max(1, spec["threads"] // self.dist.world))
-        torch.manual_seed(spec["seed"])
+        torch.set_num_threads(max(1, spec.threads // self.dist.world))
+        torch.manual_seed(spec.seed)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
 
         manifest = read_json(dataset_manifest)
-        self.cfg = ModelConfig(**spec["model"])
+        self.cfg = spec.model
         if manifest["vocab_size"] != self.cfg.vocab_size:
             raise TrainError(
                 f"run {self.run_id}: model vocab_size={self.cfg.vocab_size} but the dataset's "
                 f"tokenizer has {manifest['vocab_size']} ids"
             )
         self.train_tokens = manifest["splits"]["train"]["tokens"]
-        budgets = sorted(spec["branch_tokens"]) if spec["schedule"] == "wsd" else [spec["tokens"]]
-        if budgets[-1] > self.train_tokens and not spec["allow_repeated_epochs"]:
+        budgets = sorted(spec.branch_tokens) if spec.schedule == "wsd" else [spec.tokens]
+        if budgets[-1] > self.train_tokens and not spec.allow_repeated_epochs:
             raise TrainError(
                 f"run {self.run_id}: token budget {budgets[-1]} exceeds the {self.train_tokens} training tokens "
                 f"of the dataset; set train.allow_repeated_epochs to train for more than one epoch"
             )
-        optim = spec["optim"]
-        self.batch_tokens = optim["batch_tokens"]
-        self.micro_batch = optim["micro_batch_size"]
+        optim = spec.optim
+        self.batch_tokens = optim.batch_tokens
+        self.micro_batch = optim.micro_batch_size
         self.accumulation = self.batch_tokens // (self.micro_batch * self.cfg.seq_len)
         if self.accumulation % self.dist.world:
             raise TrainError(
@@ -346,8 +353,8 @@ class Trainer:
             load_split(dataset_manifest, "train"),
             self.cfg.seq_len,
             self.micro_batch * self.accumulation,
-            spec["seed"],
-            spec["data_order"],
+            spec.seed,
+            spec.data_order,
         )
 
         self.model = build_model(self.cfg, kernels=self.kernels).to(self.device)
@@ -355,7 +362,15 @@ class Trainer:
         actual = sum(p.numel() for p in {id(p): p for p in self.model.parameters()}.values())
         assert actual == self.counts.total, f"parameter count {actual} != analytic {self.counts.total}"
         self.per_token = flops.all_conventions(**self.cfg.to_dict())
-        self.optimizer, optimizer_kernel = make_optimizer(self.model, optim, self.device, self.kernels)
+        self.optimizer, optimizer_kernel = make_optimizer(
+            self.model,
+            self.device,
+            self.kernels,
+            lr=optim.lr,
+            betas=(optim.beta1, optim.beta2),
+            eps=optim.eps,
+            weight_decay=optim.weight_decay,
+        )
         xentropy = apex_cross_entropy() if self.kernels == "apex" else None
         if xentropy is not None:
             self.model.cross_entropy = xentropy
@@ -364,8 +379,8 @@ class Trainer:
             "optimizer": optimizer_kernel,
             "norm": self.model.norm_kernel,
             "cross_entropy": "apex.contrib.xentropy" if xentropy is not None else "torch.cross_entropy",
-            "attention": "torch.scaled_dot_product_attention" if self.cfg.family == "gpt" else "torch.LSTM",
-            "compile": bool(spec["compile"]),
+            "attention": self.model.sequence_kernel,
+            "compile": bool(spec.compile),
         }
         # DDP broadcasts rank 0's initial weights and averages gradients across ranks.
         self.wrapped = (
@@ -373,12 +388,12 @@ class Trainer:
             if self.dist.world > 1
             else self.model
         )
-        self.forward = torch.compile(self.wrapped) if spec["compile"] else self.wrapped
+        self.forward = torch.compile(self.wrapped) if spec.compile else self.wrapped
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        per_device_peak = peak_flops_per_s(self.device, spec.get("peak_flops"))
+        per_device_peak = peak_flops_per_s(self.device, spec.peak_flops)
         self.peak = per_device_peak * self.dist.world if per_device_peak else None
         self.divergence_limit = 2.0 * math.log(self.cfg.vocab_size)
-        self.warmup_steps = max(1, round(optim["warmup_fraction"] * self.total_steps))
+        self.warmup_steps = max(1, round(optim.warmup_fraction * self.total_steps))
 
         # Progress state: everything a checkpoint must restore.
         self.step = 0
@@ -410,7 +425,7 @@ class Trainer:
             "processed_steps": self.processed_steps,
             "pending_losses": self.pending_losses,
             "torch_rng": torch.get_rng_state(),
-            "spec": self.spec,
+            "spec": self.spec.to_dict(),
         }
 
     def save_checkpoint(self) -> None:
@@ -442,7 +457,7 @@ class Trainer:
         if not self.checkpoint_path.exists():
             return False
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
-        if state["spec"] != self.spec:
+        if state["spec"] != self.spec.to_dict():
             print(
                 f"{self.run_id}: checkpoint {self.checkpoint_path} is from other settings; starting afresh",
                 file=sys.stderr,
@@ -494,7 +509,7 @@ class Trainer:
             total = total[0].item()
             self.stop_agreed = self.signal_received is not None
         if not self.diverged(total):
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.spec["optim"]["grad_clip"])
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.optim.grad_clip)
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.processed_steps += 1
@@ -514,12 +529,12 @@ class Trainer:
         bar = tqdm(total=end - start, desc=label, unit="step", disable=None if self.dist.main else True)
         clock = time.perf_counter()
         for step in range(start, end):
-            lr = self.spec["optim"]["lr"] * lr_of_step(step)
+            lr = self.spec.optim.lr * lr_of_step(step)
             loss = self.train_step(lr, data)
             losses.append(loss)
             bar.update(1)
             diverged = self.diverged(loss)
-            if (step + 1) % self.spec["log_every"] == 0 or step == end - 1 or diverged:
+            if (step + 1) % self.spec.log_every == 0 or step == end - 1 or diverged:
                 now = time.perf_counter()
                 self.elapsed += now - clock
                 clock = now
@@ -547,7 +562,7 @@ class Trainer:
                     self.elapsed += time.perf_counter() - clock
                     bar.close()
                     raise StopForSignal
-                if self.step % self.spec["checkpoint_every"] == 0 and self.step < end:
+                if self.step % self.spec.checkpoint_every == 0 and self.step < end:
                     self.save_checkpoint()
         bar.close()
         return "completed"
@@ -559,7 +574,7 @@ class Trainer:
         return {
             "step": step,
             "tokens": tokens,
-            "flops": tokens * self.per_token[self.spec["flop_convention"]],
+            "flops": tokens * self.per_token[self.spec.flop_convention],
             "train_loss": loss,
             "lr": lr,
             "elapsed_s": self.elapsed,
@@ -572,7 +587,7 @@ class Trainer:
         """Weights and record of one point, named after its token budget (tokens trained differ
         by less than one batch: whole steps only)."""
         tokens = steps * self.batch_tokens
-        pid = point_id(self.run_id, budget, self.spec["schedule"])
+        pid = point_id(self.run_id, budget, self.spec.schedule)
         # Staged beside the checkpoint (not a Snakemake output, so a rerun of
         # an interrupted job keeps the points already made).
         if self.dist.main:
@@ -597,7 +612,7 @@ class Trainer:
                 "flops": {name: value * tokens for name, value in self.per_token.items()},
                 "final_train_loss": rows[-1]["train_loss"] if rows else float("nan"),
                 "weights": f"{pid}.pt",
-                "cooldown_rows": rows if self.spec["schedule"] == "wsd" else [],
+                "cooldown_rows": rows if self.spec.schedule == "wsd" else [],
             }
         )
 
@@ -605,15 +620,16 @@ class Trainer:
         previous = {s: signal.signal(s, self._on_signal) for s in CHECKPOINT_SIGNALS}
         try:
             self.load_checkpoint()
-            if self.spec["schedule"] == "cosine":
+            if self.spec.schedule == "cosine":
+                optim = self.spec.optim
                 if self.status == "completed" and self.step < self.total_steps:
                     self.status = self.run_steps(
                         self.step,
                         self.total_steps,
-                        lambda s: lr_multiplier(s, self.total_steps, self.spec["optim"]),
+                        lambda s: lr_multiplier(s, self.total_steps, optim.warmup_fraction, optim.min_lr_ratio),
                         self.rows,
                     )
-                self.save_point(self.spec["tokens"], self.rows[-1]["step"] if self.rows else 0, self.rows, self.status)
+                self.save_point(self.spec.tokens, self.rows[-1]["step"] if self.rows else 0, self.rows, self.status)
             else:
                 self.train_wsd()
         except StopForSignal:
@@ -633,10 +649,10 @@ class Trainer:
 
     def train_wsd(self) -> None:
         """The stable trajectory, with a cooldown branch forked at each budget."""
-        floor = self.spec["optim"]["min_lr_ratio"]
-        decay = self.spec["wsd_decay_fraction"]
+        floor = self.spec.optim.min_lr_ratio
+        decay = self.spec.wsd_decay_fraction
         done = {p["steps"] for p in self.points}
-        for budget, steps in zip(sorted(self.spec["branch_tokens"]), self.point_steps):
+        for budget, steps in zip(sorted(self.spec.branch_tokens), self.point_steps):
             if steps in done:
                 continue
             fork = min(steps - 1, max(self.warmup_steps, round(steps * (1 - decay))))
@@ -674,24 +690,24 @@ class Trainer:
             "run_id": self.run_id,
             "status": "diverged" if any(p["status"] == "diverged" for p in self.points) else self.status,
             "family": self.cfg.family,
-            "grid": self.spec["grid"],
-            "compute_budget": self.spec["compute_budget"],
-            "schedule": self.spec["schedule"],
+            "grid": self.spec.grid,
+            "compute_budget": self.spec.compute_budget,
+            "schedule": self.spec.schedule,
             "model": self.cfg.to_dict(),
             "parameters": self.counts.to_dict(),
-            "tokens_requested": self.spec["tokens"],
+            "tokens_requested": self.spec.tokens,
             "tokens_trained": tokens_trained,
             "steps": self.rows[-1]["step"] if self.rows else 0,
             "batch_tokens": self.batch_tokens,
             "micro_batch_size": self.micro_batch,
             "gradient_accumulation": self.accumulation,
-            "lr": self.spec["optim"]["lr"],
+            "lr": self.spec.optim.lr,
             "flops_per_token": self.per_token,
             "flops": {name: value * tokens_trained for name, value in self.per_token.items()},
-            "flop_convention": self.spec["flop_convention"],
+            "flop_convention": self.spec.flop_convention,
             "final_train_loss": self.rows[-1]["train_loss"] if self.rows else None,
             "points": self.points,
-            "seed": self.spec["seed"],
+            "seed": self.spec.seed,
             "device": self.device.type,
             "devices": self.dist.world,
             "distributed_backend": self.dist.backend,
@@ -699,7 +715,7 @@ class Trainer:
             "precision": "bf16-autocast" if self.device.type == "cuda" else "fp32",
             "kernels": self.kernels,
             "kernel_components": self.kernel_record,
-            "threads": self.spec["threads"],
+            "threads": self.spec.threads,
             "elapsed_s": self.elapsed,
             "tokens_per_s": self.processed_steps * self.batch_tokens / self.elapsed if self.elapsed else None,
             "peak_flops_per_s": self.peak,
@@ -709,7 +725,7 @@ class Trainer:
             "resumed_from_step": self.resumed_from,
             "dataset_train_tokens": self.train_tokens,
             "versions": versions(),
-            "spec": self.spec,
+            "spec": self.spec.to_dict(),
         }
         write_json_atomic(self.out_dir / "summary.json", summary)
         self.checkpoint_path.unlink(missing_ok=True)  # finished: the weights are saved per point
@@ -717,7 +733,7 @@ class Trainer:
 
 
 def train_run(
-    spec: dict, dataset_manifest: Path, out_dir: Path, weights_dir: Path, checkpoint: Path | None = None
+    spec: RunSpec, dataset_manifest: Path, out_dir: Path, weights_dir: Path, checkpoint: Path | None = None
 ) -> dict:
     checkpoint = checkpoint or weights_dir.parent / "checkpoint.pt"
     trainer = Trainer(spec, dataset_manifest, out_dir, weights_dir, checkpoint)
@@ -735,12 +751,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", required=True, type=Path, help="directory for each point's weights (work dir)")
     parser.add_argument("--checkpoint", required=True, type=Path, help="resumable checkpoint (work dir)")
     args = parser.parse_args(argv)
-    spec = json.loads(args.spec)
-    if spec.get("devices", 1) > 1 and "WORLD_SIZE" not in os.environ:
+    spec = RunSpec.from_json(args.spec)
+    if spec.devices > 1 and "WORLD_SIZE" not in os.environ:
         # k devices: become torchrun, which starts k copies of this command.
         # exec keeps the job's process id, so Slurm's signals reach torchrun,
         # which passes them on to the training processes.
-        command = launch_command(spec["devices"], sys.argv[1:] if argv is None else argv)
+        command = launch_command(spec.devices, sys.argv[1:] if argv is None else argv)
         sys.stdout.flush()
         os.execv(command[0], command)
     try:
@@ -750,7 +766,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except ShardError as e:
         print(
-            f"error: run {spec['run_id']}: the dataset is damaged: {e}. Rebuild it (snakemake --forcerun dataset)",
+            f"error: run {spec.run_id}: the dataset is damaged: {e}. Rebuild it (snakemake --forcerun dataset)",
             file=sys.stderr,
         )
         return 1
@@ -758,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGTERM
     except torch.cuda.OutOfMemoryError as e:
         print(
-            f"error: run {spec['run_id']} ran out of GPU memory ({e}). Lower train.micro_batch_size "
+            f"error: run {spec.run_id} ran out of GPU memory ({e}). Lower train.micro_batch_size "
             f"(gradient accumulation keeps the global batch) or use a GPU with more memory.",
             file=sys.stderr,
         )

@@ -82,7 +82,7 @@ def test_token_budget_above_the_dataset_is_refused_naming_the_run(dataset_manife
     spec = tiny_spec(tokens=10**10)
     result = train_cli(spec, dataset_manifest, tmp_path)
     assert result.returncode == 1
-    assert f"run {spec['run_id']}: token budget 10000000000 exceeds" in result.stderr
+    assert f"run {spec.run_id}: token budget 10000000000 exceeds" in result.stderr
     assert "allow_repeated_epochs" in result.stderr
     assert not (tmp_path / "run").exists() and not (tmp_path / "work").exists()
 
@@ -205,7 +205,7 @@ def test_damaged_shards_stop_the_run_naming_the_file(dataset_manifest, tmp_path,
     spec = tiny_spec(tokens=8_192)
     result = train_cli(spec, manifest, tmp_path)
     assert result.returncode == 1, result.stderr
-    assert f"run {spec['run_id']}: the dataset is damaged" in result.stderr and message in result.stderr
+    assert f"run {spec.run_id}: the dataset is damaged" in result.stderr and message in result.stderr
     assert "train_000000.bin" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
 
@@ -288,11 +288,10 @@ def test_snakemake_killed_mid_training_reruns_without_rerun_incomplete(finished)
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA out of memory needs a GPU")
 def test_cuda_out_of_memory_names_the_run_and_gives_a_hint(dataset_manifest, tmp_path):
-    spec = tiny_spec(tokens=1 << 20, device="cuda", micro_batch_size=16)
-    spec["model"].update(d_model=8192, n_head=64, n_layer=48)
+    spec = tiny_spec(tokens=1 << 20, device="cuda", micro_batch_size=16, d_model=8192, n_head=64, n_layer=48)
     result = train_cli(spec, dataset_manifest, tmp_path)
     assert result.returncode == 1
-    assert f"run {spec['run_id']} ran out of GPU memory" in result.stderr and "micro_batch_size" in result.stderr
+    assert f"run {spec.run_id} ran out of GPU memory" in result.stderr and "micro_batch_size" in result.stderr
 
 
 def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(dataset_manifest, tmp_path):
@@ -306,7 +305,7 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(dataset_man
             pytest.fail("unshare --mount is not permitted here; the full-disk case cannot run")
         pytest.skip("unshare --mount is not permitted here (needs root)")
     spec = tiny_spec(tokens=128_000, checkpoint_every=40, log_every=5)
-    probe = train_cli(dict(spec, tokens=20_480, checkpoint_every=20), dataset_manifest, tmp_path / "probe")
+    probe = train_cli(tiny_spec(tokens=20_480, checkpoint_every=20, log_every=5), dataset_manifest, tmp_path / "probe")
     assert probe.returncode == 0, probe.stderr
     size = os.path.getsize(
         tmp_path / "probe" / "work" / "weights" / os.listdir(tmp_path / "probe" / "work" / "weights")[0]
@@ -322,12 +321,12 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(dataset_man
     )
     result = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=300)
     assert "rc=1" in result.stdout, result.stdout + result.stderr
-    assert f"run {spec['run_id']}: writing the checkpoint" in result.stderr
+    assert f"run {spec.run_id}: writing the checkpoint" in result.stderr
     assert "No space left on device" in result.stderr, result.stderr
     assert "the previous checkpoint is intact" in result.stderr, result.stderr
     assert ".checkpoint.pt.tmp" not in result.stdout  # the partial write was removed
     state = torch.load(kept / "checkpoint.pt", weights_only=False)
-    assert state["step"] == 40 and state["spec"] == spec
+    assert state["step"] == 40 and state["spec"] == spec.to_dict()
     assert not (tmp_path / "run" / "summary.json").exists()
 
 

@@ -1,0 +1,69 @@
+"""Configs whose runs' spec texts are pinned, as SHA-256 digests, in tests/data/spec_json_sha256.json.
+
+The texts were written by the dict-based grid expansion before RunSpec existed;
+Snakemake reruns a run whenever its text changes, so they must never change.
+Besides the shipped configs, a few variants of config/tiny.yaml reach the
+settings the shipped ones leave at defaults (WSD, LSTM shapes, scaling rules,
+overrides, IsoFLOP runs).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = REPO / "tests" / "data" / "spec_json_sha256.json"
+
+
+def shipped_configs() -> dict[str, dict]:
+    paths = [REPO / "config" / "config.yaml", REPO / "config" / "tiny.yaml"]
+    paths += sorted((REPO / "config" / "experiments").glob("*.yaml"))
+    return {str(p.relative_to(REPO)): yaml.safe_load(p.read_text()) for p in paths}
+
+
+def variant_configs() -> dict[str, dict]:
+    tiny = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+
+    def variant(change) -> dict:
+        config = copy.deepcopy(tiny)
+        change(config["train"])
+        return config
+
+    return {
+        "tiny+wsd": variant(lambda t: t.update(schedule="wsd")),
+        "tiny+lstm-shape": variant(
+            lambda t: t["grid"]["shapes"].append({"family": "lstm", "n_layer": 1, "d_model": 32, "n_head": 2})
+        ),
+        "tiny+scaling": variant(
+            lambda t: t.update(scaling={"reference_params": 20_000, "lr_exponent": -1 / 3, "batch_exponent": 0.5})
+        ),
+        "tiny+overrides": variant(
+            lambda t: t.update(
+                overrides={"L1-d32-h2_D32k_s0": {"lr": 0.01, "log_every": 4, "batch_tokens": 1024, "devices": 2}}
+            )
+        ),
+        "tiny+isoflop": variant(
+            lambda t: t.update(
+                isoflop={
+                    "compute_budgets": [1e10, 2.5e10],
+                    "shapes": [
+                        {"n_layer": 1, "d_model": 32, "n_head": 2},
+                        {"family": "lstm", "n_layer": 1, "d_model": 32},
+                    ],
+                    "seeds": [0, 1],
+                }
+            )
+        ),
+    }
+
+
+def all_configs() -> dict[str, dict]:
+    return {**shipped_configs(), **variant_configs()}
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

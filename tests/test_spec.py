@@ -1,0 +1,59 @@
+import dataclasses
+import json
+
+import pytest
+from spec_variants import FIXTURE, all_configs, digest
+
+from workflow.config import expand_runs, spec_json
+from workflow.spec import ModelConfig, RunSpec
+
+PINNED = json.loads(FIXTURE.read_text())
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_spec_text_is_unchanged(name):
+    """Snakemake reruns a run when its spec text changes: every run of the shipped
+    configs (and of the tiny.yaml variants) keeps the text the dict-based grid made."""
+    runs = expand_runs(all_configs()[name])
+    assert sorted(runs) == sorted(PINNED[name])
+    changed = [run_id for run_id, spec in runs.items() if digest(spec.to_json()) != PINNED[name][run_id]]
+    assert not changed, f"spec text changed for {changed[:3]}: {runs[changed[0]].to_json()}"
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_json_round_trip(name):
+    for spec in expand_runs(all_configs()[name]).values():
+        assert RunSpec.from_json(spec.to_json()) == spec
+        assert spec_json(spec) == spec.to_json()
+
+
+def test_canonical_text():
+    spec = next(iter(expand_runs(all_configs()["config/tiny.yaml"]).values()))
+    text = spec.to_json()
+    assert text == json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+    assert json.loads(text)["branch_tokens"] == [32_000] and spec.to_dict()["branch_tokens"] == [32_000]
+
+
+def test_run_spec_is_frozen():
+    spec = next(iter(expand_runs(all_configs()["config/tiny.yaml"]).values()))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.tokens = 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.optim.lr = 1.0
+
+
+def test_unknown_key_is_refused():
+    spec = next(iter(expand_runs(all_configs()["config/tiny.yaml"]).values())).to_dict()
+    with pytest.raises(TypeError, match="learning_rate"):
+        RunSpec.from_dict({**spec, "learning_rate": 0.1})
+
+
+def test_model_config_validates_through_its_family():
+    with pytest.raises(ValueError, match="unknown model family 'rnn'; choose one of gpt, lstm"):
+        ModelConfig(vocab_size=10, seq_len=8, n_layer=1, d_model=8, family="rnn")
+    with pytest.raises(ValueError, match="n_head=3 does not divide d_model=8"):
+        ModelConfig(vocab_size=10, seq_len=8, n_layer=1, d_model=8, n_head=3)
+    with pytest.raises(ValueError, match="rotary positions need an even head size, got 3"):
+        ModelConfig(vocab_size=10, seq_len=8, n_layer=1, d_model=9, n_head=3)
+    # An LSTM has no heads: n_head is recorded but not checked.
+    assert ModelConfig(vocab_size=10, seq_len=8, n_layer=1, d_model=9, n_head=2, family="lstm").d_model == 9
