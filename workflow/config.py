@@ -240,11 +240,6 @@ def check_config(config: dict) -> dict[str, RunSpec]:
     return expand_runs(config)
 
 
-def source_file(module: str) -> str:
-    """Path of a stage's module, for rules that rerun when their analysis code changes."""
-    return str(Path(__file__).with_name(f"{module}.py"))
-
-
 def train_runtime_minutes(spec: RunSpec, cluster: dict, attempt: int = 1) -> int:
     """Slurm time limit for a run: its training FLOPs over an assumed throughput,
     times a safety factor, times the attempt (a retry after a time limit resumes
