@@ -23,6 +23,7 @@ import polars as pl
 
 from workflow.io import atomic_path, read_json, write_text_atomic
 from workflow.report import CHARTS, FORMATS
+from workflow.report.common import law_text
 from workflow.report.page import allocation_sentences, index_page, parameters_table
 
 
@@ -54,7 +55,8 @@ def build_report(runs: pl.DataFrame, curves: pl.DataFrame, fits: dict, out_dir: 
     specs = {name: chart.to_dict() for name, (chart, _) in made.items()}
     captions = {name: caption for name, (_, caption) in made.items()}
     index_caption = out_dir / "captions" / "index.rst"
-    write_text_atomic(index_caption, caption_rst("The report page", html_to_text(allocation_sentences(fits))))
+    page_text = f"{law_text(fits)}. " + html_to_text(allocation_sentences(fits))
+    write_text_atomic(index_caption, caption_rst("The report page", page_text))
     written.append(index_caption)
     write_text_atomic(out_dir / "index.html", index_page(specs, captions, runs, fits))
     written.append(out_dir / "index.html")

@@ -21,6 +21,11 @@ from workflow.report.common import (
 )
 
 
+def label(approach) -> str:
+    """How an approach's loss against compute is drawn: a law of N and D at its optimum, or a law in C."""
+    return "L(N_opt, D_opt)" if approach.law else "L(C)"
+
+
 def draw(runs: pl.DataFrame, curves: pl.DataFrame, fits: dict) -> tuple[alt.Chart, str]:
     done = completed(runs)
     frontier = fits["frontier"]  # the chart's title and caption quote the frontier's law
@@ -28,7 +33,9 @@ def draw(runs: pl.DataFrame, curves: pl.DataFrame, fits: dict) -> tuple[alt.Char
     layers = []
     bands = list(((fits.get("bootstrap") or {}).get("bands") or {}).items())
     drawn = fitted(fits, compute_curve=True)
-    lines = [pl.DataFrame({"flops": c, "loss": a.compute_curve(s, c), "curve": a.title}) for a, s in drawn]
+    lines = [
+        pl.DataFrame({"flops": c, "loss": a.compute_curve(s, c), "curve": f"{a.title} {label(a)}"}) for a, s in drawn
+    ]
     references = []
     loss_range = (float(done["loss"].min()) / 2, float(done["loss"].max()) * 2)
     for name, law in (fits.get("references") or {}).get("laws", {}).items():
@@ -80,8 +87,9 @@ def draw(runs: pl.DataFrame, curves: pl.DataFrame, fits: dict) -> tuple[alt.Char
     )
     caption = (
         f"Validation loss against training compute for the {done.height} completed runs, coloured by "
-        f"N. The frontier power law is L(C) = {num(frontier['A_C'])} · C^-{num(frontier['gamma'])}. Drawn against "
-        f"compute: {', '.join(a.title for a, _ in drawn)} (a law of N and D at its compute-optimal allocation)"
+        f"N. The frontier power law is L(C) = {num(frontier['A_C'])} · C^-{num(frontier['gamma'])}. Each "
+        f"approach's loss against compute is drawn ({', '.join(f'{a.title} {label(a)}' for a, _ in drawn)}; a law "
+        f"of N and D at its compute-optimal allocation)"
         + (f", with the bootstrap 95% band of {', '.join(BY_NAME[name].title for name, _ in bands)}" if bands else "")
         + ". "
         + (
