@@ -2,70 +2,32 @@ import json
 import re
 import xml.etree.ElementTree as ET
 
-import numpy as np
 import polars as pl
 import pytest
+from helpers import REPO
+from synthetic import curves_of, isoflop_study
 
 from tests.browser import load
-from workflow.fit import fit_table, predict_approach3
-from workflow.report import CHARTS, FORMATS, build_report, main
+from workflow.fit import fit_table
+from workflow.fit.registry import APPROACHES
+from workflow.report import CHARTS, FORMATS
+from workflow.report.build import build_report, main
 
 LAW = {"E": 1.8, "A": 400.0, "B": 2000.0, "alpha": 0.34, "beta": 0.36}
 BUDGETS = [1e15, 3e15, 1e16, 3e16]
 PREDICT = [1e18, 1e19]
 
 
-def loss_at(n, d):
-    return float(predict_approach3(LAW, n, d))
-
-
 @pytest.fixture(scope="module")
 def study():
     """An IsoFLOP study drawn from a known law with 1% noise: 4 budgets x 7 sizes around
-    each budget's optimum, each run with a training curve (one of them diverged)."""
-    rng = np.random.default_rng(7)
-    g = (LAW["alpha"] * LAW["A"] / (LAW["beta"] * LAW["B"])) ** (1 / (LAW["alpha"] + LAW["beta"]))
-    a = LAW["beta"] / (LAW["alpha"] + LAW["beta"])
-    rows, curves = [], []
-    for budget in BUDGETS:
-        n_opt = g * (budget / 6) ** a
-        for k, factor in enumerate(np.geomspace(1 / 6, 6, 7)):
-            n = float(n_opt * factor)
-            d = budget / (6 * n)
-            loss = loss_at(n, d) * float(np.exp(rng.normal(0, 0.01)))
-            run_id = f"c{budget:.0e}_n{k}"
-            rows.append(
-                {
-                    "run_id": run_id,
-                    "status": "completed",
-                    "compute_budget": budget,
-                    "params": n,
-                    "tokens": d,
-                    "flops": budget,
-                    "loss": loss,
-                    "bits_per_byte": loss / 1.3,
-                    "train_loss": loss,
-                    "tokens_per_s": 1e4,
-                    "device": "cpu",
-                    "kernels": "torch",
-                }
-            )
-            tokens = np.geomspace(d / 50, d, 40)
-            curves.append(
-                pl.DataFrame(
-                    {
-                        "run_id": run_id,
-                        "params": n,
-                        "step": np.arange(1, 41),
-                        "tokens": tokens,
-                        "flops": 6 * n * tokens,
-                        "train_loss": [loss_at(n, t) for t in tokens],
-                    }
-                )
-            )
-    rows[3].update(status="diverged", loss=None)
-    runs = pl.DataFrame(rows)
-    curves = pl.concat(curves)
+    each budget's optimum, each run with a (noise-free) training curve; one run diverged."""
+    runs = isoflop_study(BUDGETS, sizes=7, spread=6.0, noise=0.01, seed=7, law=LAW, report_columns=True)
+    curves = curves_of(runs, noise=0.0, start=1 / 50, law=LAW)
+    runs = runs.with_columns(
+        status=pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("diverged")).otherwise(pl.col("status")),
+        loss=pl.when(pl.int_range(pl.len()) == 3).then(None).otherwise(pl.col("loss")),
+    )
     fits = fit_table(
         runs,
         curves=curves,
@@ -114,7 +76,7 @@ def test_captions_and_page_carry_the_numbers(study, report_dir):
     runs, _, fits = study
     a3 = fits["approach3"]
     index = (report_dir / "index.html").read_text()
-    low, high = fits["bootstrap"]["intervals"]["alpha"]
+    low, high = fits["bootstrap"]["intervals"]["approach3"]["alpha"]
     assert f"{a3['alpha']:.4g} [{low:.4g}, {high:.4g}]" in index
     assert "'6N' FLOPs" in index and "non_embedding parameters" in index
     diverged = runs.filter(pl.col("status") == "diverged")["run_id"][0]
@@ -128,8 +90,31 @@ def test_captions_and_page_carry_the_numbers(study, report_dir):
     assert f"{fits['extrapolation']['mean_absolute_error']:.3g}" in caption
     assert "'6N' FLOPs" in (report_dir / "loss_vs_compute.svg").read_text()
     table = pl.read_csv(report_dir / "parameters.csv")
-    alpha = table.filter(pl.col("parameter") == "alpha")
+    alpha = table.filter(pl.col("parameter") == "approach3.alpha")
     assert alpha["ci95_low"][0] == pytest.approx(low) and alpha["ci95_high"][0] == pytest.approx(high)
+
+
+def test_parameters_table_has_every_fitted_approachs_parameters(study, report_dir):
+    _, _, fits = study
+    table = pl.read_csv(report_dir / "parameters.csv")
+    expected = [f"{a.name}.{key}" for a in APPROACHES if "skipped" not in fits[a.name] for key in a.parameters]
+    assert table["parameter"].to_list() == expected
+    assert {"approach1.a", "approach2.a", "approach3.a", "frontier.gamma"} <= set(expected)
+    index = (report_dir / "index.html").read_text()
+    for approach in APPROACHES:  # the page's summary: one item per approach
+        assert f"<li>{approach.title}: " in index
+
+
+def test_light_import_of_the_chart_registry():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from workflow.report import CHARTS; "
+        "print(sorted(m for m in ('altair', 'vl_convert', 'scipy', 'torch', 'numpy', 'polars') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
 
 
 def test_published_laws_are_labelled_reference_lines(report_dir):

@@ -1,0 +1,88 @@
+"""``python -m workflow.fit TABLE --out FITS.json``: the fit stage's command line.
+
+TABLE is a CSV or parquet file with columns params, tokens, loss and
+optionally flops (else C = 6 N D, and the output says so), status, run_id,
+compute_budget. ``--curves`` enables Approach 1, ``--bootstrap`` (with
+``--seed``) the intervals, ``--predict C1,C2`` the predictions. A required
+approach failing exits 1 with its message; an optional one records why it was
+skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+from threadpoolctl import threadpool_limits
+
+from workflow.fit.common import HUBER_DELTA, FitError
+from workflow.fit.study import fit_table, read_table, summary_lines
+from workflow.io import write_json_atomic
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m workflow.fit",
+        description="Fit stage: scaling laws fitted to the table of runs (and to the training curves).",
+    )
+    parser.add_argument("table", type=Path, help="CSV or parquet with params, tokens, loss [, flops]")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--curves", type=Path, help="training curves (CSV or parquet): enables Approach 1")
+    parser.add_argument("--huber-delta", type=float, default=HUBER_DELTA)
+    parser.add_argument(
+        "--refine", type=int, default=100, help="run L-BFGS from this many best-ranked grid starts (0: all 4500)"
+    )
+    parser.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples (0: none)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--workers", type=int, default=2, help="processes for the bootstrap")
+    parser.add_argument("--predict", default="", help="compute budgets (FLOPs), comma-separated")
+    parser.add_argument("--flop-convention", default=None, help="recorded in the output")
+    parser.add_argument("--parameter-count", default=None, help="recorded in the output")
+    args = parser.parse_args(argv)
+    metadata = {
+        "flop_convention": args.flop_convention,
+        "parameter_count": args.parameter_count,
+        "table": str(args.table),
+    }
+    try:
+        budgets = [float(c) for c in args.predict.split(",") if c.strip()]
+    except ValueError:
+        print(f"error: --predict takes FLOPs separated by commas, got {args.predict!r}", file=sys.stderr)
+        return 2
+    if any(not (math.isfinite(c) and c > 0) for c in budgets) or args.bootstrap < 0:
+        print("error: --predict budgets must be positive FLOPs and --bootstrap must be >= 0", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    try:
+        curves = None
+        if args.curves:
+            curves = pl.read_parquet(args.curves) if args.curves.suffix == ".parquet" else pl.read_csv(args.curves)
+        # One BLAS thread: L-BFGS on problems this small gains nothing from more.
+        with threadpool_limits(1):
+            fits = fit_table(
+                read_table(args.table),
+                curves=curves,
+                delta=args.huber_delta,
+                refine=args.refine or None,
+                bootstrap_samples=args.bootstrap,
+                seed=args.seed,
+                predict=budgets,
+                workers=args.workers,
+                metadata=metadata,
+            )
+    except FitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    write_json_atomic(args.out, fits)
+    for line in summary_lines(fits):
+        print(line)
+    print(f"total: {time.perf_counter() - t0:.1f} s; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

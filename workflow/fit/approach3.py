@@ -1,0 +1,200 @@
+"""Approach 3: the parametric law L(N, D) = E + A/N^alpha + B/D^beta (docs/methods.md, "Approach 3").
+
+Fitted by the shared log-sum-exp/Huber fitter (lse.py, m = 2) from the best of
+Hoffmann et al.'s 4500 starts. The law's compute-optimal allocation (their
+eq. 4) is written in the common form N_opt = k_N C^a, D_opt = k_D C^b so that
+it is predicted and compared like every other approach's. A bootstrap refit
+starts from the full fit's distinct optima, which lie next to a resample's own
+and converge in a few dozen iterations; the first few resamples are checked
+against a fresh grid search.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import numpy as np
+
+from workflow.fit.allocation import ALLOCATION_FORM, allocate
+from workflow.fit.approach import Approach, Prepared, Resample, Study
+from workflow.fit.common import HUBER_DELTA, FitError
+from workflow.fit.lse import best_starts, fit_lse, minimise_from
+
+PARAM_NAMES = ("a", "b", "e", "alpha", "beta")  # theta of lse.py with m = 2
+
+
+def hoffmann_grid() -> np.ndarray:
+    """Hoffmann et al.'s 4500 starts, as rows (a, b, e, alpha, beta)."""
+    alphas = betas = np.arange(0.0, 2.01, 0.5)
+    es = np.arange(-1.0, 1.01, 0.5)
+    abs_ = bs = np.arange(0.0, 25.1, 5.0)
+    return np.array([(a, b, e, al, be) for a, b, e, al, be in itertools.product(abs_, bs, es, alphas, betas)])
+
+
+def law_of(theta) -> dict:
+    """E, A, B, alpha, beta and the eq.-4 allocation from theta = (a, b, e, alpha, beta)."""
+    a, b, e, alpha, beta = map(float, theta)
+    law = {"E": float(np.exp(e)), "A": float(np.exp(a)), "B": float(np.exp(b)), "alpha": alpha, "beta": beta}
+    return law | eq4_allocation(alpha, beta, law["A"], law["B"])
+
+
+def eq4_allocation(alpha: float, beta: float, A: float, B: float) -> dict:
+    """Hoffmann et al.'s eq. 4 (minimum of the law under C = 6 N D) as N_opt = k_n C^a, D_opt = k_d C^b:
+    N_opt = G (C/6)^a and D_opt = G^-1 (C/6)^b, so k_n = G 6^-a and k_d = G^-1 6^-b."""
+    a, b = beta / (alpha + beta), alpha / (alpha + beta)
+    G = (alpha * A / (beta * B)) ** (1 / (alpha + beta))
+    return {
+        "a": float(a),
+        "b": float(b),
+        "k_n": float(G * 6.0**-a),
+        "k_d": float(6.0**-b / G),
+        "G": float(G),
+        "allocation_form": ALLOCATION_FORM + " (Hoffmann et al. eq. 4, C = 6 N D)",
+    }
+
+
+def predict_approach3(law: dict, params, tokens) -> np.ndarray:
+    return (
+        law["E"]
+        + law["A"] / np.asarray(params, float) ** law["alpha"]
+        + law["B"] / np.asarray(tokens, float) ** law["beta"]
+    )
+
+
+def check_fit_data(params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, minimum_runs: int) -> None:
+    if len(loss) < minimum_runs:
+        raise FitError(
+            f"Approach 3 fits 5 parameters and needs at least {minimum_runs} completed runs; got {len(loss)}"
+        )
+    for name, values in (("params", params), ("tokens", tokens), ("loss", loss)):
+        if not np.all(np.isfinite(values)) or np.any(values <= 0):
+            raise FitError(f"column {name!r} must hold positive, finite numbers")
+    if len(np.unique(params)) < 2:
+        raise FitError("every run has the same model size: Approach 3 needs at least 2 distinct values of N")
+    if len(np.unique(tokens)) < 2:
+        raise FitError("every run has the same token count: Approach 3 needs at least 2 distinct values of D")
+
+
+def identification_warnings(fit: dict, params: np.ndarray, tokens: np.ndarray, loss: np.ndarray) -> list[str]:
+    warnings = []
+    if fit["E"] < 0.05 * loss.min():
+        warnings.append(
+            f"E is not identified: the fit sends it to {fit['E']:.3g}, below 5% of the lowest loss "
+            f"({loss.min():.3g}); the data show no levelling-off"
+        )
+    for name, constant, exponent, values in (("N", "A", "alpha", params), ("D", "B", "beta", tokens)):
+        term = fit[constant] * np.array([values.min(), values.max()]) ** -fit[exponent]
+        if abs(term[0] - term[1]) < 1e-3 * loss.mean():
+            warnings.append(
+                f"{constant} and {exponent} are not identified: {constant}/{name}^{exponent} changes by "
+                f"{abs(term[0] - term[1]):.2g} across the runs' range of {name}, under 0.1% of the loss"
+            )
+    return warnings
+
+
+def fit_approach3(
+    params: np.ndarray,
+    tokens: np.ndarray,
+    loss: np.ndarray,
+    *,
+    delta: float = HUBER_DELTA,
+    starts: np.ndarray | None = None,
+    refine: int | None = 100,
+) -> dict:
+    params, tokens, loss = (np.asarray(v, dtype=np.float64) for v in (params, tokens, loss))
+    check_fit_data(params, tokens, loss, minimum_runs=6)
+    log_x, log_loss = np.stack([np.log(params), np.log(tokens)]), np.log(loss)
+    starts = hoffmann_grid() if starts is None else starts
+    t0 = time.perf_counter()
+    optima, refined = fit_lse(log_x, log_loss, starts, refine=refine, delta=delta)
+    best = optima[0]
+    if not (best.x[3] > 0 and best.x[4] > 0):
+        raise FitError(
+            f"Approach 3 found non-positive exponents (alpha={best.x[3]:.3g}, beta={best.x[4]:.3g}): "
+            f"loss does not fall with both N and D in these runs"
+        )
+    fit = law_of(best.x) | {
+        "form": "L(N, D) = E + A / N^alpha + B / D^beta",
+        "log_params": dict(zip(PARAM_NAMES, map(float, best.x))),
+        "objective": float(best.fun),
+        "huber_delta": delta,
+        "starts": int(len(starts)),
+        "starts_refined": int(refined),
+        "runs": int(len(loss)),
+        "local_optima": [
+            {"objective": float(r.fun), "log_params": dict(zip(PARAM_NAMES, map(float, r.x)))} for r in optima
+        ],
+        "seconds": time.perf_counter() - t0,
+    }
+    fit["warnings"] = identification_warnings(fit, params, tokens, loss)
+    return fit
+
+
+def fit(study: Study) -> dict:
+    return fit_approach3(study.params, study.tokens, study.loss, delta=study.delta, refine=study.refine)
+
+
+def prepare(study: Study, section: dict, rng: np.random.Generator, samples: int, options: dict) -> Prepared:
+    """Refits start from the full fit's distinct optima (no draws of its own: it refits the run rows); the
+    first ``options["verify"]`` resamples are also refitted from the grid (its ``verify_refine`` best starts)."""
+    optima = section.get("local_optima") or [{"log_params": section["log_params"]}]
+    starts = np.array([[o["log_params"][k] for k in PARAM_NAMES] for o in optima])
+    shared = {
+        "starts": starts,
+        "verify": options["verify"],
+        "refine": options["verify_refine"],
+        "tolerance": 1e-6 * section["objective"] + 1e-12,
+    }
+    label = "the full fit's distinct local optima" + (f" ({len(starts)})" if len(starts) > 1 else "")
+    return Prepared(shared=shared, notes={"starts": label})
+
+
+def refit(resample: Resample) -> dict:
+    """The law on one resample; the first few also from the grid (``_verified``: gap, same optimum)."""
+    log_x = np.stack([resample.column("log_n"), resample.column("log_d")])
+    log_loss, delta, shared = resample.column("log_loss"), resample.delta, resample.shared
+    if len(np.unique(log_x[0])) < 2 or len(np.unique(log_x[1])) < 2:
+        raise FitError("a single N or D drawn")
+    best = minimise_from(shared["starts"], log_x, log_loss, delta)
+    values: dict = {}
+    if resample.index < shared["verify"]:
+        grid_best = minimise_from(
+            best_starts(hoffmann_grid(), shared["refine"], log_x, log_loss, delta), log_x, log_loss, delta
+        )
+        gap = float(best.fun - grid_best.fun)
+        values["_verified"] = (gap, gap <= shared["tolerance"])
+        best = grid_best if grid_best.fun < best.fun else best
+    if not (best.x[3] > 0 and best.x[4] > 0):
+        raise FitError("non-positive exponent")
+    law = law_of(best.x)
+    law.pop("allocation_form")
+    return values | law
+
+
+def summary(section: dict, show) -> str:
+    return (
+        f"E={show('E')} A={show('A')} B={show('B')} alpha={show('alpha')} beta={show('beta')} "
+        f"a={show('a', 3)} ({section['starts_refined']} of {section['starts']} starts refined)"
+    )
+
+
+def compute_curve(section: dict, flops: np.ndarray) -> np.ndarray:
+    """The law's loss at its compute-optimal allocation."""
+    point = allocate(section, flops)
+    return predict_approach3(section, point["n_opt"], point["d_opt"])
+
+
+APPROACH = Approach(
+    name="approach3",
+    title="Approach 3",
+    required=True,
+    fit=fit,
+    prepare=prepare,
+    refit=refit,
+    summary=summary,
+    parameters=("E", "A", "B", "alpha", "beta", "a", "b", "G"),
+    allocates=True,
+    law=predict_approach3,
+    compute_curve=compute_curve,
+)

@@ -1,0 +1,203 @@
+"""The layout of fits.json, as a JSON Schema (draft 2020-12); the tests validate real outputs against it.
+
+Conventions:
+- ``layout`` is the layout's version (2: one section per approach of the
+  registry, allocation laws as a, b, k_n, k_d, intervals per section).
+- Every approach has a section named after it. An optional approach that could
+  not be fitted, the bootstrap when not run, and a Kaplan law that could not
+  be fitted hold exactly {"skipped": "why"}.
+- A section with an allocation law (N_opt = k_n C^a, D_opt = k_d C^b) holds
+  a, b, k_n, k_d and allocation_form.
+- Bootstrap intervals are [2.5th, 97.5th] percentiles, stored as
+  bootstrap.intervals[section][quantity], where quantity is a key of the
+  section or ``predictions.<C>.<n_opt|d_opt|tokens_per_parameter|loss>``;
+  each prediction row also carries its approach's intervals.
+"""
+
+from __future__ import annotations
+
+from workflow.fit.registry import APPROACHES
+
+LAYOUT = 2
+
+NUMBER = {"type": "number"}
+NUMBER_OR_NULL = {"type": ["number", "null"]}
+STRING = {"type": "string"}
+INTERVAL = {"type": "array", "items": NUMBER, "minItems": 2, "maxItems": 2}
+SKIPPED = {
+    "type": "object",
+    "required": ["skipped"],
+    "properties": {"skipped": STRING},
+    "additionalProperties": False,
+}
+ALLOCATION = {
+    "type": "object",
+    "required": ["a", "b", "k_n", "k_d", "allocation_form"],
+    "properties": {"a": NUMBER, "b": NUMBER, "k_n": NUMBER, "k_d": NUMBER, "allocation_form": STRING},
+}
+OPTIMUM = {
+    "type": "object",
+    "required": ["flops", "n_opt", "d_opt", "loss"],
+    "properties": {"flops": NUMBER, "n_opt": NUMBER, "d_opt": NUMBER, "loss": NUMBER, "in_fit": {"type": "boolean"}},
+}
+LOG_PARAMS = {"type": "object", "required": ["a", "b", "e", "alpha", "beta"], "additionalProperties": NUMBER}
+SATURATING_LAW = {
+    "oneOf": [
+        SKIPPED,
+        {
+            "type": "object",
+            "required": ["E", "A", "alpha", "objective", "E_identified", "E_note", "power_law", "points", "form"],
+            "properties": {
+                "E_identified": {"type": "boolean"},
+                "E_note": {"type": ["string", "null"]},
+                "power_law": {"type": "object", "required": ["A", "alpha", "objective", "form"]},
+            },
+        },
+    ]
+}
+
+# The section of each approach when it was fitted (its "skipped" form is SKIPPED).
+SECTIONS = {
+    "approach3": {
+        "required": ["E", "A", "B", "alpha", "beta", "G", "form", "log_params", "objective", "huber_delta"]
+        + ["starts", "starts_refined", "runs", "local_optima", "warnings", "seconds"],
+        "properties": {
+            "log_params": LOG_PARAMS,
+            "local_optima": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["objective", "log_params"],
+                    "properties": {"log_params": LOG_PARAMS},
+                },
+            },
+            "warnings": {"type": "array", "items": STRING},
+        },
+    },
+    "frontier": {
+        "required": ["A_C", "gamma", "frontier_runs", "frontier_run_ids", "form"],
+        "properties": {
+            "A_C": NUMBER,
+            "gamma": NUMBER,
+            "frontier_runs": {"type": "array", "items": {"type": "integer"}},
+        },
+    },
+    "kaplan": {
+        "required": ["L_N", "L_D", "L_C"],
+        "properties": {"L_N": SATURATING_LAW, "L_D": SATURATING_LAW, "L_C": SATURATING_LAW},
+        "additionalProperties": False,
+    },
+    "approach1": {
+        "required": ["points", "curves", "skip_fraction", "smooth", "envelope_sizes", "fit_range_flops", "optima"],
+        "properties": {"optima": {"type": "array", "items": OPTIMUM}, "fit_range_flops": INTERVAL},
+    },
+    "approach2": {
+        "required": ["budgets", "budgets_kept", "flagged", "optima"],
+        "properties": {
+            "optima": {"type": "array", "items": OPTIMUM},
+            "budgets": {
+                "type": "array",
+                "items": {"type": "object", "required": ["compute_budget", "runs", "kept", "sizes", "log_n_range"]},
+            },
+        },
+    },
+    "extrapolation": {
+        "required": ["held_out_description", "threshold_flops", "held_out", "runs_fitted", "refit"]
+        + ["mean_absolute_error", "mean_relative_error", "max_absolute_error", "max_relative_error"],
+        "properties": {
+            "held_out": {
+                "type": "array",
+                "items": {"type": "object", "required": ["run_id", "loss", "predicted", "absolute_error"]},
+            }
+        },
+    },
+}
+
+PREDICTION_POINT = {
+    "type": "object",
+    "required": ["n_opt", "d_opt", "tokens_per_parameter"],
+    "properties": {
+        "n_opt": NUMBER,
+        "d_opt": NUMBER,
+        "tokens_per_parameter": NUMBER,
+        "loss": NUMBER,
+        "intervals": {"type": "object", "additionalProperties": {"oneOf": [INTERVAL, {"type": "null"}]}},
+    },
+    "additionalProperties": False,
+}
+BAND = {
+    "type": "object",
+    "required": ["flops", "loss_lower", "loss_upper", "n_opt_lower", "n_opt_upper", "d_opt_lower", "d_opt_upper"],
+    "additionalProperties": {"type": "array", "items": NUMBER},
+}
+BOOTSTRAP = {
+    "oneOf": [
+        SKIPPED,
+        {
+            "type": "object",
+            "required": ["samples", "fitted", "seed", "workers", "resamples_skipped", "method", "verified"]
+            + ["intervals", "counts", "bands", "seconds"],
+            "properties": {
+                "samples": {"type": "integer", "minimum": 2},
+                "fitted": {"type": "integer"},
+                "resamples_skipped": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "verified": {
+                    "type": "object",
+                    "required": ["resamples", "refine", "same_optimum", "largest_objective_gap"],
+                    "properties": {"largest_objective_gap": NUMBER_OR_NULL},
+                },
+                "intervals": {
+                    "type": "object",
+                    "additionalProperties": {"type": "object", "additionalProperties": INTERVAL},
+                },
+                "counts": {
+                    "type": "object",
+                    "additionalProperties": {"type": "object", "additionalProperties": {"type": "integer"}},
+                },
+                "bands": {"type": "object", "additionalProperties": BAND},
+            },
+        },
+    ]
+}
+
+
+def section_schema(approach) -> dict:
+    """An approach's section: SKIPPED (optional approaches only), or its fitted form, which
+    includes the allocation keys when the approach has an allocation law."""
+    fitted = {"type": "object", "not": {"required": ["skipped"]}, **SECTIONS.get(approach.name, {})}
+    if approach.allocates:
+        fitted = {"allOf": [fitted, ALLOCATION]}
+    return fitted if approach.required else {"oneOf": [SKIPPED, fitted]}
+
+
+FITS_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "fits.json",
+    "type": "object",
+    "required": ["layout", *(a.name for a in APPROACHES), "predictions", "bootstrap", "references", "data", "seconds"],
+    "properties": {
+        "layout": {"const": LAYOUT},
+        **{a.name: section_schema(a) for a in APPROACHES},
+        "predictions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["flops"],
+                "properties": {"flops": NUMBER},
+                "additionalProperties": PREDICTION_POINT,
+            },
+        },
+        "bootstrap": BOOTSTRAP,
+        "references": {"type": "object"},
+        "data": {
+            "type": "object",
+            "required": ["runs_fitted", "runs_excluded", "compute"],
+            "properties": {"runs_fitted": {"type": "integer"}, "runs_excluded": {"type": "array"}, "compute": STRING},
+        },
+        "seconds": {"type": "object", "additionalProperties": NUMBER},
+        "flop_convention": {"type": ["string", "null"]},
+        "parameter_count": {"type": ["string", "null"]},
+        "table": STRING,
+    },
+}

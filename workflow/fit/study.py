@@ -1,0 +1,150 @@
+"""The study fit: every registered approach on a table of runs, then predictions and the bootstrap.
+
+Approaches run in registry order. A required approach's FitError stops the
+fit (the CLI exits 1 with the message); an optional one's is recorded as
+{"skipped": why}. The layout of the result is schema.py's.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import polars as pl
+
+from workflow.fit.allocation import predict_at
+from workflow.fit.approach import Study
+from workflow.fit.bootstrap import attach_intervals, bootstrap
+from workflow.fit.common import HUBER_DELTA, FitError, plain_json
+from workflow.fit.references import REFERENCES
+from workflow.fit.registry import APPROACHES
+from workflow.fit.schema import LAYOUT
+
+
+def read_table(path: Path) -> pl.DataFrame:
+    path = Path(path)
+    table = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
+    missing = [c for c in ("params", "tokens", "loss") if c not in table.columns]
+    if missing:
+        raise FitError(
+            f"{path} lacks column(s) {', '.join(missing)}; it needs params, tokens, loss and optionally flops"
+        )
+    return table
+
+
+def study_of(table: pl.DataFrame, curves: pl.DataFrame | None = None, **settings) -> tuple[Study, dict]:
+    """The completed runs (with run ids and compute) as a Study, and what the output says about them."""
+    excluded = []
+    if "status" in table.columns:
+        excluded = table.filter(pl.col("status") != "completed")
+        excluded = excluded["run_id"].to_list() if "run_id" in excluded.columns else [None] * excluded.height
+        table = table.filter(pl.col("status") == "completed")
+    if table.height == 0:
+        raise FitError(
+            "no completed runs to fit" + (f" ({len(excluded)} left out as not completed)" if excluded else "")
+        )
+    if "run_id" not in table.columns:
+        table = table.with_columns(pl.format("run{}", pl.int_range(pl.len())).alias("run_id"))
+    if "flops" in table.columns:
+        compute_source = "table column 'flops'"
+    else:
+        table = table.with_columns((6.0 * pl.col("params") * pl.col("tokens")).alias("flops"))
+        compute_source = "C = 6 N D (no 'flops' column)"
+    data = {"runs_fitted": table.height, "runs_excluded": excluded, "compute": compute_source}
+    return Study.of(table, curves, **settings), data
+
+
+def predictions(fits: dict, budgets: list[float]) -> list[dict]:
+    """At each budget, N_opt, D_opt and tokens per parameter of every fitted approach with an
+    allocation law, and the loss reached where the approach has a loss law."""
+    rows = []
+    for flops in budgets:
+        row: dict = {"flops": float(flops)}
+        for approach in APPROACHES:
+            section = fits.get(approach.name) or {}
+            if approach.allocates and "skipped" not in section:
+                row[approach.name] = predict_at(section, flops, approach.law)
+        rows.append(row)
+    return rows
+
+
+def fit_table(
+    table: pl.DataFrame,
+    *,
+    curves: pl.DataFrame | None = None,
+    delta: float = HUBER_DELTA,
+    refine: int | None = 100,
+    bootstrap_samples: int = 0,
+    seed: int = 0,
+    predict: list[float] | None = None,
+    workers: int = 2,
+    metadata: dict | None = None,
+) -> dict:
+    """Every fit of the study, as fits.json holds it (schema.py)."""
+    predict = [float(c) for c in predict or []]
+    study, data = study_of(table, curves, delta=delta, refine=refine, predict=predict)
+    fits: dict = {"layout": LAYOUT}
+    study.fits = fits
+    timings = {}
+    for approach in APPROACHES:
+        start = time.perf_counter()
+        try:
+            fits[approach.name] = approach.fit(study)
+        except FitError as e:
+            if approach.required:
+                raise
+            fits[approach.name] = {"skipped": str(e)}
+        timings[approach.name] = time.perf_counter() - start
+    fits["predictions"] = predictions(fits, predict)
+    if bootstrap_samples:
+        start = time.perf_counter()
+        try:
+            fits["bootstrap"] = bootstrap(study, fits, samples=bootstrap_samples, seed=seed, workers=workers)
+            attach_intervals(fits["predictions"], fits["bootstrap"]["intervals"])
+        except FitError as e:
+            fits["bootstrap"] = {"skipped": str(e)}
+        timings["bootstrap"] = time.perf_counter() - start
+    else:
+        fits["bootstrap"] = {"skipped": "no bootstrap requested (--bootstrap 0)"}
+    fits["references"] = REFERENCES
+    fits["data"] = data
+    fits["seconds"] = timings
+    fits.update(metadata or {})
+    return plain_json(fits)
+
+
+def describe(approach, fits: dict, digits: int = 4) -> str:
+    """One approach's line: its summary with bootstrap intervals, or why it was skipped."""
+    section = fits.get(approach.name) or {"skipped": "not computed"}
+    if "skipped" in section:
+        return f"skipped: {section['skipped']}"
+    ci = ((fits.get("bootstrap") or {}).get("intervals") or {}).get(approach.name, {})
+
+    def show(key, digits=digits):
+        value = f"{section[key]:.{digits}g}"
+        return value + (f" [{ci[key][0]:.{digits}g}, {ci[key][1]:.{digits}g}]" if key in ci else "")
+
+    return approach.summary(section, show)
+
+
+def summary_lines(fits: dict) -> list[str]:
+    """The CLI's account of the fit: one line per approach (and its warnings), the bootstrap, the predictions."""
+    seconds, lines = fits["seconds"], []
+    for approach in APPROACHES:
+        lines.append(f"{approach.name}: {describe(approach, fits)} ({seconds.get(approach.name, 0):.1f} s)")
+        lines += [f"{approach.name} warning: {w}" for w in (fits.get(approach.name) or {}).get("warnings", [])]
+    boot = fits.get("bootstrap") or {"skipped": "not computed"}
+    if "skipped" in boot:
+        state = f"skipped: {boot['skipped']}"
+    else:
+        state = (
+            f"{boot['fitted']} of {boot['samples']} resamples fitted, skipped {boot['resamples_skipped']}, "
+            f"same optimum as the grid in {boot['verified']['same_optimum']} of {boot['verified']['resamples']} checked"
+        )
+    lines.append(f"bootstrap: {state} ({seconds.get('bootstrap', 0):.1f} s)")
+    for row in fits.get("predictions") or []:
+        for name, p in row.items():
+            if isinstance(p, dict):
+                loss = f" loss={p['loss']:.4g}" if "loss" in p else ""
+                lines.append(f"C={row['flops']:.3g}: N_opt={p['n_opt']:.3g} D_opt={p['d_opt']:.3g}{loss} [{name}]")
+    return lines

@@ -1,0 +1,20 @@
+"""Report stage: Altair charts, their captions and an index page, readable with the network off.
+
+This file is the chart registry and stays free of heavy imports (the
+Snakefile imports it): one line per chart, its name and title. Chart NAME is
+drawn by ``workflow/report/charts/NAME.py``'s ``draw(runs, curves, fits)``;
+build.py writes the files and page.py the index page. CLI:
+``python -m workflow.report`` (__main__.py).
+"""
+
+CHARTS = {
+    "loss_vs_compute": "Loss against compute",
+    "isoflop_profiles": "IsoFLOP profiles",
+    "optimal_allocation": "Compute-optimal N and D",
+    "loss_vs_params": "Loss against N for each D",
+    "loss_vs_tokens": "Loss against D for each N",
+    "residuals": "Residuals of the Approach-3 fit",
+    "training_curves": "Training curves",
+    "extrapolation": "Extrapolation check",
+}
+FORMATS = ("html", "svg", "png")

@@ -1,0 +1,5 @@
+import sys
+
+from workflow.report.build import main
+
+sys.exit(main())

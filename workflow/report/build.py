@@ -1,0 +1,83 @@
+"""Writes the report: every chart of CHARTS in every format with its caption, parameters.csv,
+captions/index.rst and index.html, all from results/ alone (the runs table, the curves table and
+fits.json).
+
+Every chart is saved three times: self-contained HTML (Vega, Vega-Lite and
+vega-embed inlined by vl-convert), SVG and PNG for papers. Each also gets a
+caption in reStructuredText holding its numbers (``captions/<chart>.rst``),
+which ``snakemake --report`` shows beside it.
+
+The page records its own rendering, so that a headless browser can check it:
+each chart's container gets ``data-rendered`` once Vega has drawn it, and the
+body gets ``data-errors`` (console errors, uncaught errors, failed resource
+loads) and ``data-report-status="done"`` when every chart has settled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+import polars as pl
+
+from workflow.io import atomic_path, read_json, write_text_atomic
+from workflow.report import CHARTS, FORMATS
+from workflow.report.common import law_text
+from workflow.report.page import allocation_sentences, index_page, parameters_table
+
+
+def caption_rst(title: str, text: str) -> str:
+    return f"{title}. {text}\n"
+
+
+def build_report(runs: pl.DataFrame, curves: pl.DataFrame, fits: dict, out_dir: Path) -> list[Path]:
+    made = {name: importlib.import_module(f"workflow.report.charts.{name}").draw(runs, curves, fits) for name in CHARTS}
+    written = []
+    for name, (chart, caption) in made.items():
+        for fmt in FORMATS:
+            path = out_dir / f"{name}.{fmt}"
+            with atomic_path(path) as tmp:
+                if fmt == "html":
+                    chart.save(str(tmp), format="html", inline=True)
+                elif fmt == "png":
+                    chart.save(str(tmp), format="png", scale_factor=2)
+                else:
+                    chart.save(str(tmp), format="svg")
+            written.append(path)
+        path = out_dir / "captions" / f"{name}.rst"
+        write_text_atomic(path, caption_rst(CHARTS[name], caption))
+        written.append(path)
+    table = out_dir / "parameters.csv"
+    with atomic_path(table) as tmp:
+        parameters_table(fits).write_csv(tmp)
+    written.append(table)
+    specs = {name: chart.to_dict() for name, (chart, _) in made.items()}
+    captions = {name: caption for name, (_, caption) in made.items()}
+    index_caption = out_dir / "captions" / "index.rst"
+    page_text = f"{law_text(fits)}. " + html_to_text(allocation_sentences(fits))
+    write_text_atomic(index_caption, caption_rst("The report page", page_text))
+    written.append(index_caption)
+    write_text_atomic(out_dir / "index.html", index_page(specs, captions, runs, fits))
+    written.append(out_dir / "index.html")
+    return written
+
+
+def html_to_text(text: str) -> str:
+    for tag, plain in (("<sub>", "_"), ("</sub>", ""), ("<sup>", "^"), ("</sup>", "")):
+        text = text.replace(tag, plain)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m workflow.report", description="Report stage: Altair charts, their captions and an index page."
+    )
+    parser.add_argument("--runs", required=True, type=Path, help="runs table (parquet)")
+    parser.add_argument("--curves", required=True, type=Path, help="curves table (parquet)")
+    parser.add_argument("--fits", required=True, type=Path, help="fits.json")
+    parser.add_argument("--out-dir", required=True, type=Path)
+    args = parser.parse_args(argv)
+    written = build_report(pl.read_parquet(args.runs), pl.read_parquet(args.curves), read_json(args.fits), args.out_dir)
+    print(f"report: {written[-1]}")
+    return 0

@@ -1,0 +1,1 @@
+"""One module per chart of workflow.report.CHARTS, each with draw(runs, curves, fits) -> (chart, caption)."""

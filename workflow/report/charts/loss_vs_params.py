@@ -1,0 +1,12 @@
+"""Loss against N for each D, with the loss law's surface."""
+
+from __future__ import annotations
+
+import altair as alt
+import polars as pl
+
+from workflow.report.charts.loss_against import loss_against_chart
+
+
+def draw(runs: pl.DataFrame, curves: pl.DataFrame, fits: dict) -> tuple[alt.Chart, str]:
+    return loss_against_chart(runs, fits, ("params", "parameters N", "N"), ("tokens", "token count", "D"))

@@ -1,0 +1,182 @@
+"""The index page: every approach's summary, the parameters and predictions tables, the charts, the runs.
+
+Sections are read through the fit registry, so the page names no approach itself.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+import polars as pl
+import vl_convert
+
+from workflow.fit.bootstrap import prediction_key
+from workflow.fit.registry import APPROACHES, BY_NAME
+from workflow.fit.study import describe
+from workflow.report import CHARTS
+from workflow.report.common import axis_note, fitted, interval, num, with_interval
+
+
+def parameters_table(fits: dict) -> pl.DataFrame:
+    """Every fitted approach's parameters (``approach.key``) with their bootstrap intervals."""
+    rows = [(a.name, key, section[key]) for a, section in fitted(fits) for key in a.parameters]
+    ci = [interval(fits, name, key) or [None, None] for name, key, _ in rows]
+    return pl.DataFrame(
+        {
+            "parameter": [f"{name}.{key}" for name, key, _ in rows],
+            "value": [float(value) for _, _, value in rows],
+            "ci95_low": [low for low, _ in ci],
+            "ci95_high": [high for _, high in ci],
+        },
+        schema_overrides={"ci95_low": pl.Float64, "ci95_high": pl.Float64},
+    )
+
+
+def predictions_table(fits: dict) -> pl.DataFrame:
+    """One row per budget and approach: N_opt, D_opt, tokens per parameter and (where predicted) loss."""
+    rows = [
+        {"flops": row["flops"], "approach": BY_NAME[name].title, **{k: v for k, v in point.items() if k != "intervals"}}
+        for row in fits.get("predictions") or []
+        for name, point in row.items()
+        if isinstance(point, dict)
+    ]
+    columns = ["flops", "approach", "n_opt", "d_opt", "tokens_per_parameter", "loss"]
+    return pl.DataFrame([{c: r.get(c) for c in columns} for r in rows], schema_overrides={"loss": pl.Float64})
+
+
+def table_html(frame: pl.DataFrame, row_class: str | None = None) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
+    body = []
+    for row in frame.iter_rows(named=True):
+        cells = []
+        for value in row.values():
+            text = f"{value:.4g}" if isinstance(value, float) else ("" if value is None else str(value))
+            cells.append(f"<td>{html.escape(text)}</td>")
+        css = f' class="{html.escape(str(row[row_class]))}"' if row_class else ""
+        body.append(f"<tr{css}>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def allocation_sentences(fits: dict) -> str:
+    """Every allocation law, then the predictions at each budget, with intervals."""
+    laws = "; ".join(
+        f"{a.title}: N<sub>opt</sub> ∝ C<sup>{with_interval(fits, a.name, 'a', s['a'], 3)}</sup>, "
+        f"D<sub>opt</sub> ∝ C<sup>{with_interval(fits, a.name, 'b', s['b'], 3)}</sup>"
+        for a, s in fitted(fits, allocates=True)
+    )
+    parts = []
+    for row in fits.get("predictions") or []:
+        key = prediction_key(row["flops"])
+        each = []
+        for name, p in row.items():
+            if not isinstance(p, dict):
+                continue
+            text = (
+                f"{BY_NAME[name].title} N<sub>opt</sub> = {with_interval(fits, name, key + '.n_opt', p['n_opt'], 3)}, "
+                f"D<sub>opt</sub> = {with_interval(fits, name, key + '.d_opt', p['d_opt'], 3)} "
+                f"({num(p['tokens_per_parameter'], 3)} tokens per parameter)"
+            )
+            if "loss" in p:
+                text += f", predicted loss {with_interval(fits, name, key + '.loss', p['loss'], 4)}"
+            each.append(text)
+        parts.append(f"at C = {row['flops']:.3g} FLOPs: " + ", ".join(each))
+    return f"Compute-optimal allocation: {laws}" + (". Predictions " + "; ".join(parts) if parts else "") + "."
+
+
+def summary_items(fits: dict) -> list[str]:
+    """Each approach's one-line summary (the fit CLI's), as HTML list items."""
+    return [f"<li>{html.escape(a.title)}: {html.escape(describe(a, fits))}</li>" for a in APPROACHES]
+
+
+RENDER_SCRIPT = """
+const reportErrors = [];
+const original = console.error.bind(console);
+console.error = (...args) => { reportErrors.push(args.map(String).join(" ")); original(...args); };
+window.addEventListener("error", e => reportErrors.push(
+  e.message || ("failed to load " + (e.target && (e.target.src || e.target.href)))), true);
+window.addEventListener("unhandledrejection", e => reportErrors.push(String(e.reason)));
+const embeds = Object.entries(SPECS).map(([name, spec]) =>
+  vegaEmbed("#" + name, spec, {renderer: "svg", actions: false}).then(result => {
+    const drawn = document.querySelector("#" + name + " svg");
+    if (drawn) document.getElementById(name).dataset.rendered = "svg";
+    return result;
+  }).catch(e => console.error(name + ": " + e)));
+Promise.allSettled(embeds).then(() => {
+  document.body.dataset.errors = JSON.stringify(reportErrors);
+  document.body.dataset.reportStatus = "done";
+});
+"""
+
+
+def index_page(specs: dict[str, dict], captions: dict[str, str], runs: pl.DataFrame, fits: dict) -> str:
+    excluded = fits["data"]["runs_excluded"]
+    run_columns = [
+        "run_id",
+        "status",
+        "params",
+        "tokens",
+        "flops",
+        "loss",
+        "bits_per_byte",
+        "train_loss",
+        "tokens_per_s",
+        "device",
+        "kernels",
+    ]
+    charts = "\n".join(
+        f'<section><h3>{html.escape(CHARTS[name])}</h3><div id="{name}" class="chart"></div>'
+        f'<p class="caption">{html.escape(captions[name])}</p><p><a href="{name}.html">interactive</a> · '
+        f'<a href="{name}.svg">SVG</a> · <a href="{name}.png">PNG</a></p></section>'
+        for name in specs
+    )
+    note = (
+        f"<p class=warn>{len(excluded)} run(s) left out of the fit as not completed (diverged): "
+        f"{html.escape(', '.join(map(str, excluded)))}</p>"
+        if excluded
+        else ""
+    )
+    boot = fits.get("bootstrap") or {}
+    boot_text = (
+        f"Brackets are bootstrap 95% intervals over runs ({boot.get('samples')} resamples, seed {boot.get('seed')})."
+        if boot.get("intervals")
+        else "No bootstrap was run (fit.bootstrap: 0)."
+    )
+    summary = "\n".join(summary_items(fits))
+    predictions = predictions_table(fits)
+    prediction_table = "<h2>Predictions</h2>" + table_html(predictions) if predictions.height else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Scaling-law report</title>
+<style>
+body {{ font-family: sans-serif; max-width: 1150px; margin: 2em auto; color: #222; }}
+table {{ border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
+th {{ background: #f3f3f3; }}
+tr.diverged td {{ background: #fde8e0; color: #a40; }}
+.warn {{ color: #a40; }}
+.caption {{ font-size: 0.9em; color: #444; max-width: 900px; }}
+section {{ margin: 2em 0; }}
+</style>
+<script>{vl_convert.javascript_bundle()}</script>
+</head><body>
+<h1>Scaling-law report</h1>
+<p>Fitted on {fits["data"]["runs_fitted"]} runs ({html.escape(fits["data"]["compute"])}). {boot_text}</p>
+<ul>
+{summary}
+</ul>
+<p>{allocation_sentences(fits)}</p>
+<p>{html.escape(axis_note(fits))}. Loss is the validation loss in nats per token.</p>
+{note}
+<h2>Fitted parameters</h2>
+{table_html(parameters_table(fits))}
+{prediction_table}
+<h2>Charts</h2>
+{charts}
+<h2>Runs</h2>
+{table_html(runs.select([c for c in run_columns if c in runs.columns]), row_class="status")}
+<script>
+const SPECS = {json.dumps(specs)};
+{RENDER_SCRIPT}
+</script>
+</body></html>
+"""
