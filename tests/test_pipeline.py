@@ -89,7 +89,7 @@ def test_vocabulary_change_reruns_from_the_tokenizer(finished):
 
 def test_editing_report_code_reruns_only_the_report(finished):
     workdir, _ = finished
-    code = workdir / "workflow" / "report.py"
+    code = workdir / "workflow" / "report" / "page.py"
     code.write_text(code.read_text() + "\n# edited\n")
     try:
         assert dry_run_jobs(workdir, TINY) == {"report": 1, "all": 1}
