@@ -4,7 +4,10 @@ import json
 import subprocess
 import sys
 
+import pytest
 from helpers import REPO
+
+pytestmark = pytest.mark.bench  # runs the benchmark scripts' CI presets: the bench tier
 
 
 def test_benchmark_ci_preset(tmp_path):

@@ -14,6 +14,7 @@ from workflow.fit import bootstrap, fit_table, predict_approach3, study_of
 EPOCH_DATA = REPO.parent / "shared" / "data" / "svg_extracted_data.csv"
 
 
+@pytest.mark.slow
 def test_bootstrap_is_reproducible_and_counts_degenerate_resamples():
     table = isoflop_study(budgets=(1e18, 1e19, 1e20))
     fits = fit_table(table)
@@ -33,6 +34,7 @@ def test_bootstrap_is_reproducible_and_counts_degenerate_resamples():
 
 
 @pytest.mark.skipif(not EPOCH_DATA.exists(), reason="shared/data is not beside this checkout")
+@pytest.mark.bench
 def test_bootstrap_on_epoch_data_is_fast_and_matches_epochs_interval():
     data = pl.read_csv(EPOCH_DATA).sort("loss").head(-5)  # drop the 5 highest-loss points, as Epoch did
     n = data["Model Size"].to_numpy().astype(float)

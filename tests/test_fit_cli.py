@@ -37,6 +37,7 @@ def test_cli_names_missing_columns(tmp_path):
     assert not (tmp_path / "fits.json").exists()
 
 
+@pytest.mark.slow
 def test_cli_writes_every_section(tmp_path):
     study = isoflop_study()
     study.write_csv(tmp_path / "runs.csv")

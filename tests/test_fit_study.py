@@ -37,6 +37,7 @@ def test_approaches_1_and_2_on_an_isoflop_study_approach_the_true_exponent():
     assert fits["approach3"]["a"] == pytest.approx(A_TRUE, abs=0.02)
 
 
+@pytest.mark.slow
 def test_study_fit_with_bootstrap_extrapolation_and_predictions():
     study = isoflop_study(noise=0.004)
     fits = fit_table(study, curves=curves_of(study), bootstrap_samples=200, seed=3, predict=[1e22], workers=2)

@@ -34,7 +34,7 @@ def study():
         bootstrap_samples=40,
         seed=3,
         predict=PREDICT,
-        workers=2,
+        workers=1,
         metadata={"flop_convention": "6N", "parameter_count": "non_embedding"},
     )
     return runs, curves, fits
@@ -128,6 +128,7 @@ def test_points_carry_run_tooltips(report_dir):
         assert title in spec
 
 
+@pytest.mark.browser
 def test_report_renders_in_a_headless_browser_with_the_network_off(report_dir):
     page = load(report_dir / "index.html")
     body = page.body()

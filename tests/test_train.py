@@ -101,6 +101,7 @@ def test_same_seed_same_trajectory(dataset_manifest, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_an_uninterrupted_one(dataset_manifest, tmp_path):
     """Kill the process after a checkpoint, start it again: the same losses and weights, bit for bit."""
     spec = tiny_spec(tokens=64_000, checkpoint_every=20, log_every=5)
@@ -124,6 +125,7 @@ def test_resumed_run_equals_an_uninterrupted_one(dataset_manifest, tmp_path):
     assert all(torch.equal(final[k], reference[k]) for k in reference)
 
 
+@pytest.mark.faults
 def test_sigterm_checkpoints_then_exits_and_the_rerun_resumes(dataset_manifest, tmp_path):
     spec = tiny_spec(tokens=128_000, checkpoint_every=10_000, log_every=5)
     process = train_cli(spec, dataset_manifest, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -221,6 +223,7 @@ def test_compiled_model_trains_like_eager(dataset_manifest, tmp_path):
     assert a == pytest.approx(b, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_two_process_ddp_matches_one_device(dataset_manifest, tmp_path):
     """devices=2 on the CPU: the CLI becomes torchrun with 2 gloo processes, each
     taking half of every step's micro-batches; losses and weights match a
@@ -240,6 +243,7 @@ def test_two_process_ddp_matches_one_device(dataset_manifest, tmp_path):
         torch.testing.assert_close(weights(tmp_path / "two", point)[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
 
 
+@pytest.mark.faults
 def test_ddp_refuses_a_batch_that_does_not_divide(dataset_manifest, tmp_path):
     spec = tiny_spec(tokens=16_384, micro_batch_size=16, devices=2)  # 1 micro-batch per step
     result = train_cli(spec, dataset_manifest, tmp_path)
@@ -248,6 +252,7 @@ def test_ddp_refuses_a_batch_that_does_not_divide(dataset_manifest, tmp_path):
     assert not (tmp_path / "run" / "summary.json").exists()
 
 
+@pytest.mark.faults
 def test_ddp_run_checkpoints_on_sigterm_and_resumes(dataset_manifest, tmp_path):
     """Slurm signals the job's process, which under devices=2 is torchrun: it passes
     SIGTERM to both ranks, which stop at the same step; rank 0 checkpoints."""
