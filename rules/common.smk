@@ -5,15 +5,23 @@ import shlex
 
 from pathlib import Path
 
-from workflow.config import ConfigError, check_config, spec_json, train_runtime_minutes
+from workflow.config import ConfigError, artefact_keys, check_config, expand_paths, spec_json, train_runtime_minutes
 from workflow.report import CHARTS as REPORT_CHARTS
 
 try:
+    expand_paths(config)
     RUNS = check_config(config)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
 WORK = config["work_dir"].rstrip("/")
+# Work-directory paths carry the key of the settings that made them (workflow.config.artefact_keys):
+# studies sharing one work_dir (scratch) reuse what is identical and never read each other's artefacts.
+KEYS = artefact_keys(config)
+CORPUS_DIR = f"{WORK}/corpus/{KEYS['corpus']}"
+TOKENIZER_DIR = f"{WORK}/tokenizer/{KEYS['tokenizer']}"
+DATASET_DIR = f"{WORK}/dataset/{KEYS['dataset']}"
+RUNS_DIR = f"{WORK}/runs/{KEYS['dataset']}"
 SOURCES = {source["name"]: source for source in config["corpus"]["sources"]}
 
 
@@ -63,7 +71,9 @@ def train_gpus(wildcards):
 EVALUATE_GPUS = 0 if config["train"]["device"] == "cpu" else 1
 
 
-GIVEN_TOKENIZER_DOWNLOAD = f"{WORK}/downloads/tokenizer/tokenizer.model"
+GIVEN_TOKENIZER_DOWNLOAD = (
+    f"{WORK}/downloads/tokenizer/{config['tokenizer'].get('model_sha256', '')[:12]}/tokenizer.model"
+)
 
 
 def given_tokenizer():

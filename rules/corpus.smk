@@ -38,7 +38,7 @@ rule corpus:
     input:
         downloads=[f"{WORK}/downloads/{key}" for key in CORPUS_FILES],
     output:
-        documents=f"{WORK}/corpus/documents.parquet",
+        documents=f"{CORPUS_DIR}/documents.parquet",
         manifest="results/data/corpus.json",
     log:
         "results/logs/corpus.log",

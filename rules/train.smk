@@ -10,7 +10,7 @@ rule train:
     output:
         summary="results/runs/{run}/summary.json",
         metrics="results/runs/{run}/metrics.csv",
-        weights=directory(f"{WORK}/runs/{{run}}/weights"),
+        weights=directory(f"{RUNS_DIR}/{{run}}/weights"),
     log:
         "results/logs/train/{run}.log",
     conda:
@@ -22,7 +22,7 @@ rule train:
         gpu=train_gpus,
     params:
         spec=run_spec,
-        checkpoint=lambda wildcards: f"{WORK}/runs/{wildcards.run}/checkpoint.pt",
+        checkpoint=lambda wildcards: f"{RUNS_DIR}/{wildcards.run}/checkpoint.pt",
     shell:
         "python -m workflow.train --spec {params.spec:q} --dataset {input.dataset:q}/manifest.json"
         " --out-dir results/runs/{wildcards.run} --weights {output.weights:q}"

@@ -207,8 +207,10 @@ def test_download_plan_names_each_file():
         },
     ]
     plan = download_plan(sources)
-    assert [(p["source"], p["file"], p["sha256"]) for p in plan] == [
+    assert [(p["source"], re.sub("-[0-9a-f]{8}-", "-", p["file"]), p["sha256"]) for p in plan] == [
         ("one", "0000-corpus.txt", "a" * 64),
         ("shards", "0000-0000.parquet", None),
         ("shards", "0001-0000.parquet", "b" * 64),
     ]
+    # The URL's hash is in the name: the same name under another URL (another study) is another file.
+    assert plan[1]["file"] != plan[2]["file"].replace("0001-", "0000-")

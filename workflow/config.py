@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -218,16 +221,110 @@ def expand_runs(config: dict) -> dict[str, RunSpec]:
         others = {k: v for k, v in changes.items() if k not in OPTIM_KEYS}
         spec = runs[run_id]
         runs[run_id] = dataclasses.replace(spec, optim=dataclasses.replace(spec.optim, **optim), **others)
-        check_batch({**train, **dataclasses.asdict(runs[run_id].optim)})
+        # An override must leave a run the grid itself would accept; the error names the override.
+        check_run(runs[run_id], f"train.overrides.{run_id}")
 
     if not runs:
         raise ConfigError("config error at train: the grid defines no runs")
+    for spec in runs.values():
+        check_run(spec, f"train.overrides.{spec.run_id}" if spec.run_id in train.get("overrides", {}) else "train")
     return runs
+
+
+def check_run(spec: RunSpec, where: str) -> None:
+    """What every run must satisfy, whether the grid made it or an override changed it: a batch of
+    whole micro-batches, at least one step at each of its budgets, and micro-batches that divide among
+    its devices. The error names ``where`` (the override, or train)."""
+    optim = spec.optim
+    step_rows = optim.micro_batch_size * spec.model.seq_len
+    if optim.batch_tokens % step_rows:
+        raise ConfigError(
+            f"config error at {where}: batch_tokens {optim.batch_tokens} is not a multiple of micro_batch_size "
+            f"x seq_len = {optim.micro_batch_size} x {spec.model.seq_len} = {step_rows}, so gradient accumulation "
+            f"cannot reach it exactly"
+        )
+    smallest = min(spec.branch_tokens)
+    if smallest < optim.batch_tokens:
+        raise ConfigError(
+            f"config error at {where}: run {spec.run_id} trains {smallest} tokens, less than one step of "
+            f"batch_tokens = {optim.batch_tokens}"
+        )
+    accumulation = optim.batch_tokens // step_rows
+    if accumulation % spec.devices:
+        raise ConfigError(
+            f"config error at {where}: run {spec.run_id} has {accumulation} micro-batches per step "
+            f"(batch_tokens {optim.batch_tokens} / {step_rows}), which do not divide among its {spec.devices} "
+            f"devices; change micro_batch_size or devices"
+        )
 
 
 def spec_json(spec: RunSpec) -> str:
     """Canonical text of a run's settings: Snakemake reruns a run when it changes."""
     return spec.to_json()
+
+
+# --------------------------------------------------------------------------- paths and artefacts
+
+# Settings that name files on this machine: `~` and environment variables in them are expanded.
+PATH_KEYS = (("work_dir",), ("corpus", "lock_file"), ("tokenizer", "model_file"))
+UNSET_VARIABLE = re.compile(r"\$(\w+|\{\w+\})")
+
+
+def expand_paths(config: dict) -> None:
+    """Expand `~` and `$VARS` in the settings that name local paths, in place; a variable that is not
+    set is a config error naming the key (a literal folder named `$SCRATCH` would be made otherwise)."""
+    for keys in PATH_KEYS:
+        section = config
+        for key in keys[:-1]:
+            section = section.get(key, {})
+        value = section.get(keys[-1])
+        if not isinstance(value, str):
+            continue
+        expanded = os.path.expandvars(os.path.expanduser(value))
+        unset = UNSET_VARIABLE.search(expanded)
+        if unset:
+            raise ConfigError(
+                f"config error at {'.'.join(keys)}: {value!r} uses the environment variable "
+                f"{unset.group(1).strip('{}')}, which is not set here; set it, or write the path out"
+            )
+        section[keys[-1]] = expanded
+
+
+def settings_key(*parts) -> str:
+    """12 hex digits naming a set of settings: equal settings, equal key."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def artefact_keys(config: dict) -> dict[str, str]:
+    """Keys of the corpus, tokenizer and dataset made by this config, each covering every setting that
+    produces it (and, through the one before, everything upstream). Their work-directory paths carry
+    them, so two studies sharing one work_dir (scratch storage) never read each other's artefacts, and
+    reuse them where their settings are the same."""
+    corpus = config["corpus"]
+    corpus_key = settings_key("corpus", corpus["sources"], corpus.get("dedup", False))
+    tokenizer_key = settings_key("tokenizer", corpus_key, config["tokenizer"])
+    dataset_key = settings_key("dataset", tokenizer_key, config["dataset"])
+    return {"corpus": corpus_key, "tokenizer": tokenizer_key, "dataset": dataset_key}
+
+
+NUMBER_AS_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def numbers_written_as_text(config, where: str = "") -> list[str]:
+    """Keys whose value is text that reads as a number (YAML 1.1 reads `4e-3` as a string), each with a hint."""
+    found = []
+    items = config.items() if isinstance(config, dict) else enumerate(config) if isinstance(config, list) else []
+    for key, value in items:
+        path = f"{where}.{key}" if where and not isinstance(key, int) else f"{where}[{key}]" if where else str(key)
+        if isinstance(value, str) and NUMBER_AS_TEXT.match(value):
+            mantissa, exponent = re.split("[eE]", value)
+            mantissa = mantissa if "." in mantissa else mantissa + ".0"
+            sign = exponent if exponent[0] in "+-" else "+" + exponent
+            found.append(f"{path} is {value!r}, which YAML reads as text: write {mantissa}e{sign}")
+        elif isinstance(value, (dict, list)):
+            found += numbers_written_as_text(value, path)
+    return found
 
 
 def check_config(config: dict) -> dict[str, RunSpec]:

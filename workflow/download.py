@@ -289,10 +289,11 @@ def url_entries(source: dict) -> list[dict]:
 
 
 def download_name(index: int, url: str) -> str:
-    """File name of a download: its position and the URL's last path segment, made safe."""
+    """File name of a download: its position, a hash of the URL (two studies sharing a work directory
+    may name different files alike) and the URL's last path segment, made safe."""
     base = PurePosixPath(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
     base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._")[:100] or "download"
-    return f"{index:04d}-{base}"
+    return f"{index:04d}-{hashlib.sha256(url.encode()).hexdigest()[:8]}-{base}"
 
 
 def download_plan(sources: list[dict]) -> list[dict]:

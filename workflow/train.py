@@ -59,7 +59,7 @@ from workflow import __version__, flops
 from workflow.config import format_count
 from workflow.io import atomic_path, read_json, write_json_atomic
 from workflow.model import build_model
-from workflow.shards import ShardError, StepBatches, load_split
+from workflow.shards import ShardError, StepBatches, data_identity, describe_identity, load_split
 from workflow.spec import RunSpec
 
 APEX_INSTALL_HINT = (
@@ -319,6 +319,7 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
 
         manifest = read_json(dataset_manifest)
+        self.data = data_identity(dataset_manifest)
         self.cfg = spec.model
         if manifest["vocab_size"] != self.cfg.vocab_size:
             raise TrainError(
@@ -426,6 +427,7 @@ class Trainer:
             "pending_losses": self.pending_losses,
             "torch_rng": torch.get_rng_state(),
             "spec": self.spec.to_dict(),
+            "data": self.data,
         }
 
     def save_checkpoint(self) -> None:
@@ -454,14 +456,25 @@ class Trainer:
             ) from None
 
     def load_checkpoint(self) -> bool:
+        """Resume from the checkpoint when it was made by these settings on this data; otherwise set
+        it aside (with the points it staged) and start afresh, saying why in one line."""
         if not self.checkpoint_path.exists():
             return False
-        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
-        if state["spec"] != self.spec.to_dict():
-            print(
-                f"{self.run_id}: checkpoint {self.checkpoint_path} is from other settings; starting afresh",
-                file=sys.stderr,
+        try:
+            state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+            recorded_spec, recorded_data = state["spec"], state.get("data")
+        except Exception as e:  # a truncated or foreign file: torch raises many kinds
+            self.set_aside("damaged", f"cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+            return False
+        if recorded_data != self.data:
+            self.set_aside(
+                "other-data",
+                f"was trained on other data ({describe_identity(recorded_data)}; this run's: "
+                f"{describe_identity(self.data)})",
             )
+            return False
+        if recorded_spec != self.spec.to_dict():
+            self.set_aside("other-settings", "is from other settings")
             return False
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -473,6 +486,24 @@ class Trainer:
         if self.dist.main:
             print(f"{self.run_id}: resumed from the checkpoint at step {self.step}", flush=True)
         return True
+
+    def set_aside(self, reason: str, why: str) -> None:
+        """Move the checkpoint and its staged points to ``*.REASON`` (replacing older ones) and say so."""
+        aside = self.checkpoint_path.with_name(f"{self.checkpoint_path.name}.{reason}")
+        if self.dist.main:
+            for path, target in (
+                (self.checkpoint_path, aside),
+                (self.staging_dir, self.staging_dir.with_name(f"{self.staging_dir.name}.{reason}")),
+            ):
+                if target.is_dir():
+                    shutil.rmtree(target)
+                if path.exists():
+                    os.replace(path, target)
+            print(
+                f"{self.run_id}: checkpoint {self.checkpoint_path} {why}; set aside as {aside.name}, starting afresh",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _on_signal(self, signum, _frame) -> None:
         self.signal_received = signum
@@ -599,6 +630,9 @@ class Trainer:
                         "point_id": pid,
                         "status": status,
                         "step": steps,
+                        # Evaluation checks both: the weights must come from this run on this data.
+                        "spec": self.spec.to_dict(),
+                        "data": self.data,
                     },
                     tmp,
                 )
@@ -724,6 +758,7 @@ class Trainer:
             "data_wait_fraction": self.wait / self.elapsed if self.elapsed else 0.0,
             "resumed_from_step": self.resumed_from,
             "dataset_train_tokens": self.train_tokens,
+            "data": self.data,
             "versions": versions(),
             "spec": self.spec.to_dict(),
         }

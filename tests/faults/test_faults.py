@@ -22,7 +22,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import torch
-from helpers import copy_pipeline, snakemake, tiny_spec, train_cli, train_command, write_config
+from helpers import copy_pipeline, snakemake, tiny_spec, train_cli, train_command, work_path, write_config
 
 from workflow.io import read_json, sha256_file
 
@@ -66,6 +66,23 @@ def snapshot(directory: Path) -> dict[str, str]:
             ),
             "config error at train.isoflop.compute_budgets[0]: budget 1e+06 FLOPs buys",
         ),
+        (
+            "override beyond the run's budget",
+            lambda c: c["train"]["overrides"].update({"L1-d16-h2_D32k_s0": {"batch_tokens": 65536}}),
+            "config error at train.overrides.L1-d16-h2_D32k_s0: run L1-d16-h2_D32k_s0 trains 32000 tokens, "
+            "less than one step of batch_tokens = 65536",
+        ),
+        (
+            "number written as text",
+            lambda c: c["train"].update(lr="4e-3"),
+            "config error: train.lr is '4e-3', which YAML reads as text: write 4.0e-3",
+        ),
+        (
+            "unset variable in work_dir",
+            lambda c: c.update(work_dir="$NO_SUCH_VARIABLE_SET/work"),
+            "config error at work_dir: '$NO_SUCH_VARIABLE_SET/work' uses the environment variable "
+            "NO_SUCH_VARIABLE_SET, which is not set here",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) and " " in v else None,
 )
@@ -76,6 +93,8 @@ def test_invalid_config_stops_before_any_job(tmp_path, case, change, message):
     assert result.returncode != 0, case
     assert message in result.stdout + result.stderr, result.stdout + result.stderr
     assert not (workdir / "results").exists() and not (workdir / "resources").exists()
+    assert not list(workdir.glob("$*")), "a folder named after an unset variable was made"
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_token_budget_above_the_dataset_is_refused_naming_the_run(dataset_manifest, tmp_path):
@@ -236,6 +255,143 @@ def test_sigkill_then_rerun_resumes_from_the_last_checkpoint(dataset_manifest, t
     assert summary["resumed_from_step"] >= step and summary["steps"] == 250
 
 
+@pytest.fixture(scope="module")
+def other_dataset(documents_path, tmp_path_factory) -> Path:
+    """The same documents under another tokenizer (another seed and sample, the same vocabulary size):
+    the same token ids mean other pieces."""
+    from workflow.dataset import build_dataset
+    from workflow.io import write_bytes_atomic
+    from workflow.tokenizer import train_tokenizer
+
+    out = tmp_path_factory.mktemp("other")
+    texts = pl.read_parquet(documents_path)["text"].to_list()
+    data, _ = train_tokenizer(texts, vocab_size=384, model_type="bpe", seed=7, sample_bytes=250_000)
+    write_bytes_atomic(out / "tokenizer.model", data)
+    build_dataset(
+        documents_path,
+        out / "tokenizer.model",
+        out / "dataset",
+        validation_fraction=0.1,
+        validation_max_tokens=20_000,
+        shard_tokens=100_000,
+    )
+    return out / "dataset" / "manifest.json"
+
+
+def killed_after_a_checkpoint(spec, dataset_manifest: Path, root: Path) -> int:
+    """Start the run, SIGKILL it once it has checkpointed; the checkpoint's step."""
+    process = train_cli(spec, dataset_manifest, root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = root / "work" / "checkpoint.pt"
+    wait_for(checkpoint, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    return torch.load(checkpoint, weights_only=False)["step"]
+
+
+def test_a_checkpoint_from_another_tokenizer_is_set_aside(dataset_manifest, other_dataset, tmp_path):
+    """Stopped mid-way, then the tokenizer changed (same vocabulary size): the run must not resume the
+    weights learned on the old token ids. It sets the checkpoint aside, says why, and trains afresh,
+    ending exactly where a clean run on the new data ends."""
+    from workflow.shards import data_identity
+
+    spec = tiny_spec(tokens=128_000, checkpoint_every=40, log_every=5)
+    assert killed_after_a_checkpoint(spec, dataset_manifest, tmp_path) >= 40
+    rerun = train_cli(spec, other_dataset, tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resumed from the checkpoint" not in rerun.stdout
+    assert f"{spec.run_id}: checkpoint {tmp_path / 'work' / 'checkpoint.pt'} was trained on other data" in rerun.stderr
+    assert "set aside as checkpoint.pt.other-data, starting afresh" in rerun.stderr
+    assert (tmp_path / "work" / "checkpoint.pt.other-data").exists() and "Traceback" not in rerun.stderr
+    summary = read_json(tmp_path / "run" / "summary.json")
+    assert summary["data"] == data_identity(other_dataset) and summary["resumed_from_step"] in (None, 0)
+    clean = train_cli(spec, other_dataset, tmp_path / "clean")
+    assert clean.returncode == 0, clean.stderr
+    losses = [
+        pl.read_csv(root / "run" / "metrics.csv")["train_loss"].to_list() for root in (tmp_path, tmp_path / "clean")
+    ]
+    assert losses[0] == losses[1]
+
+
+def test_a_damaged_checkpoint_is_set_aside_and_the_run_restarts(dataset_manifest, tmp_path):
+    spec = tiny_spec(tokens=64_000, checkpoint_every=40, log_every=5)
+    killed_after_a_checkpoint(spec, dataset_manifest, tmp_path)
+    checkpoint = tmp_path / "work" / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
+    rerun = train_cli(spec, dataset_manifest, tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert (
+        f"checkpoint {checkpoint} cannot be read (" in rerun.stderr
+        and "set aside as checkpoint.pt.damaged" in rerun.stderr
+    )
+    assert "Traceback" not in rerun.stderr and read_json(tmp_path / "run" / "summary.json")["status"] == "completed"
+
+
+def evaluate_cli(root: Path, dataset_manifest: Path) -> subprocess.CompletedProcess:
+    return cli(
+        "workflow.evaluate",
+        "--weights",
+        str(root / "work" / "weights"),
+        "--summary",
+        str(root / "run" / "summary.json"),
+        "--dataset",
+        str(dataset_manifest),
+        "--out",
+        str(root / "run" / "eval.json"),
+    )
+
+
+def test_weights_from_other_data_or_damaged_are_not_scored(dataset_manifest, other_dataset, tmp_path):
+    """Evaluation scores only weights this run made on this data: others stop it with one line, and the
+    weights directory is moved aside so that the next snakemake retrains the run."""
+    spec = tiny_spec(tokens=8_192, log_every=5)
+    assert train_cli(spec, dataset_manifest, tmp_path).returncode == 0
+    weights = tmp_path / "work" / "weights"
+    other = evaluate_cli(tmp_path, other_dataset)
+    assert other.returncode == 1 and "Traceback" not in other.stderr
+    assert (
+        f"run {spec.run_id}: the weights {weights / (spec.run_id + '.pt')} were trained on other data" in other.stderr
+    )
+    assert f"moved the weights directory aside to {weights}.set-aside" in other.stderr
+    assert not weights.exists() and not (tmp_path / "run" / "eval.json").exists()
+    (tmp_path / "work" / "weights.set-aside").rename(weights)
+    point = weights / f"{spec.run_id}.pt"
+    point.write_bytes(point.read_bytes()[:1000])
+    damaged = evaluate_cli(tmp_path, dataset_manifest)
+    assert damaged.returncode == 1 and "Traceback" not in damaged.stderr
+    assert f"run {spec.run_id}: the weights file {point} is damaged" in damaged.stderr and not weights.exists()
+
+
+def test_two_studies_sharing_a_work_dir_keep_their_own_artefacts(tmp_path):
+    """Two clones point work_dir at the same scratch folder; the second changes the tokenizer seed. It
+    makes its own tokenizer and dataset (the corpus, identical, is shared), and the first study's
+    artefacts and plan are untouched."""
+    shared = tmp_path / "scratch"
+    studies = []
+    for name, seed in (("first", 1234), ("second", 99)):
+        (tmp_path / name).mkdir()
+        workdir = copy_pipeline(tmp_path / name)
+
+        def change(config, seed=seed):
+            config.update(work_dir=str(shared))
+            config["tokenizer"]["seed"] = seed
+
+        studies.append((workdir, write_config(workdir, "study.yaml", change)))
+    (first, config), (second, _) = studies
+    snakemake(first, "results/data/dataset.json", "--configfile", config)
+    before = snapshot(shared)
+    snakemake(second, "results/data/dataset.json", "--configfile", config)
+    after = snapshot(shared)
+    assert {k: v for k, v in after.items() if k in before} == before  # nothing of the first study changed
+    assert len(list((shared / "tokenizer").iterdir())) == 2 and len(list((shared / "dataset").iterdir())) == 2
+    assert len(list((shared / "corpus").iterdir())) == 1
+    made = [read_json(study / "results" / "data" / "dataset.json") for study, _ in studies]
+    tokenizers = [read_json(study / "results" / "data" / "tokenizer.json") for study, _ in studies]
+    assert made[0]["tokenizer_sha256"] != made[1]["tokenizer_sha256"]
+    assert [m["tokenizer_sha256"] for m in made] == [t["model_sha256"] for t in tokenizers]
+    plan = snakemake(first, "-n", "results/data/dataset.json", "--configfile", config).stdout
+    assert "Nothing to be done" in plan
+
+
 def test_snakemake_killed_mid_training_reruns_without_rerun_incomplete(finished):
     """SIGKILL to Snakemake and its training job (one process group, started here). Snakemake's
     directory lock stays behind: a rerun says to --unlock. After that a plain rerun (no
@@ -245,7 +401,7 @@ def test_snakemake_killed_mid_training_reruns_without_rerun_incomplete(finished)
     run = "L2-d48-h4_D128k_s0"
     metrics = workdir / "results" / "runs" / run / "metrics.csv"
     before = metrics.read_text()
-    checkpoint = workdir / "resources" / "runs" / run / "checkpoint.pt"
+    checkpoint = work_path(workdir, "runs", run, "checkpoint.pt")
     env = dict(os.environ, PYTHONPATH=str(workdir), PATH=f"{Path(PYTHON).parent}:{os.environ['PATH']}")
     process = subprocess.Popen(
         [
