@@ -52,8 +52,13 @@ def source_files(module):
 
 
 def run_spec(wildcards):
-    """The run's full settings: Snakemake reruns the run when this text changes."""
+    """The settings that define the run's result: Snakemake reruns the run when this text changes."""
     return spec_json(RUNS[wildcards.run])
+
+
+def run_execution(wildcards):
+    """How the run is executed (a resource, so never compared: changing it never retrains)."""
+    return RUNS[wildcards.run].execution_json()
 
 
 def train_runtime(wildcards, attempt):
@@ -64,7 +69,7 @@ def train_runtime(wildcards, attempt):
 def train_gpus(wildcards):
     """GPUs of a run's Slurm job: train.devices (k > 1 runs DDP through torchrun), none on the CPU."""
     spec = RUNS[wildcards.run]
-    return 0 if spec.device == "cpu" else spec.devices
+    return 0 if spec.execution.device == "cpu" else spec.execution.devices
 
 
 # Evaluation scores a run on one device: a GPU unless the study trains on the CPU.

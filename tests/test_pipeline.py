@@ -71,6 +71,28 @@ def test_one_runs_settings_rerun_that_run_alone(finished):
     }
 
 
+@pytest.mark.parametrize(
+    ("setting", "change"),
+    [
+        ("train.log_every", lambda c: c["train"].update(log_every=3)),
+        ("train.checkpoint_every", lambda c: c["train"].update(checkpoint_every=7)),
+        ("train.device", lambda c: c["train"].update(device="auto")),
+        ("train.kernels", lambda c: c["train"].update(kernels="torch")),
+        ("an override of log_every", lambda c: c["train"].update(overrides={"L1-d32-h2_D64k_s0": {"log_every": 2}})),
+    ],
+)
+def test_execution_settings_retrain_nothing(finished, setting, change):
+    """How runs are executed cannot change their results: only the recorded study config is rewritten."""
+    workdir, _ = finished
+    assert dry_run_jobs(workdir, write_config(workdir, "execution.yaml", change)) == {"study_config": 1, "all": 1}
+
+
+def test_flop_convention_reruns_only_the_analysis(finished):
+    workdir, _ = finished
+    changed = write_config(workdir, "convention.yaml", lambda c: c["fit"].update(flop_convention="kaplan"))
+    assert dry_run_jobs(workdir, changed) == {"study_config": 1, "collect": 1, "fit": 1, "report": 1, "all": 1}
+
+
 def test_vocabulary_change_reruns_from_the_tokenizer(finished):
     workdir, _ = finished
     changed = write_config(workdir, "vocab.yaml", lambda c: c["tokenizer"].update(vocab_size=400))

@@ -82,16 +82,19 @@ def collect(run_dirs: list[Path], flop_convention: str, parameter_count: str) ->
         points = point_rows(summary, read_json(run_dir / "eval.json"), flop_convention, parameter_count)
         rows.extend(points)
         params = points[0]["params"]
+        # Training compute along the curve under the analysis's convention (the trainer records tokens).
+        flops_per_token = summary["flops_per_token"][flop_convention]
+        labels = [pl.lit(params).alias("params"), (pl.col("tokens") * flops_per_token).alias("flops")]
         curves.append(
             pl.read_csv(run_dir / "metrics.csv", schema_overrides={"mfu": pl.Float64}).with_columns(
-                pl.lit(run_dir.name).alias("run_id"), pl.lit(params).alias("params")
+                pl.lit(run_dir.name).alias("run_id"), *labels
             )
         )
         for point in summary["points"]:
             if point["cooldown_rows"]:
                 curves.append(
                     pl.DataFrame(point["cooldown_rows"], schema_overrides={"mfu": pl.Float64}).with_columns(
-                        pl.lit(point["point_id"]).alias("run_id"), pl.lit(params).alias("params")
+                        pl.lit(point["point_id"]).alias("run_id"), *labels
                     )
                 )
     runs = pl.DataFrame(rows, infer_schema_length=None).sort("flops")

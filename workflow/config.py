@@ -24,26 +24,15 @@ from pathlib import Path
 import yaml
 
 from workflow.families import get_family
-from workflow.spec import ModelConfig, OptimizerSettings, RunSpec, ScalingRules
+from workflow.spec import Execution, ModelConfig, OptimizerSettings, RunSpec, ScalingRules
 
 # Keys of the train section copied into each run's spec: its optimizer settings,
 # the model settings a grid shape does not give, and the run's other settings.
 OPTIM_KEYS = tuple(field.name for field in dataclasses.fields(OptimizerSettings))
 MODEL_KEYS = ("seq_len", "mlp_ratio", "norm", "positions", "tie_embeddings", "bias")
-RUN_KEYS = (
-    "device",
-    "devices",
-    "kernels",
-    "threads",
-    "log_every",
-    "allow_repeated_epochs",
-    "schedule",
-    "wsd_decay_fraction",
-    "data_order",
-    "compile",
-    "checkpoint_every",
-    "peak_flops",
-)
+RUN_KEYS = ("schedule", "wsd_decay_fraction", "data_order")
+# ... and how it is executed: these never retrain a run (workflow.spec.Execution).
+EXECUTION_KEYS = tuple(field.name for field in dataclasses.fields(Execution))
 
 
 class ConfigError(ValueError):
@@ -139,7 +128,7 @@ def _spec(
         optim=optim,
         scaling=ScalingRules(**train["scaling"]),
         **{k: train[k] for k in RUN_KEYS},
-        flop_convention=config["fit"]["flop_convention"],
+        execution=Execution(**{k: train[k] for k in EXECUTION_KEYS}),
     )
 
 
@@ -218,9 +207,15 @@ def expand_runs(config: dict) -> dict[str, RunSpec]:
                 f"(runs: {', '.join(sorted(runs)) or 'none'})"
             )
         optim = {k: v for k, v in changes.items() if k in OPTIM_KEYS}
-        others = {k: v for k, v in changes.items() if k not in OPTIM_KEYS}
+        execution = {k: v for k, v in changes.items() if k in EXECUTION_KEYS}
+        others = {k: v for k, v in changes.items() if k not in OPTIM_KEYS and k not in EXECUTION_KEYS}
         spec = runs[run_id]
-        runs[run_id] = dataclasses.replace(spec, optim=dataclasses.replace(spec.optim, **optim), **others)
+        runs[run_id] = dataclasses.replace(
+            spec,
+            optim=dataclasses.replace(spec.optim, **optim),
+            execution=dataclasses.replace(spec.execution, **execution),
+            **others,
+        )
         # An override must leave a run the grid itself would accept; the error names the override.
         check_run(runs[run_id], f"train.overrides.{run_id}")
 
@@ -250,11 +245,11 @@ def check_run(spec: RunSpec, where: str) -> None:
             f"batch_tokens = {optim.batch_tokens}"
         )
     accumulation = optim.batch_tokens // step_rows
-    if accumulation % spec.devices:
+    if accumulation % spec.execution.devices:
         raise ConfigError(
             f"config error at {where}: run {spec.run_id} has {accumulation} micro-batches per step "
-            f"(batch_tokens {optim.batch_tokens} / {step_rows}), which do not divide among its {spec.devices} "
-            f"devices; change micro_batch_size or devices"
+            f"(batch_tokens {optim.batch_tokens} / {step_rows}), which do not divide among its "
+            f"{spec.execution.devices} devices; change micro_batch_size or devices"
         )
 
 
@@ -345,7 +340,13 @@ def train_runtime_minutes(spec: RunSpec, cluster: dict, attempt: int = 1) -> int
     tokens = spec.tokens
     if spec.schedule == "wsd":  # every cooldown branch but the last is extra work
         tokens += sum(b * spec.wsd_decay_fraction for b in spec.branch_tokens[:-1])
-    seconds = per_token * tokens / (cluster["train_flops_per_s"] * spec.devices) * cluster["runtime_factor"] * attempt
+    seconds = (
+        per_token
+        * tokens
+        / (cluster["train_flops_per_s"] * spec.execution.devices)
+        * cluster["runtime_factor"]
+        * attempt
+    )
     return max(cluster["min_runtime_minutes"], math.ceil(seconds / 60))
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import math
 import os
 import platform
@@ -303,16 +304,16 @@ class Trainer:
         self.staging_dir = checkpoint.parent / f"{checkpoint.stem}-points"
         self.run_id = spec.run_id
         self.dist = Distributed()
-        if self.dist.world != spec.devices:
+        if self.dist.world != spec.execution.devices:
             raise TrainError(
-                f"run {self.run_id} asks for {spec.devices} device(s) but runs in "
+                f"run {self.run_id} asks for {spec.execution.devices} device(s) but runs in "
                 f"{self.dist.world} process(es); start it with 'python -m workflow.train', "
                 f"which launches torchrun itself"
             )
-        self.device = self.dist.start(resolve_device(spec.device))
-        self.kernels = resolve_kernels(spec.kernels, self.device)
+        self.device = self.dist.start(resolve_device(spec.execution.device))
+        self.kernels = resolve_kernels(spec.execution.kernels, self.device)
         # The job's CPU threads are shared by its processes.
-        torch.set_num_threads(max(1, spec.threads // self.dist.world))
+        torch.set_num_threads(max(1, spec.execution.threads // self.dist.world))
         torch.manual_seed(spec.seed)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -328,7 +329,7 @@ class Trainer:
             )
         self.train_tokens = manifest["splits"]["train"]["tokens"]
         budgets = sorted(spec.branch_tokens) if spec.schedule == "wsd" else [spec.tokens]
-        if budgets[-1] > self.train_tokens and not spec.allow_repeated_epochs:
+        if budgets[-1] > self.train_tokens and not spec.execution.allow_repeated_epochs:
             raise TrainError(
                 f"run {self.run_id}: token budget {budgets[-1]} exceeds the {self.train_tokens} training tokens "
                 f"of the dataset; set train.allow_repeated_epochs to train for more than one epoch"
@@ -381,7 +382,7 @@ class Trainer:
             "norm": self.model.norm_kernel,
             "cross_entropy": "apex.contrib.xentropy" if xentropy is not None else "torch.cross_entropy",
             "attention": self.model.sequence_kernel,
-            "compile": bool(spec.compile),
+            "compile": bool(spec.execution.compile),
         }
         # DDP broadcasts rank 0's initial weights and averages gradients across ranks.
         self.wrapped = (
@@ -389,9 +390,9 @@ class Trainer:
             if self.dist.world > 1
             else self.model
         )
-        self.forward = torch.compile(self.wrapped) if spec.compile else self.wrapped
+        self.forward = torch.compile(self.wrapped) if spec.execution.compile else self.wrapped
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        per_device_peak = peak_flops_per_s(self.device, spec.peak_flops)
+        per_device_peak = peak_flops_per_s(self.device, spec.execution.peak_flops)
         self.peak = per_device_peak * self.dist.world if per_device_peak else None
         self.divergence_limit = 2.0 * math.log(self.cfg.vocab_size)
         self.warmup_steps = max(1, round(optim.warmup_fraction * self.total_steps))
@@ -426,7 +427,7 @@ class Trainer:
             "processed_steps": self.processed_steps,
             "pending_losses": self.pending_losses,
             "torch_rng": torch.get_rng_state(),
-            "spec": self.spec.to_dict(),
+            "spec": self.spec.result_dict(),
             "data": self.data,
         }
 
@@ -473,7 +474,7 @@ class Trainer:
                 f"{describe_identity(self.data)})",
             )
             return False
-        if recorded_spec != self.spec.to_dict():
+        if recorded_spec != self.spec.result_dict():
             self.set_aside("other-settings", "is from other settings")
             return False
         self.model.load_state_dict(state["model"])
@@ -565,7 +566,7 @@ class Trainer:
             losses.append(loss)
             bar.update(1)
             diverged = self.diverged(loss)
-            if (step + 1) % self.spec.log_every == 0 or step == end - 1 or diverged:
+            if (step + 1) % self.spec.execution.log_every == 0 or step == end - 1 or diverged:
                 now = time.perf_counter()
                 self.elapsed += now - clock
                 clock = now
@@ -593,7 +594,7 @@ class Trainer:
                     self.elapsed += time.perf_counter() - clock
                     bar.close()
                     raise StopForSignal
-                if self.step % self.spec.checkpoint_every == 0 and self.step < end:
+                if self.step % self.spec.execution.checkpoint_every == 0 and self.step < end:
                     self.save_checkpoint()
         bar.close()
         return "completed"
@@ -605,7 +606,6 @@ class Trainer:
         return {
             "step": step,
             "tokens": tokens,
-            "flops": tokens * self.per_token[self.spec.flop_convention],
             "train_loss": loss,
             "lr": lr,
             "elapsed_s": self.elapsed,
@@ -631,7 +631,7 @@ class Trainer:
                         "status": status,
                         "step": steps,
                         # Evaluation checks both: the weights must come from this run on this data.
-                        "spec": self.spec.to_dict(),
+                        "spec": self.spec.result_dict(),
                         "data": self.data,
                     },
                     tmp,
@@ -738,7 +738,6 @@ class Trainer:
             "lr": self.spec.optim.lr,
             "flops_per_token": self.per_token,
             "flops": {name: value * tokens_trained for name, value in self.per_token.items()},
-            "flop_convention": self.spec.flop_convention,
             "final_train_loss": self.rows[-1]["train_loss"] if self.rows else None,
             "points": self.points,
             "seed": self.spec.seed,
@@ -749,7 +748,7 @@ class Trainer:
             "precision": "bf16-autocast" if self.device.type == "cuda" else "fp32",
             "kernels": self.kernels,
             "kernel_components": self.kernel_record,
-            "threads": self.spec.threads,
+            "threads": self.spec.execution.threads,
             "elapsed_s": self.elapsed,
             "tokens_per_s": self.processed_steps * self.batch_tokens / self.elapsed if self.elapsed else None,
             "peak_flops_per_s": self.peak,
@@ -760,7 +759,8 @@ class Trainer:
             "dataset_train_tokens": self.train_tokens,
             "data": self.data,
             "versions": versions(),
-            "spec": self.spec.to_dict(),
+            "spec": self.spec.result_dict(),
+            "execution": dataclasses.asdict(self.spec.execution),
         }
         write_json_atomic(self.out_dir / "summary.json", summary)
         self.checkpoint_path.unlink(missing_ok=True)  # finished: the weights are saved per point
@@ -780,18 +780,19 @@ def train_run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workflow.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, help="the run's settings as JSON (from the grid)")
+    parser.add_argument("--spec", required=True, help="the settings that define the run's result, as JSON")
+    parser.add_argument("--execution", required=True, help="how the run is executed (device, logging, ...), as JSON")
     parser.add_argument("--dataset", required=True, type=Path, help="dataset manifest.json")
     parser.add_argument("--out-dir", required=True, type=Path, help="results/runs/<run>: metrics, summary")
     parser.add_argument("--weights", required=True, type=Path, help="directory for each point's weights (work dir)")
     parser.add_argument("--checkpoint", required=True, type=Path, help="resumable checkpoint (work dir)")
     args = parser.parse_args(argv)
-    spec = RunSpec.from_json(args.spec)
-    if spec.devices > 1 and "WORLD_SIZE" not in os.environ:
+    spec = RunSpec.from_json(args.spec, args.execution)
+    if spec.execution.devices > 1 and "WORLD_SIZE" not in os.environ:
         # k devices: become torchrun, which starts k copies of this command.
         # exec keeps the job's process id, so Slurm's signals reach torchrun,
         # which passes them on to the training processes.
-        command = launch_command(spec.devices, sys.argv[1:] if argv is None else argv)
+        command = launch_command(spec.execution.devices, sys.argv[1:] if argv is None else argv)
         sys.stdout.flush()
         os.execv(command[0], command)
     try:

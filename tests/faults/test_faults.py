@@ -482,7 +482,7 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(dataset_man
     assert "the previous checkpoint is intact" in result.stderr, result.stderr
     assert ".checkpoint.pt.tmp" not in result.stdout  # the partial write was removed
     state = torch.load(kept / "checkpoint.pt", weights_only=False)
-    assert state["step"] == 40 and state["spec"] == spec.to_dict()
+    assert state["step"] == 40 and state["spec"] == spec.result_dict()
     assert not (tmp_path / "run" / "summary.json").exists()
 
 
