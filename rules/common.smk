@@ -4,6 +4,8 @@ import re
 import shlex
 
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from workflow.config import ConfigError, artefact_keys, check_config, expand_paths, spec_json, train_runtime_minutes
 from workflow.report import CHARTS as REPORT_CHARTS
@@ -98,6 +100,12 @@ def tokenizer_source(wildcards, input):
 def corpus_file(wildcards):
     """The download plan's entry (url, sha256) of one file of a url source."""
     return CORPUS_FILES[f"{wildcards.source}/{wildcards.file}"]
+
+
+def local_source(wildcards):
+    """The local file behind a file:// URL of the download plan (nothing for http and https)."""
+    url = corpus_file(wildcards)["url"]
+    return url2pathname(urlsplit(url).path) if url.startswith("file://") else []
 
 
 def run_files(pattern):

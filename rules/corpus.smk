@@ -11,6 +11,9 @@ localrules:
 
 
 rule download:
+    input:
+        # A local file is an input: editing it reruns the download, which checks it against its pin.
+        local=local_source,
     output:
         f"{WORK}/downloads/{{source}}/{{file}}",
     log:

@@ -41,7 +41,7 @@ def tiny_spec(run_id: str = "L1-d32-h2_D32k_s0", **changes):
 
 def copy_pipeline(dest: Path) -> Path:
     """A copy of the pipeline's code and config, so tests can edit and touch files freely."""
-    for name in ("Snakefile", "rules", "workflow", "config", "envs"):
+    for name in ("Snakefile", "rules", "workflow", "config", "envs", "profiles"):
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))

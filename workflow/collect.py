@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from workflow.flops import CONVENTIONS
-from workflow.io import atomic_path, read_json
+from workflow.io import atomic_path, read_json, run_stage
 
 
 class CollectError(ValueError):
@@ -128,4 +128,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage(main, "collect"))

@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from workflow.families import get_family
+from workflow.io import run_stage
 from workflow.spec import Execution, ModelConfig, OptimizerSettings, RunSpec, ScalingRules
 
 # Keys of the train section copied into each run's spec: its optimizer settings,
@@ -373,4 +374,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage(main, "config"))

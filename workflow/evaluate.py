@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from workflow.io import read_json, write_json_atomic
+from workflow.io import read_json, run_stage, write_json_atomic
 from workflow.model import LanguageModel, build_model
 from workflow.shards import data_identity, describe_identity, load_split, sequential_windows
 from workflow.spec import ModelConfig
@@ -174,4 +174,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage(main, "evaluate"))

@@ -8,11 +8,13 @@ complete (rename is atomic within a file system).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 CHUNK_BYTES = 1 << 20
@@ -77,3 +79,34 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# How "no space left on device" reaches Python: OSError from the standard library and numpy, and
+# the OS message inside the errors of libraries that wrap it (polars: "os error 28").
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+DISK_FULL_TEXTS = ("No space left on device", "os error 28", "Disk quota exceeded", "os error 122")
+
+
+def disk_full(error: BaseException) -> bool:
+    if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+        return True
+    return any(text in str(error) for text in DISK_FULL_TEXTS)
+
+
+def run_stage(main: Callable[[], int], stage: str) -> int:
+    """A stage's CLI: ``main()``, with a full disk answered in one line instead of a traceback.
+
+    Every output is written under a temporary name that the failure removed, so nothing that looks
+    complete is left, and a rerun after freeing space starts the stage again."""
+    try:
+        return main()
+    except Exception as e:
+        if not disk_full(e):
+            raise
+        where = f" writing {e.filename}" if isinstance(e, OSError) and e.filename else ""
+        print(
+            f"error: {stage}: no space left on device{where}; no partial output was kept. Free space "
+            f"(or point work_dir at a larger file system) and rerun",
+            file=sys.stderr,
+        )
+        return 1

@@ -58,7 +58,7 @@ from tqdm import tqdm
 
 from workflow import __version__, flops
 from workflow.config import format_count
-from workflow.io import atomic_path, read_json, write_json_atomic
+from workflow.io import atomic_path, disk_full, read_json, run_stage, write_json_atomic
 from workflow.model import build_model
 from workflow.shards import ShardError, StepBatches, data_identity, describe_identity, load_split
 from workflow.spec import RunSpec
@@ -70,7 +70,8 @@ APEX_INSTALL_HINT = (
 )
 # Dense bf16 peak FLOP/s for MFU, matched against torch.cuda.get_device_name().
 PEAK_FLOPS = {"H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12}
-CHECKPOINT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+# Slurm's warning before a time limit or preemption (TERM, USR1), and Ctrl-C in a terminal (INT).
+CHECKPOINT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 class TrainError(RuntimeError):
@@ -292,7 +293,7 @@ def point_id(run_id: str, tokens: int, schedule: str) -> str:
 
 
 class StopForSignal(Exception):
-    """Slurm asked the job to stop (SIGTERM or SIGUSR1): checkpoint, then exit."""
+    """Slurm asked the job to stop (SIGTERM or SIGUSR1), or Ctrl-C (SIGINT): checkpoint, then exit."""
 
 
 # --------------------------------------------------------------------------- the run
@@ -432,28 +433,29 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> None:
-        if not self.dist.main:
-            return
-        # Written under a temporary name and renamed: the previous checkpoint
-        # stays intact until the new one is complete (a full disk included).
+        if self.dist.main:
+            self.write_state(self.state(), self.checkpoint_path, "the checkpoint")
+
+    def write_state(self, state: dict, path: Path, what: str) -> None:
+        """torch.save under a temporary name, renamed into place: the previous file stays intact until
+        the new one is complete. A failure (a full disk above all) ends the run with one line."""
         try:
-            with atomic_path(self.checkpoint_path) as tmp:
-                torch.save(self.state(), tmp)
+            with atomic_path(path) as tmp:
+                torch.save(state, tmp)
         except (OSError, RuntimeError) as e:
-            # torch.save reports a short write as an opaque RuntimeError ("unexpected pos"):
-            # name a full disk when the filesystem has less room than the last checkpoint took.
+            # torch.save reports a short write as an opaque RuntimeError ("unexpected pos"): name a
+            # full disk when the file system has less room than the last checkpoint took.
             kept = self.checkpoint_path.stat().st_size if self.checkpoint_path.exists() else 0
-            free = shutil.disk_usage(self.checkpoint_path.parent).free
+            free = shutil.disk_usage(path.parent).free
             cause = (
-                f"No space left on device: {free} bytes free on the filesystem of {self.checkpoint_path.parent}"
-                if free <= max(kept, 1 << 20)
+                f"No space left on device: {free} bytes free on the filesystem of {path.parent}"
+                if disk_full(e) or free <= max(kept, 1 << 20)
                 else str(e)
             )
-            state = "the previous checkpoint is intact" if kept else "there is no earlier checkpoint"
+            state_now = "the previous checkpoint is intact" if kept else "there is no earlier checkpoint"
             raise TrainError(
-                f"run {self.run_id}: writing the checkpoint {self.checkpoint_path} at step {self.step} "
-                f"failed ({cause}); {state}. Free space in the work directory, then rerun: the run "
-                f"resumes from its last checkpoint"
+                f"run {self.run_id}: writing {what} {path} at step {self.step} failed ({cause}); {state_now}. "
+                f"Free space in the work directory, then rerun: the run resumes from its last checkpoint"
             ) from None
 
     def load_checkpoint(self) -> bool:
@@ -593,7 +595,7 @@ class Trainer:
                 if self.stop_agreed:
                     self.elapsed += time.perf_counter() - clock
                     bar.close()
-                    raise StopForSignal
+                    raise StopForSignal(self.signal_received or signal.SIGTERM)
                 if self.step % self.spec.execution.checkpoint_every == 0 and self.step < end:
                     self.save_checkpoint()
         bar.close()
@@ -622,20 +624,17 @@ class Trainer:
         # Staged beside the checkpoint (not a Snakemake output, so a rerun of
         # an interrupted job keeps the points already made).
         if self.dist.main:
-            with atomic_path(self.staging_dir / f"{pid}.pt") as tmp:
-                torch.save(
-                    {
-                        "model_config": self.cfg.to_dict(),
-                        "model": self.model.state_dict(),
-                        "point_id": pid,
-                        "status": status,
-                        "step": steps,
-                        # Evaluation checks both: the weights must come from this run on this data.
-                        "spec": self.spec.result_dict(),
-                        "data": self.data,
-                    },
-                    tmp,
-                )
+            point = {
+                "model_config": self.cfg.to_dict(),
+                "model": self.model.state_dict(),
+                "point_id": pid,
+                "status": status,
+                "step": steps,
+                # Evaluation checks both: the weights must come from this run on this data.
+                "spec": self.spec.result_dict(),
+                "data": self.data,
+            }
+            self.write_state(point, self.staging_dir / f"{pid}.pt", "the weights")
         self.points.append(
             {
                 "point_id": pid,
@@ -806,8 +805,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    except StopForSignal:
-        return 128 + signal.SIGTERM
+    except StopForSignal as stop:  # the shell's convention: 128 + the signal's number
+        return 128 + int(stop.args[0] if stop.args else signal.SIGTERM)
     except torch.cuda.OutOfMemoryError as e:
         print(
             f"error: run {spec.run_id} ran out of GPU memory ({e}). Lower train.micro_batch_size "
@@ -826,4 +825,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage(main, "train"))

@@ -7,6 +7,7 @@ left by the failed step). docs/reliability.md lists the cases.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -120,6 +121,32 @@ def build_corpus(tmp_path: Path, source: dict, path: Path) -> subprocess.Complet
         "--out-manifest",
         str(tmp_path / "corpus.json"),
     )
+
+
+def test_an_edited_local_corpus_is_refused_with_both_hashes(tmp_path):
+    """A file:// source without a sha256 is pinned by the lock file on its first download. Edited
+    afterwards, it is not silently ignored: the next run fails naming the expected and actual hash and
+    the command that records the new one; after that command the corpus is rebuilt from the new text."""
+    workdir = copy_pipeline(tmp_path)
+    text = workdir / "corpus.txt"
+    text.write_text("first story\n\nsecond story\n")
+    source = {"name": "local", "url": text.as_uri(), "separator": "\n\n"}
+    config = write_config(workdir, "local.yaml", lambda c: c["corpus"].update(sources=[source]))
+    target = "results/data/corpus.json"
+    snakemake(workdir, target, "--configfile", config)
+    text.write_text("first story\n\nsecond story, edited\n")
+    edited = snakemake(workdir, target, "--configfile", config, check=False)
+    log = next((workdir / "results" / "logs" / "download" / "local").iterdir()).read_text()
+    assert edited.returncode != 0 and "Traceback" not in log
+    assert "checksum mismatch for " + text.as_uri() in log
+    assert hashlib.sha256(text.read_bytes()).hexdigest() in log
+    command = re.search(r"record its new hash: (python -m workflow.download --repin .*)$", log, flags=re.M).group(1)
+    # Run where a user runs it: in the study's directory, whose paths the command names.
+    repinned = subprocess.run([PYTHON, *shlex.split(command)[1:]], cwd=workdir, capture_output=True, text=True)
+    assert repinned.returncode == 0, repinned.stderr
+    snakemake(workdir, target, "--configfile", config)
+    documents = pl.read_parquet(work_path(workdir, "corpus", "documents.parquet"))["text"].to_list()
+    assert [d.strip() for d in documents] == ["first story", "second story, edited"]
 
 
 def test_a_100_mb_document_on_one_line(tmp_path, tokenizer_path):
@@ -238,6 +265,55 @@ def wait_for(path: Path, process: subprocess.Popen, seconds: float = 120) -> Non
         assert process.poll() is None, "the run ended before its first checkpoint"
         assert time.monotonic() < deadline, f"no {path} after {seconds} s"
         time.sleep(0.05)
+
+
+def interrupt_snakemake(workdir: Path, args: list[str], when, signum: int) -> int:
+    """Start Snakemake in WORKDIR (its own process group, SIGINT at its default disposition as in a
+    terminal), wait until ``when()`` holds, send ``signum`` to the group; its exit status."""
+    env = dict(os.environ, PYTHONPATH=str(workdir), PATH=f"{Path(PYTHON).parent}:{os.environ['PATH']}")
+    process = subprocess.Popen(
+        [PYTHON, "-m", "snakemake", "--cores", "2", *args],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 300
+    while not when():
+        assert process.poll() is None, "Snakemake ended before the interrupt"
+        assert time.monotonic() < deadline, "the interrupt's moment never came"
+        time.sleep(0.1)
+    os.killpg(process.pid, signum)  # Ctrl-C reaches the whole foreground group: Snakemake and its jobs
+    return process.wait(timeout=300)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_study_completes_with_a_plain_rerun(finished, signum):
+    """Ctrl-C or SIGTERM while the grid trains: some jobs are cut short, others have just finished.
+    A plain `snakemake` (no --rerun-incomplete, no --cleanup-metadata) completes the study, keeps the
+    runs that had finished, and ends with the uninterrupted study's losses."""
+    workdir, _ = finished
+    runs = sorted((workdir / "results" / "runs").iterdir())
+    before = {run.name: pl.read_csv(run / "metrics.csv")["train_loss"].to_list() for run in runs}
+    args = ["--configfile", "config/tiny.yaml", "--forcerun", "train"]
+
+    def some_runs_finished() -> bool:
+        return sum((run / "summary.json").exists() for run in runs) >= 3
+
+    assert interrupt_snakemake(workdir, args, some_runs_finished, signum) != 0
+    rerun = snakemake(workdir, "--configfile", "config/tiny.yaml", check=False)
+    output = rerun.stdout + rerun.stderr
+    assert rerun.returncode == 0, output[-3000:]
+    assert "IncompleteFilesException" not in output and "Traceback" not in output
+    after = {run.name: pl.read_csv(run / "metrics.csv")["train_loss"].to_list() for run in runs}
+    assert after == before
+    assert dry_run_nothing(workdir)
+
+
+def dry_run_nothing(workdir: Path) -> bool:
+    return "Nothing to be done" in snakemake(workdir, "-n", "--configfile", "config/tiny.yaml").stdout
 
 
 def test_sigkill_then_rerun_resumes_from_the_last_checkpoint(dataset_manifest, tmp_path):
@@ -484,6 +560,144 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(dataset_man
     state = torch.load(kept / "checkpoint.pt", weights_only=False)
     assert state["step"] == 40 and state["spec"] == spec.result_dict()
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+# --------------------------------------------------------------------------- full disks
+
+
+def mount_namespaces_allowed() -> bool:
+    if shutil.which("unshare") and subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode == 0:
+        return True
+    if os.environ.get("CI"):
+        pytest.fail("unshare --mount is not permitted here; the full-disk cases cannot run")
+    pytest.skip("unshare --mount is not permitted here (needs root)")
+
+
+def on_a_full_disk(disk: Path, command: list[str]) -> tuple[int, str, list[str]]:
+    """Run COMMAND with DISK a tmpfs filled to the last byte (a real ENOSPC), in a mount namespace
+    of this test's own: (exit status, stderr, the files left on the disk)."""
+    disk.mkdir(parents=True, exist_ok=True)
+    script = (
+        f"mount -t tmpfs -o size=256k tmpfs {disk} && (dd if=/dev/zero of={disk}/fill bs=4k 2>/dev/null; true) && "
+        f'{{ {shlex.join(command)}; echo "rc=$?"; find {disk} -type f -printf "%P\\n"; }}'
+    )
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=600)
+    lines = result.stdout.splitlines()
+    status = next(int(line[3:]) for line in lines if line.startswith("rc="))
+    return status, result.stderr, lines[lines.index(f"rc={status}") + 1 :]
+
+
+@pytest.fixture(scope="module")
+def trained(dataset_manifest, tmp_path_factory) -> Path:
+    """One tiny trained run (ROOT/run, ROOT/work/weights), for the evaluation case."""
+    root = tmp_path_factory.mktemp("trained")
+    assert train_cli(tiny_spec(tokens=8_192, log_every=5), dataset_manifest, root).returncode == 0
+    return root
+
+
+def stage_writing_to(stage: str, disk: Path, request) -> list[str]:
+    """The CLI of STAGE, on the test's small real inputs, with its outputs on DISK."""
+    documents = lambda: str(request.getfixturevalue("documents_path"))  # noqa: E731
+    manifest = lambda: str(request.getfixturevalue("dataset_manifest"))  # noqa: E731
+    if stage == "corpus":
+        source = disk.parent / "corpus.txt"
+        source.write_text("one document\n\nand another\n" * 2000)
+        sources = json.dumps([{"name": "text", "url": source.as_uri(), "separator": "\n\n"}])
+        return [
+            PYTHON,
+            "-m",
+            "workflow.corpus",
+            "--sources",
+            sources,
+            f"--download=text={source}",
+            "--out-documents",
+            str(disk / "documents.parquet"),
+            "--out-manifest",
+            str(disk / "corpus.json"),
+        ]
+    if stage == "tokenizer":
+        return [
+            PYTHON,
+            "-m",
+            "workflow.tokenizer",
+            "--documents",
+            documents(),
+            "--vocab-size",
+            "384",
+            "--sample-bytes",
+            "200000",
+            "--out-model",
+            str(disk / "t.model"),
+            "--out-info",
+            str(disk / "t.json"),
+        ]
+    if stage == "dataset":
+        tokenizer = str(request.getfixturevalue("tokenizer_path"))
+        return [
+            PYTHON,
+            "-m",
+            "workflow.dataset",
+            "--documents",
+            documents(),
+            "--tokenizer",
+            tokenizer,
+            "--validation-fraction",
+            "0.1",
+            "--validation-max-tokens",
+            "20000",
+            "--shard-tokens",
+            "100000",
+            "--out-dir",
+            str(disk / "dataset"),
+            "--out-summary",
+            str(disk / "dataset.json"),
+        ]
+    if stage == "train":  # the point's final weights are the first file the run writes
+        spec = tiny_spec(tokens=8_192, checkpoint_every=10_000, log_every=5)
+        return train_command(spec, Path(manifest()), disk.parent, checkpoint=disk / "checkpoint.pt")
+    if stage == "evaluate":
+        root = request.getfixturevalue("trained")
+        return [
+            PYTHON,
+            "-m",
+            "workflow.evaluate",
+            "--weights",
+            str(root / "work" / "weights"),
+            "--summary",
+            str(root / "run" / "summary.json"),
+            "--dataset",
+            manifest(),
+            "--out",
+            str(disk / "e.json"),
+        ]
+    if stage == "collect":
+        runs = request.getfixturevalue("finished")[0] / "results" / "runs"
+        return [
+            PYTHON,
+            "-m",
+            "workflow.collect",
+            *map(str, sorted(runs.iterdir())),
+            "--flop-convention",
+            "6N",
+            "--parameter-count",
+            "non_embedding",
+            "--out-runs",
+            str(disk / "runs"),
+            "--out-curves",
+            str(disk / "curves"),
+        ]
+    raise AssertionError(stage)
+
+
+@pytest.mark.parametrize("stage", ["corpus", "tokenizer", "dataset", "train", "evaluate", "collect"])
+def test_a_full_disk_in_any_stage_ends_in_one_line(stage, tmp_path, request):
+    mount_namespaces_allowed()
+    disk = tmp_path / "disk"
+    status, stderr, left = on_a_full_disk(disk, stage_writing_to(stage, disk, request))
+    assert status == 1, stderr[-3000:]
+    assert "No space left on device" in stderr or "no space left on device" in stderr, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert left == ["fill"], f"{stage} left {left} on the full disk"
 
 
 # --------------------------------------------------------------------------- fit and report
