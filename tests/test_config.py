@@ -286,3 +286,25 @@ def test_numbers_written_as_text_are_named_with_the_fix():
         "train.lr is '4e-3', which YAML reads as text: write 4.0e-3",
         "train.grid.token_budgets[1] is '1E6', which YAML reads as text: write 1.0e+6",
     ]
+
+
+def test_config_files_are_checked_naming_file_and_line(tmp_path):
+    """What `./pipeline.sh run` checks before Snakemake, which reports a YAML syntax error without
+    the file or the line."""
+    from workflow.config import check_files, config_files_in, main
+
+    assert config_files_in(["--cores", "2", "--configfile", "a.yaml", "b.yaml", "-n"]) == [
+        REPO.joinpath("config/config.yaml").relative_to(REPO),
+        REPO.joinpath("a.yaml").relative_to(REPO),
+        REPO.joinpath("b.yaml").relative_to(REPO),
+    ]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  lr: 0.001\n  grid: {shapes: [1,\n")
+    with pytest.raises(ConfigError, match=f"config file {bad}, line 4, column 1: "):
+        check_files([REPO / "config" / "config.yaml", bad])
+    text = tmp_path / "text.yaml"
+    text.write_text("train:\n  lr: 4e-3\n")
+    with pytest.raises(ConfigError, match="train.lr is '4e-3', which YAML reads as text: write 4.0e-3"):
+        check_files([REPO / "config" / "config.yaml", text])
+    assert len(check_files([REPO / "config" / "config.yaml", REPO / "config" / "tiny.yaml"])) == 9
+    assert main(["--check", "--configfile", str(bad)]) == 1

@@ -364,11 +364,83 @@ def write_study_config(config: dict, path: Path) -> None:
     write_text_atomic(Path(path), header + yaml.safe_dump(study, sort_keys=False))
 
 
+DEFAULT_CONFIG = Path("config/config.yaml")
+SCHEMA = Path(__file__).resolve().parents[1] / "config" / "config.schema.yaml"
+
+
+def config_files_in(snakemake_args: list[str]) -> list[Path]:
+    """The config files a Snakemake command line loads: config/config.yaml (the Snakefile's own), then
+    those given with --configfile / --configfiles, in order."""
+    files, taking = [DEFAULT_CONFIG], False
+    for arg in snakemake_args:
+        if arg in ("--configfile", "--configfiles"):
+            taking = True
+        elif arg.startswith(("--configfile=", "--configfiles=")):
+            files.append(Path(arg.split("=", 1)[1]))
+            taking = False
+        elif taking and not arg.startswith("-"):
+            files.append(Path(arg))
+        else:
+            taking = False
+    return files
+
+
+def check_files(paths: list[Path]) -> dict[str, RunSpec]:
+    """Load, merge (later files win, key by key), validate and expand config files; ConfigError names
+    the file and line of a YAML syntax error, or the key of a bad value. Snakemake reads config files
+    before the Snakefile and reports a syntax error without either, so `./pipeline.sh run` calls this
+    first."""
+    from snakemake.utils import update_config, validate
+    from snakemake_interface_common.exceptions import WorkflowError
+
+    config: dict = {}
+    for path in paths:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as e:
+            raise ConfigError(f"config file {path}: {e.strerror}") from None
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark
+            raise ConfigError(
+                f"config file {path}, line {mark.line + 1}, column {mark.column + 1}: {e.problem}"
+                + (f" ({e.context})" if e.context else "")
+            ) from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(
+                f"config file {path}: the top level must be a mapping of keys, not {type(loaded).__name__}"
+            )
+        update_config(config, loaded)
+    try:
+        validate(config, str(SCHEMA))
+    except WorkflowError as e:
+        hints = numbers_written_as_text(config)
+        raise ConfigError("config error: " + ("; ".join(hints) if hints else str(e).splitlines()[0])) from None
+    expand_paths(config)
+    return check_config(config)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workflow.config", description="Record a study's config.")
-    parser.add_argument("--config-json", required=True, help="the validated config as JSON")
-    parser.add_argument("--write", required=True, type=Path, help="YAML file to write")
+    parser = argparse.ArgumentParser(prog="python -m workflow.config", description="Check or record a study's config.")
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--config-json", help="the validated config as JSON (with --write)")
+    action.add_argument(
+        "--check",
+        nargs=argparse.REMAINDER,
+        metavar="SNAKEMAKE_ARGS",
+        help="check the config files a snakemake command line would load (config/config.yaml and --configfile)",
+    )
+    parser.add_argument("--write", type=Path, help="YAML file to write")
     args = parser.parse_args(argv)
+    if args.check is not None:
+        try:
+            runs = check_files(config_files_in(args.check))
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(f"config: {len(runs)} runs")
+        return 0
+    if args.write is None:
+        parser.error("--config-json needs --write")
     write_study_config(json.loads(args.config_json), args.write)
     return 0
 
