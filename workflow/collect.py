@@ -12,14 +12,13 @@ Outputs (polars; each as CSV for reading and parquet for typed reloading):
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import polars as pl
 
 from workflow.flops import CONVENTIONS
-from workflow.io import atomic_path, read_json, run_stage
+from workflow.io import DamagedOutput, atomic_path, read_output_json, run_stage
 
 
 class CollectError(ValueError):
@@ -79,38 +78,17 @@ def point_rows(summary: dict, evaluation: dict, flop_convention: str, parameter_
     return rows
 
 
-def set_aside(path: Path, why: str) -> CollectError:
-    """Move a damaged output of an earlier job to PATH.damaged, so that the next snakemake remakes it,
-    and the error that says so in one line."""
-    aside = path.with_name(path.name + ".damaged")
-    path.replace(aside)
-    return CollectError(
-        f"run {path.parent.name}: its {path.name} is damaged ({why}); moved aside to {aside}: run snakemake "
-        f"again to remake it (the job that wrote it reruns)"
-    )
-
-
-def read_run_json(path: Path, keys: tuple[str, ...]) -> dict:
-    try:
-        value = read_json(path)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise set_aside(path, f"not valid JSON: {str(e).splitlines()[0]}") from None
-    if not isinstance(value, dict):
-        raise set_aside(path, f"a JSON {type(value).__name__}, not an object")
-    missing = [key for key in keys if key not in value]
-    if missing:
-        raise set_aside(path, f"no {', '.join(map(repr, missing))} in it: written by another version of the pipeline?")
-    return value
-
-
 def collect(run_dirs: list[Path], flop_convention: str, parameter_count: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     rows, curves = [], []
     for run_dir in run_dirs:
         for name in ("summary.json", "eval.json", "metrics.csv"):
             if not (run_dir / name).exists():
                 raise CollectError(f"run {run_dir.name} has no {name} in {run_dir}")
-        summary = read_run_json(run_dir / "summary.json", SUMMARY_KEYS)
-        evaluation = read_run_json(run_dir / "eval.json", EVALUATION_KEYS)
+        try:
+            summary = read_output_json(run_dir / "summary.json", SUMMARY_KEYS)
+            evaluation = read_output_json(run_dir / "eval.json", EVALUATION_KEYS)
+        except DamagedOutput as e:
+            raise CollectError(str(e)) from None
         try:
             points = point_rows(summary, evaluation, flop_convention, parameter_count)
         except (KeyError, TypeError) as e:
@@ -127,7 +105,12 @@ def collect(run_dirs: list[Path], flop_convention: str, parameter_count: str) ->
             metrics = pl.read_csv(run_dir / "metrics.csv", schema_overrides={"mfu": pl.Float64})
             metrics = metrics.with_columns(pl.lit(run_dir.name).alias("run_id"), *labels)
         except (pl.exceptions.PolarsError, UnicodeDecodeError) as e:
-            raise set_aside(run_dir / "metrics.csv", f"not a metrics table: {str(e).splitlines()[0]}") from None
+            aside = run_dir / "metrics.csv.damaged"
+            (run_dir / "metrics.csv").replace(aside)
+            raise CollectError(
+                f"run {run_dir.name}: its metrics.csv is damaged ({str(e).splitlines()[0]}); moved aside to "
+                f"{aside}: run snakemake again to remake it (the job that wrote it reruns)"
+            ) from None
         curves.append(metrics)
         for point in summary["points"]:
             if point["cooldown_rows"]:

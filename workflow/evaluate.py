@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from workflow.io import read_json, run_stage, write_json_atomic
+from workflow.io import DamagedOutput, read_json, read_output_json, run_stage, write_json_atomic
 from workflow.model import LanguageModel, build_model
 from workflow.shards import data_identity, describe_identity, load_split, sequential_windows
 from workflow.spec import ModelConfig
@@ -101,7 +101,7 @@ def evaluate_run(
     weights_dir: Path, summary_path: Path, dataset_manifest: Path, *, batch_size: int, device: str, threads: int
 ) -> dict:
     """Score every point of a run (one for a cosine run, one per cooldown branch under WSD)."""
-    summary = read_json(summary_path)
+    summary = read_output_json(summary_path, ("run_id", "status", "points", "spec"))
     validation = read_json(dataset_manifest)["splits"]["validation"]
     bytes_per_token = validation["bytes"] / validation["tokens"]
     torch.set_num_threads(threads)
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             threads=args.threads,
         )
-    except EvaluateError as e:
+    except (EvaluateError, DamagedOutput) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     write_json_atomic(args.out, result)

@@ -738,21 +738,27 @@ def test_a_run_missing_its_summary(finished, tmp_path):
     assert snapshot(workdir / "results") == before
 
 
-@pytest.mark.parametrize("name", ["eval.json", "summary.json"])
-def test_a_damaged_run_file_is_moved_aside_and_remade(finished, name):
+@pytest.mark.parametrize(("name", "reader"), [("eval.json", "collect"), ("summary.json", "evaluate")])
+def test_a_damaged_run_file_is_moved_aside_and_remade(finished, name, reader):
     """A truncated eval.json or summary.json (a disk that filled up under another tool, a bad copy):
-    collect stops with one line naming the run and the file and moves it aside; a plain rerun remakes it
-    (evaluation, or the run's training) and completes the study."""
+    the first job to read it (collect, or the run's evaluation) stops with one line naming the run and
+    the file and moves it aside; a plain rerun remakes it (evaluation, or the run's training) and
+    completes the study."""
     workdir, _ = finished
     run = "L1-d16-h2_D32k_s0"
-    damaged = workdir / "results" / "runs" / run / name
+    log_of = {"collect": "results/logs/collect.log", "evaluate": f"results/logs/evaluate/{run}.log"}[reader]
+    relative = f"results/runs/{run}/{name}"  # collect runs in the study's directory
+    damaged = workdir / relative
     damaged.write_text(damaged.read_text()[:100])  # newer than the tables: collect reruns
-    first = snakemake(workdir, "--configfile", "config/tiny.yaml", check=False)
-    log = (workdir / "results" / "logs" / "collect.log").read_text()
-    assert first.returncode != 0 and "Traceback" not in log
-    assert f"error: run {run}: its {name} is damaged (not valid JSON: " in log
-    assert f"moved aside to {damaged}.damaged: run snakemake again to remake it" in log
-    rerun = snakemake(workdir, "--configfile", "config/tiny.yaml", check=False)
+    try:
+        first = snakemake(workdir, "--configfile", "config/tiny.yaml", check=False)
+        log = (workdir / log_of).read_text()
+        assert first.returncode != 0 and "Traceback" not in log
+        assert f"error: run {run}: its {name} is damaged (not valid JSON: " in log, log
+        assert f"moved aside to {relative}.damaged: run snakemake again to remake it" in log
+        assert not damaged.exists() and damaged.with_name(name + ".damaged").exists()
+    finally:  # the rerun a user makes, which also leaves the shared study whole for the tests after this one
+        rerun = snakemake(workdir, "--configfile", "config/tiny.yaml", check=False)
     assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-3000:]
     assert read_json(damaged)["run_id"] == run
     assert "Nothing to be done" in snakemake(workdir, "-n", "--configfile", "config/tiny.yaml").stdout
