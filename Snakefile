@@ -10,7 +10,15 @@ min_version("8.0")
 configfile: "config/config.yaml"
 
 
-validate(config, "config/config.schema.yaml")
+try:
+    validate(config, "config/config.schema.yaml")
+except WorkflowError:
+    # YAML 1.1 reads 4e-3 as text: say which key and how to write it, rather than "not of type 'number'".
+    from workflow.config import numbers_written_as_text
+
+    if hints := numbers_written_as_text(config):
+        raise WorkflowError("config error: " + "; ".join(hints)) from None
+    raise
 
 
 include: "rules/common.smk"

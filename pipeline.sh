@@ -47,6 +47,8 @@ case "$command" in
         setup
         # Rules call `python -m workflow.<stage>`: the environment's python.
         export PATH="$PWD/$VENV/bin:$PATH"
+        # Snakemake reports a YAML syntax error in a config file without its file and line: check first.
+        python -m workflow.config --check "$@"
         snakemake --cores "${CORES:-all}" "$@"
         echo "report: $PWD/results/report/index.html"
         ;;

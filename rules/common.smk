@@ -4,16 +4,26 @@ import re
 import shlex
 
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
-from workflow.config import ConfigError, check_config, spec_json, train_runtime_minutes
+from workflow.config import ConfigError, artefact_keys, check_config, expand_paths, spec_json, train_runtime_minutes
 from workflow.report import CHARTS as REPORT_CHARTS
 
 try:
+    expand_paths(config)
     RUNS = check_config(config)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
 WORK = config["work_dir"].rstrip("/")
+# Work-directory paths carry the key of the settings that made them (workflow.config.artefact_keys):
+# studies sharing one work_dir (scratch) reuse what is identical and never read each other's artefacts.
+KEYS = artefact_keys(config)
+CORPUS_DIR = f"{WORK}/corpus/{KEYS['corpus']}"
+TOKENIZER_DIR = f"{WORK}/tokenizer/{KEYS['tokenizer']}"
+DATASET_DIR = f"{WORK}/dataset/{KEYS['dataset']}"
+RUNS_DIR = f"{WORK}/runs/{KEYS['dataset']}"
 SOURCES = {source["name"]: source for source in config["corpus"]["sources"]}
 
 
@@ -44,8 +54,13 @@ def source_files(module):
 
 
 def run_spec(wildcards):
-    """The run's full settings: Snakemake reruns the run when this text changes."""
+    """The settings that define the run's result: Snakemake reruns the run when this text changes."""
     return spec_json(RUNS[wildcards.run])
+
+
+def run_execution(wildcards):
+    """How the run is executed (a resource, so never compared: changing it never retrains)."""
+    return RUNS[wildcards.run].execution_json()
 
 
 def train_runtime(wildcards, attempt):
@@ -56,14 +71,16 @@ def train_runtime(wildcards, attempt):
 def train_gpus(wildcards):
     """GPUs of a run's Slurm job: train.devices (k > 1 runs DDP through torchrun), none on the CPU."""
     spec = RUNS[wildcards.run]
-    return 0 if spec.device == "cpu" else spec.devices
+    return 0 if spec.execution.device == "cpu" else spec.execution.devices
 
 
 # Evaluation scores a run on one device: a GPU unless the study trains on the CPU.
 EVALUATE_GPUS = 0 if config["train"]["device"] == "cpu" else 1
 
 
-GIVEN_TOKENIZER_DOWNLOAD = f"{WORK}/downloads/tokenizer/tokenizer.model"
+GIVEN_TOKENIZER_DOWNLOAD = (
+    f"{WORK}/downloads/tokenizer/{config['tokenizer'].get('model_sha256', '')[:12]}/tokenizer.model"
+)
 
 
 def given_tokenizer():
@@ -83,6 +100,12 @@ def tokenizer_source(wildcards, input):
 def corpus_file(wildcards):
     """The download plan's entry (url, sha256) of one file of a url source."""
     return CORPUS_FILES[f"{wildcards.source}/{wildcards.file}"]
+
+
+def local_source(wildcards):
+    """The local file behind a file:// URL of the download plan (nothing for http and https)."""
+    url = corpus_file(wildcards)["url"]
+    return url2pathname(urlsplit(url).path) if url.startswith("file://") else []
 
 
 def run_files(pattern):

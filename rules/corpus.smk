@@ -11,6 +11,9 @@ localrules:
 
 
 rule download:
+    input:
+        # A local file is an input: editing it reruns the download, which checks it against its pin.
+        local=local_source,
     output:
         f"{WORK}/downloads/{{source}}/{{file}}",
     log:
@@ -38,7 +41,7 @@ rule corpus:
     input:
         downloads=[f"{WORK}/downloads/{key}" for key in CORPUS_FILES],
     output:
-        documents=f"{WORK}/corpus/documents.parquet",
+        documents=f"{CORPUS_DIR}/documents.parquet",
         manifest="results/data/corpus.json",
     log:
         "results/logs/corpus.log",

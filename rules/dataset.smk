@@ -6,7 +6,7 @@ rule dataset:
         documents=rules.corpus.output.documents,
         tokenizer=rules.tokenizer.output.model,
     output:
-        shards=directory(f"{WORK}/dataset"),
+        shards=directory(DATASET_DIR),
         manifest="results/data/dataset.json",
     log:
         "results/logs/dataset.log",

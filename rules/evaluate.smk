@@ -1,4 +1,5 @@
-# Evaluate: every run on the same validation tokens.
+# Evaluate: every run on the same validation tokens. The device is a resource, not a param:
+# where a run is scored does not change its score, so changing it re-evaluates nothing.
 
 
 rule evaluate:
@@ -16,10 +17,10 @@ rule evaluate:
     resources:
         mem_mb=stage_mem_mb("evaluate"),
         gpu=EVALUATE_GPUS,
+        device=config["train"]["device"],
     params:
         batch_size=config["evaluate"]["batch_size"],
-        device=config["train"]["device"],
     shell:
         "python -m workflow.evaluate --weights {input.weights:q} --summary {input.summary:q}"
         " --dataset {input.dataset:q}/manifest.json --batch-size {params.batch_size}"
-        " --device {params.device} --threads {threads} --out {output:q} > {log:q} 2>&1"
+        " --device {resources.device} --threads {threads} --out {output:q} > {log:q} 2>&1"

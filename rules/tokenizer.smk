@@ -25,7 +25,7 @@ rule tokenizer:
         documents=rules.corpus.output.documents,
         given_model=lambda wildcards: given_tokenizer() or [],
     output:
-        model=f"{WORK}/tokenizer/tokenizer.model",
+        model=f"{TOKENIZER_DIR}/tokenizer.model",
         info="results/data/tokenizer.json",
     log:
         "results/logs/tokenizer.log",

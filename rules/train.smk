@@ -1,5 +1,7 @@
-# Train: one job per run of the grid. The run's full settings are a param, so
-# changing one run's settings reruns that run (and what depends on it) alone.
+# Train: one job per run of the grid. The settings that define a run's result are a param, so
+# changing them reruns that run (and what depends on it) alone. How it is executed (device,
+# logging and checkpoint intervals, kernels) travels as a resource, which Snakemake does not
+# compare: changing it never retrains a run (workflow.spec.Execution).
 # The checkpoint is not an output: Snakemake leaves it in place when it reruns
 # an interrupted job, and the trainer resumes from it.
 
@@ -10,7 +12,7 @@ rule train:
     output:
         summary="results/runs/{run}/summary.json",
         metrics="results/runs/{run}/metrics.csv",
-        weights=directory(f"{WORK}/runs/{{run}}/weights"),
+        weights=directory(f"{RUNS_DIR}/{{run}}/weights"),
     log:
         "results/logs/train/{run}.log",
     conda:
@@ -20,10 +22,12 @@ rule train:
         mem_mb=stage_mem_mb("train"),
         runtime=train_runtime,
         gpu=train_gpus,
+        execution=run_execution,
     params:
         spec=run_spec,
-        checkpoint=lambda wildcards: f"{WORK}/runs/{wildcards.run}/checkpoint.pt",
+        checkpoint=lambda wildcards: f"{RUNS_DIR}/{wildcards.run}/checkpoint.pt",
     shell:
-        "python -m workflow.train --spec {params.spec:q} --dataset {input.dataset:q}/manifest.json"
+        "python -m workflow.train --spec {params.spec:q} --execution {resources.execution:q}"
+        " --dataset {input.dataset:q}/manifest.json"
         " --out-dir results/runs/{wildcards.run} --weights {output.weights:q}"
         " --checkpoint {params.checkpoint:q} > {log:q} 2>&1"

@@ -21,25 +21,27 @@ def tiny_config() -> dict:
 def tiny_spec(run_id: str = "L1-d32-h2_D32k_s0", **changes):
     """A run of config/tiny.yaml (vocabulary 384, seq_len 32, 512-token batches), with changes.
 
-    A change names a field of the RunSpec, of its optimizer settings or of its model;
-    changing ``tokens`` changes ``branch_tokens`` with it.
+    A change names a field of the RunSpec, of its optimizer settings, of its model or of its
+    execution; changing ``tokens`` changes ``branch_tokens`` with it.
     """
     from dataclasses import fields, replace
 
     from workflow.config import expand_runs
 
     spec = expand_runs(tiny_config())[run_id]
-    optim = {k: v for k, v in changes.items() if k in {f.name for f in fields(spec.optim)}}
-    model = {k: v for k, v in changes.items() if k in {f.name for f in fields(spec.model)}}
-    others = {k: v for k, v in changes.items() if k not in optim and k not in model}
+    parts = {name: getattr(spec, name) for name in ("optim", "model", "execution")}
+    split = {
+        name: {k: v for k, v in changes.items() if k in {f.name for f in fields(part)}} for name, part in parts.items()
+    }
+    others = {k: v for k, v in changes.items() if not any(k in part for part in split.values())}
     if "tokens" in others:
         others["branch_tokens"] = (others["tokens"],)
-    return replace(spec, optim=replace(spec.optim, **optim), model=replace(spec.model, **model), **others)
+    return replace(spec, **{name: replace(parts[name], **split[name]) for name in parts}, **others)
 
 
 def copy_pipeline(dest: Path) -> Path:
     """A copy of the pipeline's code and config, so tests can edit and touch files freely."""
-    for name in ("Snakefile", "rules", "workflow", "config", "envs"):
+    for name in ("Snakefile", "rules", "workflow", "config", "envs", "profiles"):
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -82,6 +84,8 @@ def train_command(spec, dataset_manifest: Path, root: Path, checkpoint: Path | N
         "workflow.train",
         "--spec",
         spec.to_json(),
+        "--execution",
+        spec.execution_json(),
         "--dataset",
         str(dataset_manifest),
         "--out-dir",
@@ -99,3 +103,11 @@ def train_cli(spec, dataset_manifest: Path, root: Path, **popen):
     if popen:
         return subprocess.Popen(args, **popen)
     return subprocess.run(args, capture_output=True, text=True, timeout=300)
+
+
+def work_path(workdir: Path, stage: str, *rest: str) -> Path:
+    """A path under the study's work directory (resources/): STAGE/KEY/REST..., where KEY names the
+    settings that made the artefact (workflow.config.artefact_keys); one study has one key per stage."""
+    keyed = sorted(p for p in (workdir / "resources" / stage).iterdir() if p.is_dir())
+    assert len(keyed) == 1, f"expected one {stage} key under {workdir / 'resources' / stage}, found {keyed}"
+    return keyed[0].joinpath(*rest)

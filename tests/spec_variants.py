@@ -1,7 +1,10 @@
 """Configs whose runs' spec texts are pinned, as SHA-256 digests, in tests/data/spec_json_sha256.json.
 
-The texts were written by the dict-based grid expansion before RunSpec existed;
-Snakemake reruns a run whenever its text changes, so they must never change.
+Snakemake reruns a run whenever its text changes, so they change only on purpose:
+first pinned from the dict-based grid expansion before RunSpec existed, then once
+more when the execution settings (device, logging, checkpoint interval, ...)
+and the FLOP convention left the text. After such a deliberate change, re-pin
+with `python tests/spec_variants.py` and say why in the commit.
 Besides the shipped configs, a few variants of config/tiny.yaml reach the
 settings the shipped ones leave at defaults (WSD, LSTM shapes, scaling rules,
 overrides, IsoFLOP runs).
@@ -67,3 +70,22 @@ def all_configs() -> dict[str, dict]:
 
 def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def pin() -> None:
+    """Write the digests of today's spec texts (after a deliberate change: see the module docstring)."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from workflow.config import expand_runs
+
+    pinned = {
+        name: {run_id: digest(spec.to_json()) for run_id, spec in sorted(expand_runs(config).items())}
+        for name, config in sorted(all_configs().items())
+    }
+    FIXTURE.write_text(json.dumps(pinned, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    pin()

@@ -221,3 +221,90 @@ except ImportError:
     )
     assert result.returncode == 0, result.stderr
     assert "config/tiny.yaml 9" in result.stdout and "numpy blocked" in result.stdout
+
+
+# --------------------------------------------------------------------------- overrides, paths, artefact keys
+
+
+def test_an_override_is_checked_like_the_grid(config):
+    """An override that leaves a run less than one step of its own budget is refused, naming it."""
+    run = "L1-d32-h2_D500k_s0"
+    config["train"]["overrides"] = {run: {"batch_tokens": 1_048_576}}
+    with pytest.raises(ConfigError, match=f"config error at train.overrides.{run}: run {run} trains 500000 tokens"):
+        check_config(config)
+    config["train"]["overrides"] = {run: {"batch_tokens": 3000}}
+    with pytest.raises(ConfigError, match=f"train.overrides.{run}: batch_tokens 3000 is not a multiple"):
+        check_config(config)
+    config["train"]["overrides"] = {run: {"devices": 3}}
+    with pytest.raises(ConfigError, match=f"train.overrides.{run}: run {run} has 1 micro-batches per step"):
+        check_config(config)
+    config["train"]["overrides"] = {run: {"batch_tokens": 4096, "lr": 0.001}}
+    assert check_config(config)[run].optim.batch_tokens == 4096
+
+
+def test_paths_expand_home_and_variables(config, monkeypatch):
+    from workflow.config import expand_paths
+
+    monkeypatch.setenv("SCRATCH", "/scratch/me")
+    config.update(work_dir="$SCRATCH/study")
+    config["tokenizer"]["model_file"] = "~/tokenizers/t.model"
+    expand_paths(config)
+    assert config["work_dir"] == "/scratch/me/study"
+    assert config["tokenizer"]["model_file"] == os.path.expanduser("~/tokenizers/t.model")
+    monkeypatch.delenv("SCRATCH")
+    config.update(work_dir="${SCRATCH}/study")
+    with pytest.raises(ConfigError, match="config error at work_dir: '\\$\\{SCRATCH\\}/study' uses the environment "):
+        expand_paths(config)
+
+
+def test_artefact_keys_cover_the_settings_upstream(config):
+    from workflow.config import artefact_keys
+
+    base = artefact_keys(config)
+    assert base == artefact_keys(copy.deepcopy(config))
+    config["dataset"]["shard_tokens"] += 1
+    changed = artefact_keys(config)
+    assert changed["corpus"] == base["corpus"] and changed["tokenizer"] == base["tokenizer"]
+    assert changed["dataset"] != base["dataset"]
+    config["tokenizer"]["seed"] += 1
+    reseeded = artefact_keys(config)
+    assert reseeded["corpus"] == base["corpus"] and reseeded["tokenizer"] != base["tokenizer"]
+    assert reseeded["dataset"] not in (base["dataset"], changed["dataset"])
+    config["corpus"]["dedup"] = True
+    assert artefact_keys(config)["corpus"] != base["corpus"]
+    # Settings that do not change an artefact do not change its key.
+    config["train"]["lr"] *= 2
+    config["corpus"]["download"] = {"attempts": 9}
+    assert artefact_keys(config) == artefact_keys({**config, "train": {}})
+
+
+def test_numbers_written_as_text_are_named_with_the_fix():
+    from workflow.config import numbers_written_as_text
+
+    config = {"train": {"lr": "4e-3", "grid": {"token_budgets": [1000, "1E6"]}}, "corpus": {"name": "abc"}}
+    assert numbers_written_as_text(config) == [
+        "train.lr is '4e-3', which YAML reads as text: write 4.0e-3",
+        "train.grid.token_budgets[1] is '1E6', which YAML reads as text: write 1.0e+6",
+    ]
+
+
+def test_config_files_are_checked_naming_file_and_line(tmp_path):
+    """What `./pipeline.sh run` checks before Snakemake, which reports a YAML syntax error without
+    the file or the line."""
+    from workflow.config import check_files, config_files_in, main
+
+    assert config_files_in(["--cores", "2", "--configfile", "a.yaml", "b.yaml", "-n"]) == [
+        REPO.joinpath("config/config.yaml").relative_to(REPO),
+        REPO.joinpath("a.yaml").relative_to(REPO),
+        REPO.joinpath("b.yaml").relative_to(REPO),
+    ]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  lr: 0.001\n  grid: {shapes: [1,\n")
+    with pytest.raises(ConfigError, match=f"config file {bad}, line 4, column 1: "):
+        check_files([REPO / "config" / "config.yaml", bad])
+    text = tmp_path / "text.yaml"
+    text.write_text("train:\n  lr: 4e-3\n")
+    with pytest.raises(ConfigError, match="train.lr is '4e-3', which YAML reads as text: write 4.0e-3"):
+        check_files([REPO / "config" / "config.yaml", text])
+    assert len(check_files([REPO / "config" / "config.yaml", REPO / "config" / "tiny.yaml"])) == 9
+    assert main(["--check", "--configfile", str(bad)]) == 1

@@ -207,8 +207,27 @@ def test_download_plan_names_each_file():
         },
     ]
     plan = download_plan(sources)
-    assert [(p["source"], p["file"], p["sha256"]) for p in plan] == [
+    assert [(p["source"], re.sub("-[0-9a-f]{8}-", "-", p["file"]), p["sha256"]) for p in plan] == [
         ("one", "0000-corpus.txt", "a" * 64),
         ("shards", "0000-0000.parquet", None),
         ("shards", "0001-0000.parquet", "b" * 64),
     ]
+    # The URL's hash is in the name: the same name under another URL (another study) is another file.
+    assert plan[1]["file"] != plan[2]["file"].replace("0001-", "0000-")
+
+
+def test_a_pinned_local_file_that_changed_is_refused_until_repinned(tmp_path):
+    """A file:// source pinned by the lock file, then edited: the download fails with both hashes and the
+    command that records the new one; with --repin it is accepted and the lock file says so."""
+    src, lock = tmp_path / "local.txt", tmp_path / "lock.json"
+    src.write_text(TEXT)
+    fetch(src.as_uri(), tmp_path / "dl" / "a", lock_file=lock)
+    src.write_text(TEXT + "edited\n")
+    with pytest.raises(DownloadError) as info:
+        fetch(src.as_uri(), tmp_path / "dl" / "b", lock_file=lock)
+    message = str(info.value)
+    assert sha(TEXT.encode()) in message and sha((TEXT + "edited\n").encode()) in message
+    assert f"python -m workflow.download --repin --url {src.as_uri()} --lock-file {lock}" in message
+    assert not (tmp_path / "dl" / "b").exists()
+    assert main(["--repin", "--url", src.as_uri(), "--lock-file", str(lock), "--out", str(tmp_path / "dl" / "b")]) == 0
+    assert json.loads(lock.read_text())[src.as_uri()]["sha256"] == sha((TEXT + "edited\n").encode())

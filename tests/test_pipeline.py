@@ -4,7 +4,7 @@ import re
 import shutil
 
 import pytest
-from helpers import copy_pipeline, snakemake, write_config
+from helpers import copy_pipeline, snakemake, work_path, write_config
 
 from workflow.io import read_json
 from workflow.report import CHARTS, FORMATS
@@ -43,7 +43,7 @@ def test_tiny_study_end_to_end(finished):
         {f"{chart}.{fmt}" for chart in CHARTS for fmt in FORMATS} | {"index.html", "parameters.csv"}
     )
     # Large artifacts stay in the work directory; results/ holds small files only.
-    assert (workdir / "resources" / "dataset" / "manifest.json").exists()
+    assert work_path(workdir, "dataset", "manifest.json").exists()
     assert not list((workdir / "results").rglob("*.bin")) and not list((workdir / "results").rglob("*.pt"))
     assert max(p.stat().st_size for p in (workdir / "results").rglob("*") if p.is_file()) < 5e6
     # No temporary leftovers from the atomic writes.
@@ -69,6 +69,28 @@ def test_one_runs_settings_rerun_that_run_alone(finished):
         "report": 1,
         "all": 1,
     }
+
+
+@pytest.mark.parametrize(
+    ("setting", "change"),
+    [
+        ("train.log_every", lambda c: c["train"].update(log_every=3)),
+        ("train.checkpoint_every", lambda c: c["train"].update(checkpoint_every=7)),
+        ("train.device", lambda c: c["train"].update(device="auto")),
+        ("train.kernels", lambda c: c["train"].update(kernels="torch")),
+        ("an override of log_every", lambda c: c["train"].update(overrides={"L1-d32-h2_D64k_s0": {"log_every": 2}})),
+    ],
+)
+def test_execution_settings_retrain_nothing(finished, setting, change):
+    """How runs are executed cannot change their results: only the recorded study config is rewritten."""
+    workdir, _ = finished
+    assert dry_run_jobs(workdir, write_config(workdir, "execution.yaml", change)) == {"study_config": 1, "all": 1}
+
+
+def test_flop_convention_reruns_only_the_analysis(finished):
+    workdir, _ = finished
+    changed = write_config(workdir, "convention.yaml", lambda c: c["fit"].update(flop_convention="kaplan"))
+    assert dry_run_jobs(workdir, changed) == {"study_config": 1, "collect": 1, "fit": 1, "report": 1, "all": 1}
 
 
 def test_vocabulary_change_reruns_from_the_tokenizer(finished):
@@ -135,7 +157,7 @@ def test_tokenizer_given_by_url_is_downloaded_checked_and_used(finished, tmp_pat
     from workflow.io import sha256_file
 
     workdir, _ = finished
-    model = workdir / "resources" / "tokenizer" / "tokenizer.model"
+    model = work_path(workdir, "tokenizer", "tokenizer.model")
     clone = copy_pipeline(tmp_path)
     config = write_config(
         clone, "given.yaml", lambda c: c["tokenizer"].update(model_url=model.as_uri(), model_sha256=sha256_file(model))
@@ -143,7 +165,7 @@ def test_tokenizer_given_by_url_is_downloaded_checked_and_used(finished, tmp_pat
     snakemake(clone, "results/data/tokenizer.json", "--configfile", config)
     info = read_json(clone / "results" / "data" / "tokenizer.json")
     assert info["model_sha256"] == sha256_file(model)
-    assert (clone / "resources" / "downloads" / "tokenizer" / "tokenizer.model").read_bytes() == model.read_bytes()
+    assert work_path(clone, "downloads/tokenizer", "tokenizer.model").read_bytes() == model.read_bytes()
     wrong = write_config(
         clone, "wrong.yaml", lambda c: c["tokenizer"].update(model_url=model.as_uri(), model_sha256="0" * 64)
     )

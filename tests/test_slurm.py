@@ -14,7 +14,7 @@ import time
 import polars as pl
 import pytest
 import yaml
-from helpers import REPO, copy_pipeline, snakemake, write_config
+from helpers import REPO, copy_pipeline, snakemake, work_path, write_config
 
 from workflow.config import expand_runs
 from workflow.io import read_json
@@ -98,7 +98,9 @@ def test_signalled_training_job_resumes_from_its_checkpoint(tmp_path):
     (workdir / "config" / "resume.yaml").write_text(yaml.safe_dump(config))
     run_id = "L2-d48-h4_D512k_s0"
     target = f"results/runs/{run_id}/summary.json"
-    checkpoint = workdir / "resources" / "runs" / run_id / "checkpoint.pt"
+
+    def checkpoint_written() -> bool:  # under the run directory keyed by the dataset's settings
+        return any((workdir / "resources").glob(f"runs/*/{run_id}/checkpoint.pt"))
 
     env = dict(os.environ, PYTHONPATH=str(workdir), PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
     process = subprocess.Popen(
@@ -112,9 +114,9 @@ def test_signalled_training_job_resumes_from_its_checkpoint(tmp_path):
     )
     try:
         deadline = time.monotonic() + 600
-        while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:
+        while not checkpoint_written() and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.2)
-        assert checkpoint.exists(), "the training job never wrote a checkpoint"
+        assert checkpoint_written(), "the training job never wrote a checkpoint"
         jobs = subprocess.run(["squeue", "-h", "-o", "%i %j", "-t", "RUNNING"], capture_output=True, text=True)
         job_ids = [line.split()[0] for line in jobs.stdout.splitlines()]
         assert job_ids, "no running Slurm job to signal"
@@ -133,7 +135,7 @@ def test_signalled_training_job_resumes_from_its_checkpoint(tmp_path):
 
     # The same run, uninterrupted, outside Slurm: identical losses.
     spec = expand_runs(config)[run_id]
-    train_run(spec, workdir / "resources" / "dataset" / "manifest.json", tmp_path / "whole", tmp_path / "whole" / "w")
+    train_run(spec, work_path(workdir, "dataset", "manifest.json"), tmp_path / "whole", tmp_path / "whole" / "w")
     resumed = pl.read_csv(workdir / "results" / "runs" / run_id / "metrics.csv")["train_loss"].to_list()
     whole = pl.read_csv(tmp_path / "whole" / "metrics.csv")["train_loss"].to_list()
     assert resumed == whole

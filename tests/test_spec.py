@@ -23,7 +23,7 @@ def test_spec_text_is_unchanged(name):
 @pytest.mark.parametrize("name", sorted(PINNED))
 def test_json_round_trip(name):
     for spec in expand_runs(all_configs()[name]).values():
-        assert RunSpec.from_json(spec.to_json()) == spec
+        assert RunSpec.from_json(spec.to_json(), spec.execution_json()) == spec
         assert spec_json(spec) == spec.to_json()
 
 
@@ -32,6 +32,19 @@ def test_canonical_text():
     text = spec.to_json()
     assert text == json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
     assert json.loads(text)["branch_tokens"] == [32_000] and spec.to_dict()["branch_tokens"] == [32_000]
+
+
+def test_execution_settings_are_not_in_the_compared_text():
+    """Device, logging, checkpoint interval and the like never retrain a run: Snakemake compares only
+    the result-defining text; the summary records both parts."""
+    spec = next(iter(expand_runs(all_configs()["config/tiny.yaml"]).values()))
+    other = dataclasses.replace(
+        spec,
+        execution=dataclasses.replace(spec.execution, device="cuda", log_every=1, checkpoint_every=7, devices=2),
+    )
+    assert other.to_json() == spec.to_json() and other.execution_json() != spec.execution_json()
+    assert "execution" not in json.loads(spec.to_json()) and "flop_convention" not in json.loads(spec.to_json())
+    assert spec.to_dict()["execution"]["log_every"] == spec.execution.log_every
 
 
 def test_run_spec_is_frozen():

@@ -57,7 +57,6 @@ def test_run_learns_and_records_everything(dataset_manifest, tmp_path):
     assert metrics.columns == [
         "step",
         "tokens",
-        "flops",
         "train_loss",
         "lr",
         "elapsed_s",

@@ -18,11 +18,17 @@ from pathlib import Path
 import polars as pl
 
 from workflow.flops import CONVENTIONS
-from workflow.io import atomic_path, read_json
+from workflow.io import DamagedOutput, atomic_path, read_output_json, run_stage
 
 
 class CollectError(ValueError):
     pass
+
+
+# What collect reads from each run's files: one without them is damaged, or from another version.
+SUMMARY_KEYS = ("run_id", "points", "family", "grid", "schedule", "compute_budget", "model", "seed", "lr",
+                "parameters", "flops_per_token", "tokens_per_s", "mfu", "elapsed_s", "device", "kernels")  # fmt: skip
+EVALUATION_KEYS = ("run_id", "points")
 
 
 def point_rows(summary: dict, evaluation: dict, flop_convention: str, parameter_count: str) -> list[dict]:
@@ -78,20 +84,39 @@ def collect(run_dirs: list[Path], flop_convention: str, parameter_count: str) ->
         for name in ("summary.json", "eval.json", "metrics.csv"):
             if not (run_dir / name).exists():
                 raise CollectError(f"run {run_dir.name} has no {name} in {run_dir}")
-        summary = read_json(run_dir / "summary.json")
-        points = point_rows(summary, read_json(run_dir / "eval.json"), flop_convention, parameter_count)
+        try:
+            summary = read_output_json(run_dir / "summary.json", SUMMARY_KEYS)
+            evaluation = read_output_json(run_dir / "eval.json", EVALUATION_KEYS)
+        except DamagedOutput as e:
+            raise CollectError(str(e)) from None
+        try:
+            points = point_rows(summary, evaluation, flop_convention, parameter_count)
+        except (KeyError, TypeError) as e:
+            raise CollectError(
+                f"run {run_dir.name}: its summary.json and eval.json do not fit together ({type(e).__name__}: {e}); "
+                f"remove both and run snakemake again"
+            ) from None
         rows.extend(points)
         params = points[0]["params"]
-        curves.append(
-            pl.read_csv(run_dir / "metrics.csv", schema_overrides={"mfu": pl.Float64}).with_columns(
-                pl.lit(run_dir.name).alias("run_id"), pl.lit(params).alias("params")
-            )
-        )
+        # Training compute along the curve under the analysis's convention (the trainer records tokens).
+        flops_per_token = summary["flops_per_token"][flop_convention]
+        labels = [pl.lit(params).alias("params"), (pl.col("tokens") * flops_per_token).alias("flops")]
+        try:
+            metrics = pl.read_csv(run_dir / "metrics.csv", schema_overrides={"mfu": pl.Float64})
+            metrics = metrics.with_columns(pl.lit(run_dir.name).alias("run_id"), *labels)
+        except (pl.exceptions.PolarsError, UnicodeDecodeError) as e:
+            aside = run_dir / "metrics.csv.damaged"
+            (run_dir / "metrics.csv").replace(aside)
+            raise CollectError(
+                f"run {run_dir.name}: its metrics.csv is damaged ({str(e).splitlines()[0]}); moved aside to "
+                f"{aside}: run snakemake again to remake it (the job that wrote it reruns)"
+            ) from None
+        curves.append(metrics)
         for point in summary["points"]:
             if point["cooldown_rows"]:
                 curves.append(
                     pl.DataFrame(point["cooldown_rows"], schema_overrides={"mfu": pl.Float64}).with_columns(
-                        pl.lit(point["point_id"]).alias("run_id"), pl.lit(params).alias("params")
+                        pl.lit(point["point_id"]).alias("run_id"), *labels
                     )
                 )
     runs = pl.DataFrame(rows, infer_schema_length=None).sort("flops")
@@ -125,4 +150,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage(main, "collect"))

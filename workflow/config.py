@@ -13,34 +13,27 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
+import os
+import re
 import sys
 from pathlib import Path
 
 import yaml
 
 from workflow.families import get_family
-from workflow.spec import ModelConfig, OptimizerSettings, RunSpec, ScalingRules
+from workflow.io import run_stage
+from workflow.spec import Execution, ModelConfig, OptimizerSettings, RunSpec, ScalingRules
 
 # Keys of the train section copied into each run's spec: its optimizer settings,
 # the model settings a grid shape does not give, and the run's other settings.
 OPTIM_KEYS = tuple(field.name for field in dataclasses.fields(OptimizerSettings))
 MODEL_KEYS = ("seq_len", "mlp_ratio", "norm", "positions", "tie_embeddings", "bias")
-RUN_KEYS = (
-    "device",
-    "devices",
-    "kernels",
-    "threads",
-    "log_every",
-    "allow_repeated_epochs",
-    "schedule",
-    "wsd_decay_fraction",
-    "data_order",
-    "compile",
-    "checkpoint_every",
-    "peak_flops",
-)
+RUN_KEYS = ("schedule", "wsd_decay_fraction", "data_order")
+# ... and how it is executed: these never retrain a run (workflow.spec.Execution).
+EXECUTION_KEYS = tuple(field.name for field in dataclasses.fields(Execution))
 
 
 class ConfigError(ValueError):
@@ -136,7 +129,7 @@ def _spec(
         optim=optim,
         scaling=ScalingRules(**train["scaling"]),
         **{k: train[k] for k in RUN_KEYS},
-        flop_convention=config["fit"]["flop_convention"],
+        execution=Execution(**{k: train[k] for k in EXECUTION_KEYS}),
     )
 
 
@@ -215,19 +208,119 @@ def expand_runs(config: dict) -> dict[str, RunSpec]:
                 f"(runs: {', '.join(sorted(runs)) or 'none'})"
             )
         optim = {k: v for k, v in changes.items() if k in OPTIM_KEYS}
-        others = {k: v for k, v in changes.items() if k not in OPTIM_KEYS}
+        execution = {k: v for k, v in changes.items() if k in EXECUTION_KEYS}
+        others = {k: v for k, v in changes.items() if k not in OPTIM_KEYS and k not in EXECUTION_KEYS}
         spec = runs[run_id]
-        runs[run_id] = dataclasses.replace(spec, optim=dataclasses.replace(spec.optim, **optim), **others)
-        check_batch({**train, **dataclasses.asdict(runs[run_id].optim)})
+        runs[run_id] = dataclasses.replace(
+            spec,
+            optim=dataclasses.replace(spec.optim, **optim),
+            execution=dataclasses.replace(spec.execution, **execution),
+            **others,
+        )
+        # An override must leave a run the grid itself would accept; the error names the override.
+        check_run(runs[run_id], f"train.overrides.{run_id}")
 
     if not runs:
         raise ConfigError("config error at train: the grid defines no runs")
+    for spec in runs.values():
+        check_run(spec, f"train.overrides.{spec.run_id}" if spec.run_id in train.get("overrides", {}) else "train")
     return runs
+
+
+def check_run(spec: RunSpec, where: str) -> None:
+    """What every run must satisfy, whether the grid made it or an override changed it: a batch of
+    whole micro-batches, at least one step at each of its budgets, and micro-batches that divide among
+    its devices. The error names ``where`` (the override, or train)."""
+    optim = spec.optim
+    step_rows = optim.micro_batch_size * spec.model.seq_len
+    if optim.batch_tokens % step_rows:
+        raise ConfigError(
+            f"config error at {where}: batch_tokens {optim.batch_tokens} is not a multiple of micro_batch_size "
+            f"x seq_len = {optim.micro_batch_size} x {spec.model.seq_len} = {step_rows}, so gradient accumulation "
+            f"cannot reach it exactly"
+        )
+    smallest = min(spec.branch_tokens)
+    if smallest < optim.batch_tokens:
+        raise ConfigError(
+            f"config error at {where}: run {spec.run_id} trains {smallest} tokens, less than one step of "
+            f"batch_tokens = {optim.batch_tokens}"
+        )
+    accumulation = optim.batch_tokens // step_rows
+    if accumulation % spec.execution.devices:
+        raise ConfigError(
+            f"config error at {where}: run {spec.run_id} has {accumulation} micro-batches per step "
+            f"(batch_tokens {optim.batch_tokens} / {step_rows}), which do not divide among its "
+            f"{spec.execution.devices} devices; change micro_batch_size or devices"
+        )
 
 
 def spec_json(spec: RunSpec) -> str:
     """Canonical text of a run's settings: Snakemake reruns a run when it changes."""
     return spec.to_json()
+
+
+# --------------------------------------------------------------------------- paths and artefacts
+
+# Settings that name files on this machine: `~` and environment variables in them are expanded.
+PATH_KEYS = (("work_dir",), ("corpus", "lock_file"), ("tokenizer", "model_file"))
+UNSET_VARIABLE = re.compile(r"\$(\w+|\{\w+\})")
+
+
+def expand_paths(config: dict) -> None:
+    """Expand `~` and `$VARS` in the settings that name local paths, in place; a variable that is not
+    set is a config error naming the key (a literal folder named `$SCRATCH` would be made otherwise)."""
+    for keys in PATH_KEYS:
+        section = config
+        for key in keys[:-1]:
+            section = section.get(key, {})
+        value = section.get(keys[-1])
+        if not isinstance(value, str):
+            continue
+        expanded = os.path.expandvars(os.path.expanduser(value))
+        unset = UNSET_VARIABLE.search(expanded)
+        if unset:
+            raise ConfigError(
+                f"config error at {'.'.join(keys)}: {value!r} uses the environment variable "
+                f"{unset.group(1).strip('{}')}, which is not set here; set it, or write the path out"
+            )
+        section[keys[-1]] = expanded
+
+
+def settings_key(*parts) -> str:
+    """12 hex digits naming a set of settings: equal settings, equal key."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def artefact_keys(config: dict) -> dict[str, str]:
+    """Keys of the corpus, tokenizer and dataset made by this config, each covering every setting that
+    produces it (and, through the one before, everything upstream). Their work-directory paths carry
+    them, so two studies sharing one work_dir (scratch storage) never read each other's artefacts, and
+    reuse them where their settings are the same."""
+    corpus = config["corpus"]
+    corpus_key = settings_key("corpus", corpus["sources"], corpus.get("dedup", False))
+    tokenizer_key = settings_key("tokenizer", corpus_key, config["tokenizer"])
+    dataset_key = settings_key("dataset", tokenizer_key, config["dataset"])
+    return {"corpus": corpus_key, "tokenizer": tokenizer_key, "dataset": dataset_key}
+
+
+NUMBER_AS_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def numbers_written_as_text(config, where: str = "") -> list[str]:
+    """Keys whose value is text that reads as a number (YAML 1.1 reads `4e-3` as a string), each with a hint."""
+    found = []
+    items = config.items() if isinstance(config, dict) else enumerate(config) if isinstance(config, list) else []
+    for key, value in items:
+        path = f"{where}.{key}" if where and not isinstance(key, int) else f"{where}[{key}]" if where else str(key)
+        if isinstance(value, str) and NUMBER_AS_TEXT.match(value):
+            mantissa, exponent = re.split("[eE]", value)
+            mantissa = mantissa if "." in mantissa else mantissa + ".0"
+            sign = exponent if exponent[0] in "+-" else "+" + exponent
+            found.append(f"{path} is {value!r}, which YAML reads as text: write {mantissa}e{sign}")
+        elif isinstance(value, (dict, list)):
+            found += numbers_written_as_text(value, path)
+    return found
 
 
 def check_config(config: dict) -> dict[str, RunSpec]:
@@ -248,7 +341,13 @@ def train_runtime_minutes(spec: RunSpec, cluster: dict, attempt: int = 1) -> int
     tokens = spec.tokens
     if spec.schedule == "wsd":  # every cooldown branch but the last is extra work
         tokens += sum(b * spec.wsd_decay_fraction for b in spec.branch_tokens[:-1])
-    seconds = per_token * tokens / (cluster["train_flops_per_s"] * spec.devices) * cluster["runtime_factor"] * attempt
+    seconds = (
+        per_token
+        * tokens
+        / (cluster["train_flops_per_s"] * spec.execution.devices)
+        * cluster["runtime_factor"]
+        * attempt
+    )
     return max(cluster["min_runtime_minutes"], math.ceil(seconds / 60))
 
 
@@ -265,14 +364,86 @@ def write_study_config(config: dict, path: Path) -> None:
     write_text_atomic(Path(path), header + yaml.safe_dump(study, sort_keys=False))
 
 
+DEFAULT_CONFIG = Path("config/config.yaml")
+SCHEMA = Path(__file__).resolve().parents[1] / "config" / "config.schema.yaml"
+
+
+def config_files_in(snakemake_args: list[str]) -> list[Path]:
+    """The config files a Snakemake command line loads: config/config.yaml (the Snakefile's own), then
+    those given with --configfile / --configfiles, in order."""
+    files, taking = [DEFAULT_CONFIG], False
+    for arg in snakemake_args:
+        if arg in ("--configfile", "--configfiles"):
+            taking = True
+        elif arg.startswith(("--configfile=", "--configfiles=")):
+            files.append(Path(arg.split("=", 1)[1]))
+            taking = False
+        elif taking and not arg.startswith("-"):
+            files.append(Path(arg))
+        else:
+            taking = False
+    return files
+
+
+def check_files(paths: list[Path]) -> dict[str, RunSpec]:
+    """Load, merge (later files win, key by key), validate and expand config files; ConfigError names
+    the file and line of a YAML syntax error, or the key of a bad value. Snakemake reads config files
+    before the Snakefile and reports a syntax error without either, so `./pipeline.sh run` calls this
+    first."""
+    from snakemake.utils import update_config, validate
+    from snakemake_interface_common.exceptions import WorkflowError
+
+    config: dict = {}
+    for path in paths:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as e:
+            raise ConfigError(f"config file {path}: {e.strerror}") from None
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark
+            raise ConfigError(
+                f"config file {path}, line {mark.line + 1}, column {mark.column + 1}: {e.problem}"
+                + (f" ({e.context})" if e.context else "")
+            ) from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(
+                f"config file {path}: the top level must be a mapping of keys, not {type(loaded).__name__}"
+            )
+        update_config(config, loaded)
+    try:
+        validate(config, str(SCHEMA))
+    except WorkflowError as e:
+        hints = numbers_written_as_text(config)
+        raise ConfigError("config error: " + ("; ".join(hints) if hints else str(e).splitlines()[0])) from None
+    expand_paths(config)
+    return check_config(config)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workflow.config", description="Record a study's config.")
-    parser.add_argument("--config-json", required=True, help="the validated config as JSON")
-    parser.add_argument("--write", required=True, type=Path, help="YAML file to write")
+    parser = argparse.ArgumentParser(prog="python -m workflow.config", description="Check or record a study's config.")
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--config-json", help="the validated config as JSON (with --write)")
+    action.add_argument(
+        "--check",
+        nargs=argparse.REMAINDER,
+        metavar="SNAKEMAKE_ARGS",
+        help="check the config files a snakemake command line would load (config/config.yaml and --configfile)",
+    )
+    parser.add_argument("--write", type=Path, help="YAML file to write")
     args = parser.parse_args(argv)
+    if args.check is not None:
+        try:
+            runs = check_files(config_files_in(args.check))
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(f"config: {len(runs)} runs")
+        return 0
+    if args.write is None:
+        parser.error("--config-json needs --write")
     write_study_config(json.loads(args.config_json), args.write)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage(main, "config"))

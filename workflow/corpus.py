@@ -63,7 +63,7 @@ import polars as pl
 from polars.io.plugins import register_io_source
 
 from workflow.download import url_entries
-from workflow.io import CHUNK_BYTES, atomic_path, sha256_bytes, sha256_file, write_json_atomic
+from workflow.io import CHUNK_BYTES, atomic_path, run_stage, sha256_bytes, sha256_file, write_json_atomic
 
 
 class CorpusError(RuntimeError):
@@ -527,4 +527,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage(main, "corpus"))

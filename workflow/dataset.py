@@ -22,7 +22,7 @@ import polars as pl
 import sentencepiece as spm
 from tqdm import tqdm
 
-from workflow.io import atomic_path, sha256_file, write_json_atomic
+from workflow.io import atomic_path, run_stage, sha256_file, write_json_atomic
 from workflow.shards import ShardWriter, dtype_for_vocab
 from workflow.tokenizer import document_chunks
 
@@ -195,4 +195,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage(main, "dataset"))

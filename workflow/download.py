@@ -32,6 +32,7 @@ import http.client
 import json
 import os
 import re
+import shlex
 import sys
 import time
 import urllib.error
@@ -41,7 +42,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 from workflow import __version__
-from workflow.io import CHUNK_BYTES, read_json, write_json_atomic
+from workflow.io import CHUNK_BYTES, read_json, run_stage, write_json_atomic
 
 
 class DownloadError(RuntimeError):
@@ -84,13 +85,14 @@ def _exclusive(path: Path) -> Iterator[None]:
             fcntl.flock(guard, fcntl.LOCK_UN)
 
 
-def record_lock(path: str | os.PathLike, url: str, sha256: str, size: int) -> None:
-    """Add ``url`` to the lock file (sorted JSON, written atomically), or check it against its entry."""
+def record_lock(path: str | os.PathLike, url: str, sha256: str, size: int, *, replace: bool = False) -> None:
+    """Add ``url`` to the lock file (sorted JSON, written atomically), or check it against its entry
+    (``replace``: overwrite the entry instead)."""
     path = Path(path)
     with _exclusive(path):
         entries = read_lock(path)
         known = entries.get(url)
-        if known and known.get("sha256") != sha256:
+        if known and known.get("sha256") != sha256 and not replace:
             raise DownloadError(
                 f"checksum mismatch for {url}: expected sha256 {known.get('sha256')} "
                 f"(from the lock file {path}), got {sha256}"
@@ -228,11 +230,13 @@ def download(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     open_file: Callable = open,
     sleep: Callable[[float], None] = time.sleep,
+    repin: bool = False,
 ) -> Path:
     """Fetch ``url`` to ``out``, verified against ``sha256`` or the lock file's entry for it.
 
-    Without either, the hash seen is recorded in ``lock_file``. ``out`` appears
-    only complete and verified; ``out.part`` holds a transfer in progress.
+    Without either, the hash seen is recorded in ``lock_file``. ``repin`` records the hash seen in
+    place of the lock file's entry (a file changed on purpose). ``out`` appears only complete and
+    verified; ``out.part`` holds a transfer in progress.
     """
     out = Path(out)
     part = out.with_name(out.name + ".part")
@@ -241,7 +245,7 @@ def download(
     if expected is None:
         if lock_file is None:
             raise DownloadError(f"no sha256 for {url}: give one in the config, or a lock file to record it in")
-        entry = read_lock(lock_file).get(url)
+        entry = None if repin else read_lock(lock_file).get(url)
         if entry:
             expected, origin = entry["sha256"], f"the lock file {lock_file}"
     for attempt in range(1, attempts + 1):
@@ -260,13 +264,20 @@ def download(
             sleep(delay)
     if expected is not None and seen != expected:
         part.unlink(missing_ok=True)
+        if sha256:
+            fix = "if the file changed on purpose, give its new sha256 in the config"
+        else:
+            fix = (
+                f"if the file changed on purpose, record its new hash: python -m workflow.download --repin "
+                f"--url {shlex.quote(url)} --lock-file {shlex.quote(str(lock_file))} --out {shlex.quote(str(out))}"
+            )
         raise DownloadError(
             f"checksum mismatch for {url}: expected sha256 {expected} (from {origin}), got {seen}; "
-            f"the download was discarded"
+            f"the download was discarded; {fix}"
         )
     if expected is None:
         try:
-            record_lock(lock_file, url, seen, size)
+            record_lock(lock_file, url, seen, size, replace=repin)
         except DownloadError:
             part.unlink(missing_ok=True)
             raise
@@ -289,10 +300,11 @@ def url_entries(source: dict) -> list[dict]:
 
 
 def download_name(index: int, url: str) -> str:
-    """File name of a download: its position and the URL's last path segment, made safe."""
+    """File name of a download: its position, a hash of the URL (two studies sharing a work directory
+    may name different files alike) and the URL's last path segment, made safe."""
     base = PurePosixPath(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
     base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._")[:100] or "download"
-    return f"{index:04d}-{base}"
+    return f"{index:04d}-{hashlib.sha256(url.encode()).hexdigest()[:8]}-{base}"
 
 
 def download_plan(sources: list[dict]) -> list[dict]:
@@ -313,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backoff-s", type=float, default=DEFAULT_BACKOFF_S)
     parser.add_argument("--timeout-s", type=float, default=DEFAULT_TIMEOUT_S)
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument(
+        "--repin", action="store_true", help="record the hash seen in the lock file, replacing its entry"
+    )
     args = parser.parse_args(argv)
     try:
         download(
@@ -323,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             attempts=args.attempts,
             backoff_s=args.backoff_s,
             timeout_s=args.timeout_s,
+            repin=args.repin,
         )
     except DownloadError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -331,4 +347,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage(main, "download"))

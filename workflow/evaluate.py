@@ -10,17 +10,61 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from workflow.io import read_json, write_json_atomic
+from workflow.io import DamagedOutput, read_json, read_output_json, run_stage, write_json_atomic
 from workflow.model import LanguageModel, build_model
-from workflow.shards import load_split, sequential_windows
+from workflow.shards import data_identity, describe_identity, load_split, sequential_windows
 from workflow.spec import ModelConfig
 from workflow.train import resolve_device
+
+
+class EvaluateError(RuntimeError):
+    """Weights that cannot be scored for this study; the message names the run and the file."""
+
+
+def load_weights(path: Path, summary: dict, data: dict, device: torch.device) -> dict:
+    """A point's weights, checked to come from this run's settings on this study's data.
+
+    A damaged file, or weights another study or other settings left in the work directory, stop the
+    evaluation: the weights directory is moved aside, so that the next ``snakemake`` retrains the run
+    instead of scoring the wrong model."""
+    run_id = summary["run_id"]
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+        recorded_spec, recorded_data = checkpoint.get("spec"), checkpoint.get("data")
+    except Exception as e:  # a truncated or foreign file: torch raises many kinds
+        raise EvaluateError(
+            f"run {run_id}: the weights file {path} is damaged ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200]})" + set_aside(path.parent)
+        ) from None
+    # Weights written before the pipeline recorded these carry neither: accepted as they are.
+    if recorded_data is not None and recorded_data != data:
+        raise EvaluateError(
+            f"run {run_id}: the weights {path} were trained on other data ({describe_identity(recorded_data)}; "
+            f"this study's: {describe_identity(data)})" + set_aside(path.parent)
+        )
+    if recorded_spec is not None and recorded_spec != summary["spec"]:
+        raise EvaluateError(
+            f"run {run_id}: the weights {path} were trained with other settings than its summary.json records"
+            + set_aside(path.parent)
+        )
+    return checkpoint
+
+
+def set_aside(weights_dir: Path) -> str:
+    """Move a run's weights directory to WEIGHTS.set-aside; the sentence that says so and what to do."""
+    aside = weights_dir.with_name(f"{weights_dir.name}.set-aside")
+    if aside.exists():
+        shutil.rmtree(aside)
+    os.replace(weights_dir, aside)
+    return f"; moved the weights directory aside to {aside}: run snakemake again to retrain the run"
 
 
 @torch.no_grad()
@@ -57,11 +101,12 @@ def evaluate_run(
     weights_dir: Path, summary_path: Path, dataset_manifest: Path, *, batch_size: int, device: str, threads: int
 ) -> dict:
     """Score every point of a run (one for a cosine run, one per cooldown branch under WSD)."""
-    summary = read_json(summary_path)
+    summary = read_output_json(summary_path, ("run_id", "status", "points", "spec"))
     validation = read_json(dataset_manifest)["splits"]["validation"]
     bytes_per_token = validation["bytes"] / validation["tokens"]
     torch.set_num_threads(threads)
     dev = resolve_device(device)
+    data = data_identity(dataset_manifest)
     shards = None
     points = []
     for point in summary["points"]:
@@ -70,7 +115,7 @@ def evaluate_run(
             # A diverged run has no meaningful loss; the fit leaves it out.
             result.update(val_loss=None, perplexity=None, bits_per_byte=None, eval_tokens=0)
         else:
-            checkpoint = torch.load(weights_dir / point["weights"], map_location=dev, weights_only=True)
+            checkpoint = load_weights(weights_dir / point["weights"], summary, data, dev)
             model = build_model(ModelConfig(**checkpoint["model_config"])).to(dev)
             model.load_state_dict(checkpoint["model"])
             shards = shards if shards is not None else load_split(dataset_manifest, "validation")
@@ -104,9 +149,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", default=1, type=int)
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
-    result = evaluate_run(
-        args.weights, args.summary, args.dataset, batch_size=args.batch_size, device=args.device, threads=args.threads
-    )
+    try:
+        result = evaluate_run(
+            args.weights,
+            args.summary,
+            args.dataset,
+            batch_size=args.batch_size,
+            device=args.device,
+            threads=args.threads,
+        )
+    except (EvaluateError, DamagedOutput) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     write_json_atomic(args.out, result)
     for point in result["points"]:
         if point["val_loss"] is None:
@@ -120,4 +174,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage(main, "evaluate"))

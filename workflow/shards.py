@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workflow.io import read_json
+from workflow.io import read_json, sha256_file
 
 MAGIC = b"SLAWTOKS"
 VERSION = 1
@@ -78,6 +78,23 @@ def read_shard(path: str | os.PathLike) -> np.ndarray:
     if count == 0:
         return np.zeros(0, dtype=DTYPES[itemsize])
     return np.memmap(path, dtype=DTYPES[itemsize], mode="r", offset=HEADER.size, shape=(count,))
+
+
+def data_identity(manifest_path: str | os.PathLike) -> dict[str, str]:
+    """What a run trained on: the sha256 of the dataset manifest (which lists every shard's sha256)
+    and of the tokenizer that made it. Checkpoints and weights carry it, so that a run never resumes
+    from, and evaluation never scores, weights learned on other token ids."""
+    manifest = read_json(manifest_path)
+    return {"dataset_manifest_sha256": sha256_file(manifest_path), "tokenizer_sha256": manifest["tokenizer_sha256"]}
+
+
+def describe_identity(identity: dict | None) -> str:
+    if not identity:
+        return "unrecorded data"
+    return (
+        f"dataset manifest sha256 {identity['dataset_manifest_sha256'][:12]}…, "
+        f"tokenizer sha256 {identity['tokenizer_sha256'][:12]}…"
+    )
 
 
 def load_split(manifest_path: str | os.PathLike, split: str) -> list[np.ndarray]:

@@ -2,9 +2,11 @@
 
 ``workflow.config`` expands a study's config into one ``RunSpec`` per run; the
 Train rule hands it to ``python -m workflow.train --spec`` as ``to_json()``.
-That text is canonical (sorted keys, no spaces) and Snakemake reruns a run
-when it changes, so the field names and nesting here are the JSON keys of
-every existing study: renaming or adding a field retrains every run.
+That text is canonical (sorted keys, no spaces) and holds only what defines the
+run's result; Snakemake reruns a run when it changes, so the field names and
+nesting here are the JSON keys of every existing study: renaming or adding a
+field retrains every run. How a run is executed (device, logging, checkpoint
+interval, ...) is ``Execution``, passed beside it and never compared.
 
 No torch, numpy or polars here: the Snakefile imports this module (through
 ``workflow.config``) on every invocation, on login nodes too.
@@ -80,7 +82,27 @@ class ScalingRules:
 
 
 @dataclass(frozen=True)
+class Execution:
+    """How a run is computed and recorded. None of it changes what the run learns (up to
+    floating-point rounding: another device, kernel or number of processes sums in another order),
+    so none of it is in the text Snakemake compares: changing it never retrains a run."""
+
+    device: str
+    devices: int
+    kernels: str
+    compile: bool
+    threads: int
+    log_every: int
+    checkpoint_every: int
+    peak_flops: float | None
+    allow_repeated_epochs: bool  # a guard: it decides whether a run may start, not what it learns
+
+
+@dataclass(frozen=True)
 class RunSpec:
+    """One run: what defines its result (model, data budget, optimiser, schedule, seed), and how it
+    is executed (``execution``). The FLOP convention is the analysis's: the trainer records every one."""
+
     run_id: str
     grid: str  # "tokens" or "isoflop": which part of the config made the run
     compute_budget: float | None  # FLOPs, for IsoFLOP runs
@@ -90,29 +112,28 @@ class RunSpec:
     seed: int
     optim: OptimizerSettings
     scaling: ScalingRules
-    device: str
-    devices: int
-    kernels: str
-    threads: int
-    log_every: int
-    allow_repeated_epochs: bool
     schedule: str
     wsd_decay_fraction: float
     data_order: str
-    compile: bool
-    checkpoint_every: int
-    peak_flops: float | None
-    flop_convention: str
+    execution: Execution
 
-    def to_dict(self) -> dict:
-        """Plain JSON types; ``summary.json`` and checkpoints record this dict."""
+    def result_dict(self) -> dict:
+        """The settings that define the run's result, as plain JSON types."""
         spec = asdict(self)
+        del spec["execution"]
         spec["branch_tokens"] = list(self.branch_tokens)
         return spec
 
     def to_json(self) -> str:
-        """Canonical text of the run's settings: Snakemake reruns the run when it changes."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """Canonical text of the result-defining settings: Snakemake reruns the run when it changes."""
+        return json.dumps(self.result_dict(), sort_keys=True, separators=(",", ":"))
+
+    def execution_json(self) -> str:
+        return json.dumps(asdict(self.execution), sort_keys=True, separators=(",", ":"))
+
+    def to_dict(self) -> dict:
+        """Everything, as plain JSON types: ``summary.json`` records this."""
+        return {**self.result_dict(), "execution": asdict(self.execution)}
 
     @classmethod
     def from_dict(cls, spec: dict) -> RunSpec:
@@ -123,9 +144,11 @@ class RunSpec:
                 "optim": OptimizerSettings(**spec["optim"]),
                 "scaling": ScalingRules(**spec["scaling"]),
                 "branch_tokens": tuple(spec["branch_tokens"]),
+                "execution": Execution(**spec["execution"]),
             }
         )
 
     @classmethod
-    def from_json(cls, text: str) -> RunSpec:
-        return cls.from_dict(json.loads(text))
+    def from_json(cls, text: str, execution: str) -> RunSpec:
+        """From the two texts the train rule passes: the result-defining settings and the execution."""
+        return cls.from_dict({**json.loads(text), "execution": json.loads(execution)})

@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 import sentencepiece as spm
 
-from workflow.io import sha256_bytes, write_bytes_atomic, write_json_atomic
+from workflow.io import run_stage, sha256_bytes, write_bytes_atomic, write_json_atomic
 
 
 class TokenizerError(RuntimeError):
@@ -195,4 +195,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage(main, "tokenizer"))

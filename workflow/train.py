@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import math
 import os
 import platform
@@ -57,9 +58,9 @@ from tqdm import tqdm
 
 from workflow import __version__, flops
 from workflow.config import format_count
-from workflow.io import atomic_path, read_json, write_json_atomic
+from workflow.io import atomic_path, disk_full, read_json, run_stage, write_json_atomic
 from workflow.model import build_model
-from workflow.shards import ShardError, StepBatches, load_split
+from workflow.shards import ShardError, StepBatches, data_identity, describe_identity, load_split
 from workflow.spec import RunSpec
 
 APEX_INSTALL_HINT = (
@@ -69,7 +70,8 @@ APEX_INSTALL_HINT = (
 )
 # Dense bf16 peak FLOP/s for MFU, matched against torch.cuda.get_device_name().
 PEAK_FLOPS = {"H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12}
-CHECKPOINT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+# Slurm's warning before a time limit or preemption (TERM, USR1), and Ctrl-C in a terminal (INT).
+CHECKPOINT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 class TrainError(RuntimeError):
@@ -291,7 +293,7 @@ def point_id(run_id: str, tokens: int, schedule: str) -> str:
 
 
 class StopForSignal(Exception):
-    """Slurm asked the job to stop (SIGTERM or SIGUSR1): checkpoint, then exit."""
+    """Slurm asked the job to stop (SIGTERM or SIGUSR1), or Ctrl-C (SIGINT): checkpoint, then exit."""
 
 
 # --------------------------------------------------------------------------- the run
@@ -303,22 +305,23 @@ class Trainer:
         self.staging_dir = checkpoint.parent / f"{checkpoint.stem}-points"
         self.run_id = spec.run_id
         self.dist = Distributed()
-        if self.dist.world != spec.devices:
+        if self.dist.world != spec.execution.devices:
             raise TrainError(
-                f"run {self.run_id} asks for {spec.devices} device(s) but runs in "
+                f"run {self.run_id} asks for {spec.execution.devices} device(s) but runs in "
                 f"{self.dist.world} process(es); start it with 'python -m workflow.train', "
                 f"which launches torchrun itself"
             )
-        self.device = self.dist.start(resolve_device(spec.device))
-        self.kernels = resolve_kernels(spec.kernels, self.device)
+        self.device = self.dist.start(resolve_device(spec.execution.device))
+        self.kernels = resolve_kernels(spec.execution.kernels, self.device)
         # The job's CPU threads are shared by its processes.
-        torch.set_num_threads(max(1, spec.threads // self.dist.world))
+        torch.set_num_threads(max(1, spec.execution.threads // self.dist.world))
         torch.manual_seed(spec.seed)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
 
         manifest = read_json(dataset_manifest)
+        self.data = data_identity(dataset_manifest)
         self.cfg = spec.model
         if manifest["vocab_size"] != self.cfg.vocab_size:
             raise TrainError(
@@ -327,7 +330,7 @@ class Trainer:
             )
         self.train_tokens = manifest["splits"]["train"]["tokens"]
         budgets = sorted(spec.branch_tokens) if spec.schedule == "wsd" else [spec.tokens]
-        if budgets[-1] > self.train_tokens and not spec.allow_repeated_epochs:
+        if budgets[-1] > self.train_tokens and not spec.execution.allow_repeated_epochs:
             raise TrainError(
                 f"run {self.run_id}: token budget {budgets[-1]} exceeds the {self.train_tokens} training tokens "
                 f"of the dataset; set train.allow_repeated_epochs to train for more than one epoch"
@@ -380,7 +383,7 @@ class Trainer:
             "norm": self.model.norm_kernel,
             "cross_entropy": "apex.contrib.xentropy" if xentropy is not None else "torch.cross_entropy",
             "attention": self.model.sequence_kernel,
-            "compile": bool(spec.compile),
+            "compile": bool(spec.execution.compile),
         }
         # DDP broadcasts rank 0's initial weights and averages gradients across ranks.
         self.wrapped = (
@@ -388,9 +391,9 @@ class Trainer:
             if self.dist.world > 1
             else self.model
         )
-        self.forward = torch.compile(self.wrapped) if spec.compile else self.wrapped
+        self.forward = torch.compile(self.wrapped) if spec.execution.compile else self.wrapped
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        per_device_peak = peak_flops_per_s(self.device, spec.peak_flops)
+        per_device_peak = peak_flops_per_s(self.device, spec.execution.peak_flops)
         self.peak = per_device_peak * self.dist.world if per_device_peak else None
         self.divergence_limit = 2.0 * math.log(self.cfg.vocab_size)
         self.warmup_steps = max(1, round(optim.warmup_fraction * self.total_steps))
@@ -425,43 +428,56 @@ class Trainer:
             "processed_steps": self.processed_steps,
             "pending_losses": self.pending_losses,
             "torch_rng": torch.get_rng_state(),
-            "spec": self.spec.to_dict(),
+            "spec": self.spec.result_dict(),
+            "data": self.data,
         }
 
     def save_checkpoint(self) -> None:
-        if not self.dist.main:
-            return
-        # Written under a temporary name and renamed: the previous checkpoint
-        # stays intact until the new one is complete (a full disk included).
+        if self.dist.main:
+            self.write_state(self.state(), self.checkpoint_path, "the checkpoint")
+
+    def write_state(self, state: dict, path: Path, what: str) -> None:
+        """torch.save under a temporary name, renamed into place: the previous file stays intact until
+        the new one is complete. A failure (a full disk above all) ends the run with one line."""
         try:
-            with atomic_path(self.checkpoint_path) as tmp:
-                torch.save(self.state(), tmp)
+            with atomic_path(path) as tmp:
+                torch.save(state, tmp)
         except (OSError, RuntimeError) as e:
-            # torch.save reports a short write as an opaque RuntimeError ("unexpected pos"):
-            # name a full disk when the filesystem has less room than the last checkpoint took.
+            # torch.save reports a short write as an opaque RuntimeError ("unexpected pos"): name a
+            # full disk when the file system has less room than the last checkpoint took.
             kept = self.checkpoint_path.stat().st_size if self.checkpoint_path.exists() else 0
-            free = shutil.disk_usage(self.checkpoint_path.parent).free
+            free = shutil.disk_usage(path.parent).free
             cause = (
-                f"No space left on device: {free} bytes free on the filesystem of {self.checkpoint_path.parent}"
-                if free <= max(kept, 1 << 20)
+                f"No space left on device: {free} bytes free on the filesystem of {path.parent}"
+                if disk_full(e) or free <= max(kept, 1 << 20)
                 else str(e)
             )
-            state = "the previous checkpoint is intact" if kept else "there is no earlier checkpoint"
+            state_now = "the previous checkpoint is intact" if kept else "there is no earlier checkpoint"
             raise TrainError(
-                f"run {self.run_id}: writing the checkpoint {self.checkpoint_path} at step {self.step} "
-                f"failed ({cause}); {state}. Free space in the work directory, then rerun: the run "
-                f"resumes from its last checkpoint"
+                f"run {self.run_id}: writing {what} {path} at step {self.step} failed ({cause}); {state_now}. "
+                f"Free space in the work directory, then rerun: the run resumes from its last checkpoint"
             ) from None
 
     def load_checkpoint(self) -> bool:
+        """Resume from the checkpoint when it was made by these settings on this data; otherwise set
+        it aside (with the points it staged) and start afresh, saying why in one line."""
         if not self.checkpoint_path.exists():
             return False
-        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
-        if state["spec"] != self.spec.to_dict():
-            print(
-                f"{self.run_id}: checkpoint {self.checkpoint_path} is from other settings; starting afresh",
-                file=sys.stderr,
+        try:
+            state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+            recorded_spec, recorded_data = state["spec"], state.get("data")
+        except Exception as e:  # a truncated or foreign file: torch raises many kinds
+            self.set_aside("damaged", f"cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+            return False
+        if recorded_data != self.data:
+            self.set_aside(
+                "other-data",
+                f"was trained on other data ({describe_identity(recorded_data)}; this run's: "
+                f"{describe_identity(self.data)})",
             )
+            return False
+        if recorded_spec != self.spec.result_dict():
+            self.set_aside("other-settings", "is from other settings")
             return False
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -473,6 +489,24 @@ class Trainer:
         if self.dist.main:
             print(f"{self.run_id}: resumed from the checkpoint at step {self.step}", flush=True)
         return True
+
+    def set_aside(self, reason: str, why: str) -> None:
+        """Move the checkpoint and its staged points to ``*.REASON`` (replacing older ones) and say so."""
+        aside = self.checkpoint_path.with_name(f"{self.checkpoint_path.name}.{reason}")
+        if self.dist.main:
+            for path, target in (
+                (self.checkpoint_path, aside),
+                (self.staging_dir, self.staging_dir.with_name(f"{self.staging_dir.name}.{reason}")),
+            ):
+                if target.is_dir():
+                    shutil.rmtree(target)
+                if path.exists():
+                    os.replace(path, target)
+            print(
+                f"{self.run_id}: checkpoint {self.checkpoint_path} {why}; set aside as {aside.name}, starting afresh",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _on_signal(self, signum, _frame) -> None:
         self.signal_received = signum
@@ -534,7 +568,7 @@ class Trainer:
             losses.append(loss)
             bar.update(1)
             diverged = self.diverged(loss)
-            if (step + 1) % self.spec.log_every == 0 or step == end - 1 or diverged:
+            if (step + 1) % self.spec.execution.log_every == 0 or step == end - 1 or diverged:
                 now = time.perf_counter()
                 self.elapsed += now - clock
                 clock = now
@@ -561,8 +595,8 @@ class Trainer:
                 if self.stop_agreed:
                     self.elapsed += time.perf_counter() - clock
                     bar.close()
-                    raise StopForSignal
-                if self.step % self.spec.checkpoint_every == 0 and self.step < end:
+                    raise StopForSignal(self.signal_received or signal.SIGTERM)
+                if self.step % self.spec.execution.checkpoint_every == 0 and self.step < end:
                     self.save_checkpoint()
         bar.close()
         return "completed"
@@ -574,7 +608,6 @@ class Trainer:
         return {
             "step": step,
             "tokens": tokens,
-            "flops": tokens * self.per_token[self.spec.flop_convention],
             "train_loss": loss,
             "lr": lr,
             "elapsed_s": self.elapsed,
@@ -591,17 +624,17 @@ class Trainer:
         # Staged beside the checkpoint (not a Snakemake output, so a rerun of
         # an interrupted job keeps the points already made).
         if self.dist.main:
-            with atomic_path(self.staging_dir / f"{pid}.pt") as tmp:
-                torch.save(
-                    {
-                        "model_config": self.cfg.to_dict(),
-                        "model": self.model.state_dict(),
-                        "point_id": pid,
-                        "status": status,
-                        "step": steps,
-                    },
-                    tmp,
-                )
+            point = {
+                "model_config": self.cfg.to_dict(),
+                "model": self.model.state_dict(),
+                "point_id": pid,
+                "status": status,
+                "step": steps,
+                # Evaluation checks both: the weights must come from this run on this data.
+                "spec": self.spec.result_dict(),
+                "data": self.data,
+            }
+            self.write_state(point, self.staging_dir / f"{pid}.pt", "the weights")
         self.points.append(
             {
                 "point_id": pid,
@@ -704,7 +737,6 @@ class Trainer:
             "lr": self.spec.optim.lr,
             "flops_per_token": self.per_token,
             "flops": {name: value * tokens_trained for name, value in self.per_token.items()},
-            "flop_convention": self.spec.flop_convention,
             "final_train_loss": self.rows[-1]["train_loss"] if self.rows else None,
             "points": self.points,
             "seed": self.spec.seed,
@@ -715,7 +747,7 @@ class Trainer:
             "precision": "bf16-autocast" if self.device.type == "cuda" else "fp32",
             "kernels": self.kernels,
             "kernel_components": self.kernel_record,
-            "threads": self.spec.threads,
+            "threads": self.spec.execution.threads,
             "elapsed_s": self.elapsed,
             "tokens_per_s": self.processed_steps * self.batch_tokens / self.elapsed if self.elapsed else None,
             "peak_flops_per_s": self.peak,
@@ -724,8 +756,10 @@ class Trainer:
             "data_wait_fraction": self.wait / self.elapsed if self.elapsed else 0.0,
             "resumed_from_step": self.resumed_from,
             "dataset_train_tokens": self.train_tokens,
+            "data": self.data,
             "versions": versions(),
-            "spec": self.spec.to_dict(),
+            "spec": self.spec.result_dict(),
+            "execution": dataclasses.asdict(self.spec.execution),
         }
         write_json_atomic(self.out_dir / "summary.json", summary)
         self.checkpoint_path.unlink(missing_ok=True)  # finished: the weights are saved per point
@@ -745,18 +779,19 @@ def train_run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workflow.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", required=True, help="the run's settings as JSON (from the grid)")
+    parser.add_argument("--spec", required=True, help="the settings that define the run's result, as JSON")
+    parser.add_argument("--execution", required=True, help="how the run is executed (device, logging, ...), as JSON")
     parser.add_argument("--dataset", required=True, type=Path, help="dataset manifest.json")
     parser.add_argument("--out-dir", required=True, type=Path, help="results/runs/<run>: metrics, summary")
     parser.add_argument("--weights", required=True, type=Path, help="directory for each point's weights (work dir)")
     parser.add_argument("--checkpoint", required=True, type=Path, help="resumable checkpoint (work dir)")
     args = parser.parse_args(argv)
-    spec = RunSpec.from_json(args.spec)
-    if spec.devices > 1 and "WORLD_SIZE" not in os.environ:
+    spec = RunSpec.from_json(args.spec, args.execution)
+    if spec.execution.devices > 1 and "WORLD_SIZE" not in os.environ:
         # k devices: become torchrun, which starts k copies of this command.
         # exec keeps the job's process id, so Slurm's signals reach torchrun,
         # which passes them on to the training processes.
-        command = launch_command(spec.devices, sys.argv[1:] if argv is None else argv)
+        command = launch_command(spec.execution.devices, sys.argv[1:] if argv is None else argv)
         sys.stdout.flush()
         os.execv(command[0], command)
     try:
@@ -770,8 +805,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    except StopForSignal:
-        return 128 + signal.SIGTERM
+    except StopForSignal as stop:  # the shell's convention: 128 + the signal's number
+        return 128 + int(stop.args[0] if stop.args else signal.SIGTERM)
     except torch.cuda.OutOfMemoryError as e:
         print(
             f"error: run {spec.run_id} ran out of GPU memory ({e}). Lower train.micro_batch_size "
@@ -790,4 +825,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage(main, "train"))

@@ -7,6 +7,7 @@ left by the failed step). docs/reliability.md lists the cases.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -22,7 +23,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import torch
-from helpers import copy_pipeline, snakemake, tiny_spec, train_cli, train_command, write_config
+from helpers import copy_pipeline, snakemake, tiny_spec, train_cli, train_command, work_path, write_config
 
 from workflow.io import read_json, sha256_file
 
@@ -66,6 +67,23 @@ def snapshot(directory: Path) -> dict[str, str]:
             ),
             "config error at train.isoflop.compute_budgets[0]: budget 1e+06 FLOPs buys",
         ),
+        (
+            "override beyond the run's budget",
+            lambda c: c["train"]["overrides"].update({"L1-d16-h2_D32k_s0": {"batch_tokens": 65536}}),
+            "config error at train.overrides.L1-d16-h2_D32k_s0: run L1-d16-h2_D32k_s0 trains 32000 tokens, "
+            "less than one step of batch_tokens = 65536",
+        ),
+        (
+            "number written as text",
+            lambda c: c["train"].update(lr="4e-3"),
+            "config error: train.lr is '4e-3', which YAML reads as text: write 4.0e-3",
+        ),
+        (
+            "unset variable in work_dir",
+            lambda c: c.update(work_dir="$NO_SUCH_VARIABLE_SET/work"),
+            "config error at work_dir: '$NO_SUCH_VARIABLE_SET/work' uses the environment variable "
+            "NO_SUCH_VARIABLE_SET, which is not set here",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) and " " in v else None,
 )
@@ -76,6 +94,8 @@ def test_invalid_config_stops_before_any_job(tmp_path, case, change, message):
     assert result.returncode != 0, case
     assert message in result.stdout + result.stderr, result.stdout + result.stderr
     assert not (workdir / "results").exists() and not (workdir / "resources").exists()
+    assert not list(workdir.glob("$*")), "a folder named after an unset variable was made"
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_token_budget_above_the_dataset_is_refused_naming_the_run(dataset_manifest, tmp_path):
@@ -101,6 +121,32 @@ def build_corpus(tmp_path: Path, source: dict, path: Path) -> subprocess.Complet
         "--out-manifest",
         str(tmp_path / "corpus.json"),
     )
+
+
+def test_an_edited_local_corpus_is_refused_with_both_hashes(tmp_path):
+    """A file:// source without a sha256 is pinned by the lock file on its first download. Edited
+    afterwards, it is not silently ignored: the next run fails naming the expected and actual hash and
+    the command that records the new one; after that command the corpus is rebuilt from the new text."""
+    workdir = copy_pipeline(tmp_path)
+    text = workdir / "corpus.txt"
+    text.write_text("first story\n\nsecond story\n")
+    source = {"name": "local", "url": text.as_uri(), "separator": "\n\n"}
+    config = write_config(workdir, "local.yaml", lambda c: c["corpus"].update(sources=[source]))
+    target = "results/data/corpus.json"
+    snakemake(workdir, target, "--configfile", config)
+    text.write_text("first story\n\nsecond story, edited\n")
+    edited = snakemake(workdir, target, "--configfile", config, check=False)
+    log = next((workdir / "results" / "logs" / "download" / "local").iterdir()).read_text()
+    assert edited.returncode != 0 and "Traceback" not in log
+    assert "checksum mismatch for " + text.as_uri() in log
+    assert hashlib.sha256(text.read_bytes()).hexdigest() in log
+    command = re.search(r"record its new hash: (python -m workflow.download --repin .*)$", log, flags=re.M).group(1)
+    # Run where a user runs it: in the study's directory, whose paths the command names.
+    repinned = subprocess.run([PYTHON, *shlex.split(command)[1:]], cwd=workdir, capture_output=True, text=True)
+    assert repinned.returncode == 0, repinned.stderr
+    snakemake(workdir, target, "--configfile", config)
+    documents = pl.read_parquet(work_path(workdir, "corpus", "documents.parquet"))["text"].to_list()
+    assert [d.strip() for d in documents] == ["first story", "second story, edited"]
 
 
 def test_a_100_mb_document_on_one_line(tmp_path, tokenizer_path):
@@ -221,6 +267,55 @@ def wait_for(path: Path, process: subprocess.Popen, seconds: float = 120) -> Non
         time.sleep(0.05)
 
 
+def interrupt_snakemake(workdir: Path, args: list[str], when, signum: int) -> int:
+    """Start Snakemake in WORKDIR (its own process group, SIGINT at its default disposition as in a
+    terminal), wait until ``when()`` holds, send ``signum`` to the group; its exit status."""
+    env = dict(os.environ, PYTHONPATH=str(workdir), PATH=f"{Path(PYTHON).parent}:{os.environ['PATH']}")
+    process = subprocess.Popen(
+        [PYTHON, "-m", "snakemake", "--cores", "2", *args],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 300
+    while not when():
+        assert process.poll() is None, "Snakemake ended before the interrupt"
+        assert time.monotonic() < deadline, "the interrupt's moment never came"
+        time.sleep(0.1)
+    os.killpg(process.pid, signum)  # Ctrl-C reaches the whole foreground group: Snakemake and its jobs
+    return process.wait(timeout=300)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_study_completes_with_a_plain_rerun(finished, signum):
+    """Ctrl-C or SIGTERM while the grid trains: some jobs are cut short, others have just finished.
+    A plain `snakemake` (no --rerun-incomplete, no --cleanup-metadata) completes the study, keeps the
+    runs that had finished, and ends with the uninterrupted study's losses."""
+    workdir, _ = finished
+    runs = sorted((workdir / "results" / "runs").iterdir())
+    before = {run.name: pl.read_csv(run / "metrics.csv")["train_loss"].to_list() for run in runs}
+    args = ["--configfile", "config/tiny.yaml", "--forcerun", "train"]
+
+    def some_runs_finished() -> bool:
+        return sum((run / "summary.json").exists() for run in runs) >= 3
+
+    assert interrupt_snakemake(workdir, args, some_runs_finished, signum) != 0
+    rerun = snakemake(workdir, "--configfile", "config/tiny.yaml", check=False)
+    output = rerun.stdout + rerun.stderr
+    assert rerun.returncode == 0, output[-3000:]
+    assert "IncompleteFilesException" not in output and "Traceback" not in output
+    after = {run.name: pl.read_csv(run / "metrics.csv")["train_loss"].to_list() for run in runs}
+    assert after == before
+    assert dry_run_nothing(workdir)
+
+
+def dry_run_nothing(workdir: Path) -> bool:
+    return "Nothing to be done" in snakemake(workdir, "-n", "--configfile", "config/tiny.yaml").stdout
+
+
 def test_sigkill_then_rerun_resumes_from_the_last_checkpoint(dataset_manifest, tmp_path):
     spec = tiny_spec(tokens=128_000, checkpoint_every=40, log_every=5)
     process = train_cli(spec, dataset_manifest, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -236,6 +331,143 @@ def test_sigkill_then_rerun_resumes_from_the_last_checkpoint(dataset_manifest, t
     assert summary["resumed_from_step"] >= step and summary["steps"] == 250
 
 
+@pytest.fixture(scope="module")
+def other_dataset(documents_path, tmp_path_factory) -> Path:
+    """The same documents under another tokenizer (another seed and sample, the same vocabulary size):
+    the same token ids mean other pieces."""
+    from workflow.dataset import build_dataset
+    from workflow.io import write_bytes_atomic
+    from workflow.tokenizer import train_tokenizer
+
+    out = tmp_path_factory.mktemp("other")
+    texts = pl.read_parquet(documents_path)["text"].to_list()
+    data, _ = train_tokenizer(texts, vocab_size=384, model_type="bpe", seed=7, sample_bytes=250_000)
+    write_bytes_atomic(out / "tokenizer.model", data)
+    build_dataset(
+        documents_path,
+        out / "tokenizer.model",
+        out / "dataset",
+        validation_fraction=0.1,
+        validation_max_tokens=20_000,
+        shard_tokens=100_000,
+    )
+    return out / "dataset" / "manifest.json"
+
+
+def killed_after_a_checkpoint(spec, dataset_manifest: Path, root: Path) -> int:
+    """Start the run, SIGKILL it once it has checkpointed; the checkpoint's step."""
+    process = train_cli(spec, dataset_manifest, root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = root / "work" / "checkpoint.pt"
+    wait_for(checkpoint, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    return torch.load(checkpoint, weights_only=False)["step"]
+
+
+def test_a_checkpoint_from_another_tokenizer_is_set_aside(dataset_manifest, other_dataset, tmp_path):
+    """Stopped mid-way, then the tokenizer changed (same vocabulary size): the run must not resume the
+    weights learned on the old token ids. It sets the checkpoint aside, says why, and trains afresh,
+    ending exactly where a clean run on the new data ends."""
+    from workflow.shards import data_identity
+
+    spec = tiny_spec(tokens=128_000, checkpoint_every=40, log_every=5)
+    assert killed_after_a_checkpoint(spec, dataset_manifest, tmp_path) >= 40
+    rerun = train_cli(spec, other_dataset, tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resumed from the checkpoint" not in rerun.stdout
+    assert f"{spec.run_id}: checkpoint {tmp_path / 'work' / 'checkpoint.pt'} was trained on other data" in rerun.stderr
+    assert "set aside as checkpoint.pt.other-data, starting afresh" in rerun.stderr
+    assert (tmp_path / "work" / "checkpoint.pt.other-data").exists() and "Traceback" not in rerun.stderr
+    summary = read_json(tmp_path / "run" / "summary.json")
+    assert summary["data"] == data_identity(other_dataset) and summary["resumed_from_step"] in (None, 0)
+    clean = train_cli(spec, other_dataset, tmp_path / "clean")
+    assert clean.returncode == 0, clean.stderr
+    losses = [
+        pl.read_csv(root / "run" / "metrics.csv")["train_loss"].to_list() for root in (tmp_path, tmp_path / "clean")
+    ]
+    assert losses[0] == losses[1]
+
+
+def test_a_damaged_checkpoint_is_set_aside_and_the_run_restarts(dataset_manifest, tmp_path):
+    spec = tiny_spec(tokens=64_000, checkpoint_every=40, log_every=5)
+    killed_after_a_checkpoint(spec, dataset_manifest, tmp_path)
+    checkpoint = tmp_path / "work" / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
+    rerun = train_cli(spec, dataset_manifest, tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert (
+        f"checkpoint {checkpoint} cannot be read (" in rerun.stderr
+        and "set aside as checkpoint.pt.damaged" in rerun.stderr
+    )
+    assert "Traceback" not in rerun.stderr and read_json(tmp_path / "run" / "summary.json")["status"] == "completed"
+
+
+def evaluate_cli(root: Path, dataset_manifest: Path) -> subprocess.CompletedProcess:
+    return cli(
+        "workflow.evaluate",
+        "--weights",
+        str(root / "work" / "weights"),
+        "--summary",
+        str(root / "run" / "summary.json"),
+        "--dataset",
+        str(dataset_manifest),
+        "--out",
+        str(root / "run" / "eval.json"),
+    )
+
+
+def test_weights_from_other_data_or_damaged_are_not_scored(dataset_manifest, other_dataset, tmp_path):
+    """Evaluation scores only weights this run made on this data: others stop it with one line, and the
+    weights directory is moved aside so that the next snakemake retrains the run."""
+    spec = tiny_spec(tokens=8_192, log_every=5)
+    assert train_cli(spec, dataset_manifest, tmp_path).returncode == 0
+    weights = tmp_path / "work" / "weights"
+    other = evaluate_cli(tmp_path, other_dataset)
+    assert other.returncode == 1 and "Traceback" not in other.stderr
+    assert (
+        f"run {spec.run_id}: the weights {weights / (spec.run_id + '.pt')} were trained on other data" in other.stderr
+    )
+    assert f"moved the weights directory aside to {weights}.set-aside" in other.stderr
+    assert not weights.exists() and not (tmp_path / "run" / "eval.json").exists()
+    (tmp_path / "work" / "weights.set-aside").rename(weights)
+    point = weights / f"{spec.run_id}.pt"
+    point.write_bytes(point.read_bytes()[:1000])
+    damaged = evaluate_cli(tmp_path, dataset_manifest)
+    assert damaged.returncode == 1 and "Traceback" not in damaged.stderr
+    assert f"run {spec.run_id}: the weights file {point} is damaged" in damaged.stderr and not weights.exists()
+
+
+def test_two_studies_sharing_a_work_dir_keep_their_own_artefacts(tmp_path):
+    """Two clones point work_dir at the same scratch folder; the second changes the tokenizer seed. It
+    makes its own tokenizer and dataset (the corpus, identical, is shared), and the first study's
+    artefacts and plan are untouched."""
+    shared = tmp_path / "scratch"
+    studies = []
+    for name, seed in (("first", 1234), ("second", 99)):
+        (tmp_path / name).mkdir()
+        workdir = copy_pipeline(tmp_path / name)
+
+        def change(config, seed=seed):
+            config.update(work_dir=str(shared))
+            config["tokenizer"]["seed"] = seed
+
+        studies.append((workdir, write_config(workdir, "study.yaml", change)))
+    (first, config), (second, _) = studies
+    snakemake(first, "results/data/dataset.json", "--configfile", config)
+    before = snapshot(shared)
+    snakemake(second, "results/data/dataset.json", "--configfile", config)
+    after = snapshot(shared)
+    assert {k: v for k, v in after.items() if k in before} == before  # nothing of the first study changed
+    assert len(list((shared / "tokenizer").iterdir())) == 2 and len(list((shared / "dataset").iterdir())) == 2
+    assert len(list((shared / "corpus").iterdir())) == 1
+    made = [read_json(study / "results" / "data" / "dataset.json") for study, _ in studies]
+    tokenizers = [read_json(study / "results" / "data" / "tokenizer.json") for study, _ in studies]
+    assert made[0]["tokenizer_sha256"] != made[1]["tokenizer_sha256"]
+    assert [m["tokenizer_sha256"] for m in made] == [t["model_sha256"] for t in tokenizers]
+    plan = snakemake(first, "-n", "results/data/dataset.json", "--configfile", config).stdout
+    assert "Nothing to be done" in plan
+
+
 def test_snakemake_killed_mid_training_reruns_without_rerun_incomplete(finished):
     """SIGKILL to Snakemake and its training job (one process group, started here). Snakemake's
     directory lock stays behind: a rerun says to --unlock. After that a plain rerun (no
@@ -245,7 +477,7 @@ def test_snakemake_killed_mid_training_reruns_without_rerun_incomplete(finished)
     run = "L2-d48-h4_D128k_s0"
     metrics = workdir / "results" / "runs" / run / "metrics.csv"
     before = metrics.read_text()
-    checkpoint = workdir / "resources" / "runs" / run / "checkpoint.pt"
+    checkpoint = work_path(workdir, "runs", run, "checkpoint.pt")
     env = dict(os.environ, PYTHONPATH=str(workdir), PATH=f"{Path(PYTHON).parent}:{os.environ['PATH']}")
     process = subprocess.Popen(
         [
@@ -326,8 +558,146 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(dataset_man
     assert "the previous checkpoint is intact" in result.stderr, result.stderr
     assert ".checkpoint.pt.tmp" not in result.stdout  # the partial write was removed
     state = torch.load(kept / "checkpoint.pt", weights_only=False)
-    assert state["step"] == 40 and state["spec"] == spec.to_dict()
+    assert state["step"] == 40 and state["spec"] == spec.result_dict()
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+# --------------------------------------------------------------------------- full disks
+
+
+def mount_namespaces_allowed() -> bool:
+    if shutil.which("unshare") and subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode == 0:
+        return True
+    if os.environ.get("CI"):
+        pytest.fail("unshare --mount is not permitted here; the full-disk cases cannot run")
+    pytest.skip("unshare --mount is not permitted here (needs root)")
+
+
+def on_a_full_disk(disk: Path, command: list[str]) -> tuple[int, str, list[str]]:
+    """Run COMMAND with DISK a tmpfs filled to the last byte (a real ENOSPC), in a mount namespace
+    of this test's own: (exit status, stderr, the files left on the disk)."""
+    disk.mkdir(parents=True, exist_ok=True)
+    script = (
+        f"mount -t tmpfs -o size=256k tmpfs {disk} && (dd if=/dev/zero of={disk}/fill bs=4k 2>/dev/null; true) && "
+        f'{{ {shlex.join(command)}; echo "rc=$?"; find {disk} -type f -printf "%P\\n"; }}'
+    )
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=600)
+    lines = result.stdout.splitlines()
+    status = next(int(line[3:]) for line in lines if line.startswith("rc="))
+    return status, result.stderr, lines[lines.index(f"rc={status}") + 1 :]
+
+
+@pytest.fixture(scope="module")
+def trained(dataset_manifest, tmp_path_factory) -> Path:
+    """One tiny trained run (ROOT/run, ROOT/work/weights), for the evaluation case."""
+    root = tmp_path_factory.mktemp("trained")
+    assert train_cli(tiny_spec(tokens=8_192, log_every=5), dataset_manifest, root).returncode == 0
+    return root
+
+
+def stage_writing_to(stage: str, disk: Path, request) -> list[str]:
+    """The CLI of STAGE, on the test's small real inputs, with its outputs on DISK."""
+    documents = lambda: str(request.getfixturevalue("documents_path"))  # noqa: E731
+    manifest = lambda: str(request.getfixturevalue("dataset_manifest"))  # noqa: E731
+    if stage == "corpus":
+        source = disk.parent / "corpus.txt"
+        source.write_text("one document\n\nand another\n" * 2000)
+        sources = json.dumps([{"name": "text", "url": source.as_uri(), "separator": "\n\n"}])
+        return [
+            PYTHON,
+            "-m",
+            "workflow.corpus",
+            "--sources",
+            sources,
+            f"--download=text={source}",
+            "--out-documents",
+            str(disk / "documents.parquet"),
+            "--out-manifest",
+            str(disk / "corpus.json"),
+        ]
+    if stage == "tokenizer":
+        return [
+            PYTHON,
+            "-m",
+            "workflow.tokenizer",
+            "--documents",
+            documents(),
+            "--vocab-size",
+            "384",
+            "--sample-bytes",
+            "200000",
+            "--out-model",
+            str(disk / "t.model"),
+            "--out-info",
+            str(disk / "t.json"),
+        ]
+    if stage == "dataset":
+        tokenizer = str(request.getfixturevalue("tokenizer_path"))
+        return [
+            PYTHON,
+            "-m",
+            "workflow.dataset",
+            "--documents",
+            documents(),
+            "--tokenizer",
+            tokenizer,
+            "--validation-fraction",
+            "0.1",
+            "--validation-max-tokens",
+            "20000",
+            "--shard-tokens",
+            "100000",
+            "--out-dir",
+            str(disk / "dataset"),
+            "--out-summary",
+            str(disk / "dataset.json"),
+        ]
+    if stage == "train":  # the point's final weights are the first file the run writes
+        spec = tiny_spec(tokens=8_192, checkpoint_every=10_000, log_every=5)
+        return train_command(spec, Path(manifest()), disk.parent, checkpoint=disk / "checkpoint.pt")
+    if stage == "evaluate":
+        root = request.getfixturevalue("trained")
+        return [
+            PYTHON,
+            "-m",
+            "workflow.evaluate",
+            "--weights",
+            str(root / "work" / "weights"),
+            "--summary",
+            str(root / "run" / "summary.json"),
+            "--dataset",
+            manifest(),
+            "--out",
+            str(disk / "e.json"),
+        ]
+    if stage == "collect":
+        runs = request.getfixturevalue("finished")[0] / "results" / "runs"
+        return [
+            PYTHON,
+            "-m",
+            "workflow.collect",
+            *map(str, sorted(runs.iterdir())),
+            "--flop-convention",
+            "6N",
+            "--parameter-count",
+            "non_embedding",
+            "--out-runs",
+            str(disk / "runs"),
+            "--out-curves",
+            str(disk / "curves"),
+        ]
+    raise AssertionError(stage)
+
+
+@pytest.mark.parametrize("stage", ["corpus", "tokenizer", "dataset", "train", "evaluate", "collect"])
+def test_a_full_disk_in_any_stage_ends_in_one_line(stage, tmp_path, request):
+    mount_namespaces_allowed()
+    disk = tmp_path / "disk"
+    status, stderr, left = on_a_full_disk(disk, stage_writing_to(stage, disk, request))
+    assert status == 1, stderr[-3000:]
+    assert "No space left on device" in stderr or "no space left on device" in stderr, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert left == ["fill"], f"{stage} left {left} on the full disk"
 
 
 # --------------------------------------------------------------------------- fit and report
@@ -366,6 +736,32 @@ def test_a_run_missing_its_summary(finished, tmp_path):
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.split("Job stats:", 1)[1], flags=re.MULTILINE))
     assert jobs["train"] == "1" and jobs["evaluate"] == "1" and "dataset" not in jobs
     assert snapshot(workdir / "results") == before
+
+
+@pytest.mark.parametrize(("name", "reader"), [("eval.json", "collect"), ("summary.json", "evaluate")])
+def test_a_damaged_run_file_is_moved_aside_and_remade(finished, name, reader):
+    """A truncated eval.json or summary.json (a disk that filled up under another tool, a bad copy):
+    the first job to read it (collect, or the run's evaluation) stops with one line naming the run and
+    the file and moves it aside; a plain rerun remakes it (evaluation, or the run's training) and
+    completes the study."""
+    workdir, _ = finished
+    run = "L1-d16-h2_D32k_s0"
+    log_of = {"collect": "results/logs/collect.log", "evaluate": f"results/logs/evaluate/{run}.log"}[reader]
+    relative = f"results/runs/{run}/{name}"  # collect runs in the study's directory
+    damaged = workdir / relative
+    damaged.write_text(damaged.read_text()[:100])  # newer than the tables: collect reruns
+    try:
+        first = snakemake(workdir, "--configfile", "config/tiny.yaml", check=False)
+        log = (workdir / log_of).read_text()
+        assert first.returncode != 0 and "Traceback" not in log
+        assert f"error: run {run}: its {name} is damaged (not valid JSON: " in log, log
+        assert f"moved aside to {relative}.damaged: run snakemake again to remake it" in log
+        assert not damaged.exists() and damaged.with_name(name + ".damaged").exists()
+    finally:  # the rerun a user makes, which also leaves the shared study whole for the tests after this one
+        rerun = snakemake(workdir, "--configfile", "config/tiny.yaml", check=False)
+    assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-3000:]
+    assert read_json(damaged)["run_id"] == run
+    assert "Nothing to be done" in snakemake(workdir, "-n", "--configfile", "config/tiny.yaml").stdout
 
 
 def runs_table(finished) -> pl.DataFrame:
