@@ -686,10 +686,30 @@ def stage_writing_to(stage: str, disk: Path, request) -> list[str]:
             "--out-curves",
             str(disk / "curves"),
         ]
+    tables = request.getfixturevalue("finished")[0] / "results"
+    if stage == "fit":
+        return [PYTHON, "-m", "workflow.fit", str(tables / "tables" / "runs.parquet"), "--out", str(disk / "fits.json")]
+    if stage == "report":
+        return [
+            PYTHON,
+            "-m",
+            "workflow.report",
+            "--runs",
+            str(tables / "tables" / "runs.parquet"),
+            "--curves",
+            str(tables / "tables" / "curves.parquet"),
+            "--fits",
+            str(tables / "fits" / "fits.json"),
+            "--out-dir",
+            str(disk / "report"),
+        ]
     raise AssertionError(stage)
 
 
-@pytest.mark.parametrize("stage", ["corpus", "tokenizer", "dataset", "train", "evaluate", "collect"])
+STAGES = ["corpus", "tokenizer", "dataset", "train", "evaluate", "collect", "fit", "report"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
 def test_a_full_disk_in_any_stage_ends_in_one_line(stage, tmp_path, request):
     mount_namespaces_allowed()
     disk = tmp_path / "disk"
@@ -771,6 +791,38 @@ def runs_table(finished) -> pl.DataFrame:
 def fit_cli(table: pl.DataFrame, tmp_path: Path) -> subprocess.CompletedProcess:
     table.write_parquet(tmp_path / "runs.parquet")
     return cli("workflow.fit", str(tmp_path / "runs.parquet"), "--out", str(tmp_path / "fits.json"))
+
+
+def test_a_number_written_as_text_in_the_table_is_named(tmp_path, finished):
+    table = runs_table(finished).with_columns(pl.col("tokens").cast(pl.String))
+    third = pl.int_range(pl.len()) == 2
+    table = table.with_columns(pl.when(third).then(pl.lit("64k")).otherwise("tokens").alias("tokens"))
+    table.write_csv(tmp_path / "runs.csv")
+    result = cli("workflow.fit", str(tmp_path / "runs.csv"), "--out", str(tmp_path / "fits.json"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"error: {tmp_path / 'runs.csv'}, column 'tokens', row 3: '64k' is not a number" in result.stderr
+    assert not (tmp_path / "fits.json").exists()
+
+
+def test_a_fits_json_of_another_layout_is_named_by_the_report(tmp_path, finished):
+    results = finished[0] / "results"
+    fits = read_json(results / "fits" / "fits.json")
+    del fits["layout"]  # as written before layouts were numbered
+    (tmp_path / "fits.json").write_text(json.dumps(fits))
+    result = cli(
+        "workflow.report",
+        "--runs",
+        str(results / "tables" / "runs.parquet"),
+        "--curves",
+        str(results / "tables" / "curves.parquet"),
+        "--fits",
+        str(tmp_path / "fits.json"),
+        "--out-dir",
+        str(tmp_path / "report"),
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "has fits.json layout 1; this report needs layout 2" in result.stderr
+    assert not (tmp_path / "report").exists()
 
 
 def test_every_run_diverged(tmp_path, finished):

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from workflow.fit.common import HUBER_DELTA, FitError
 from workflow.fit.study import fit_table, read_table, summary_lines
-from workflow.io import write_json_atomic
+from workflow.io import run_stage, write_json_atomic
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,4 +85,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_stage(main, "fit"))

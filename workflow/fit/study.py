@@ -20,6 +20,9 @@ from workflow.fit.references import REFERENCES
 from workflow.fit.registry import APPROACHES
 from workflow.fit.schema import LAYOUT
 
+# Columns the fit reads as numbers (a table written by hand may hold text in them).
+NUMBER_COLUMNS = ("params", "tokens", "loss", "flops", "compute_budget")
+
 
 def read_table(path: Path) -> pl.DataFrame:
     path = Path(path)
@@ -29,6 +32,17 @@ def read_table(path: Path) -> pl.DataFrame:
         raise FitError(
             f"{path} lacks column(s) {', '.join(missing)}; it needs params, tokens, loss and optionally flops"
         )
+    for column in NUMBER_COLUMNS:
+        if column in table.columns and not table[column].dtype.is_numeric() and table[column].dtype != pl.Null:
+            # Text such as "64k" or "2.81B": name the first value that is not a plain number.
+            numbers = table[column].cast(pl.Float64, strict=False)
+            row = next(
+                i for i, (text, number) in enumerate(zip(table[column], numbers)) if text is not None and number is None
+            )
+            raise FitError(
+                f"{path}, column {column!r}, row {row + 1}: {table[column][row]!r} is not a number; write it out "
+                f"in full (e.g. 64000, not 64k)"
+            )
     return table
 
 

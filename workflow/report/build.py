@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import sys
 from pathlib import Path
 
 import polars as pl
 
+from workflow.fit.schema import LAYOUT
 from workflow.io import atomic_path, read_json, write_text_atomic
 from workflow.report import CHARTS, FORMATS
 from workflow.report.common import law_text
@@ -78,6 +81,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fits", required=True, type=Path, help="fits.json")
     parser.add_argument("--out-dir", required=True, type=Path)
     args = parser.parse_args(argv)
-    written = build_report(pl.read_parquet(args.runs), pl.read_parquet(args.curves), read_json(args.fits), args.out_dir)
+    try:
+        fits = read_json(args.fits)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        print(f"error: {args.fits} is not valid JSON ({e}); refit: snakemake --forcerun fit", file=sys.stderr)
+        return 1
+    # A fits.json from another version of the pipeline (before layouts were numbered: layout 1).
+    found = fits.get("layout", 1) if isinstance(fits, dict) else None
+    if found != LAYOUT:
+        print(
+            f"error: {args.fits} has fits.json layout {found}; this report needs layout {LAYOUT} "
+            f"(workflow/fit/schema.py): refit it with this version of the pipeline (snakemake --forcerun fit)",
+            file=sys.stderr,
+        )
+        return 1
+    written = build_report(pl.read_parquet(args.runs), pl.read_parquet(args.curves), fits, args.out_dir)
     print(f"report: {written[-1]}")
     return 0
