@@ -231,7 +231,7 @@ def test_two_process_ddp_matches_one_device(dataset_manifest, tmp_path):
     summary = train_run(single, dataset_manifest, tmp_path / "one" / "run", tmp_path / "one" / "work" / "weights")
     assert summary["gradient_accumulation"] == 4 and summary["devices"] == 1
 
-    ddp = replace(single, devices=2)
+    ddp = replace(single, execution=replace(single.execution, devices=2))
     result = train_cli(ddp, dataset_manifest, tmp_path / "two")
     assert result.returncode == 0, result.stderr
     two = read_json(tmp_path / "two" / "run" / "summary.json")

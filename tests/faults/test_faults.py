@@ -32,7 +32,10 @@ PYTHON = sys.executable
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "-m", *args], capture_output=True, text=True, timeout=timeout)
+    """A stage's CLI; a failure must speak in lines, never a Python traceback (docs/reliability.md)."""
+    result = subprocess.run([PYTHON, "-m", *args], capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0 or "Traceback" not in result.stderr, result.stderr[-3000:]
+    return result
 
 
 def snapshot(directory: Path) -> dict[str, str]:
@@ -103,7 +106,7 @@ def test_token_budget_above_the_dataset_is_refused_naming_the_run(dataset_manife
     result = train_cli(spec, dataset_manifest, tmp_path)
     assert result.returncode == 1
     assert f"run {spec.run_id}: token budget 10000000000 exceeds" in result.stderr
-    assert "allow_repeated_epochs" in result.stderr
+    assert "allow_repeated_epochs" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists() and not (tmp_path / "work").exists()
 
 
@@ -289,11 +292,11 @@ def interrupt_snakemake(workdir: Path, args: list[str], when, signum: int) -> in
     return process.wait(timeout=300)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_interrupted_study_completes_with_a_plain_rerun(finished, signum):
-    """Ctrl-C or SIGTERM while the grid trains: some jobs are cut short, others have just finished.
-    A plain `snakemake` (no --rerun-incomplete, no --cleanup-metadata) completes the study, keeps the
-    runs that had finished, and ends with the uninterrupted study's losses."""
+def test_interrupted_study_completes_with_a_plain_rerun(finished):
+    """Ctrl-C while the grid trains: some jobs are cut short, others have just finished. A plain
+    `snakemake` (no --rerun-incomplete, no --cleanup-metadata) completes the study, keeps the runs that
+    had finished, and ends with the uninterrupted study's losses. (SIGTERM to Snakemake takes the same
+    shutdown path.)"""
     workdir, _ = finished
     runs = sorted((workdir / "results" / "runs").iterdir())
     before = {run.name: pl.read_csv(run / "metrics.csv")["train_loss"].to_list() for run in runs}
@@ -302,7 +305,7 @@ def test_interrupted_study_completes_with_a_plain_rerun(finished, signum):
     def some_runs_finished() -> bool:
         return sum((run / "summary.json").exists() for run in runs) >= 3
 
-    assert interrupt_snakemake(workdir, args, some_runs_finished, signum) != 0
+    assert interrupt_snakemake(workdir, args, some_runs_finished, signal.SIGINT) != 0
     rerun = snakemake(workdir, "--configfile", "config/tiny.yaml", check=False)
     output = rerun.stdout + rerun.stderr
     assert rerun.returncode == 0, output[-3000:]
@@ -758,15 +761,13 @@ def test_a_run_missing_its_summary(finished, tmp_path):
     assert snapshot(workdir / "results") == before
 
 
-@pytest.mark.parametrize(("name", "reader"), [("eval.json", "collect"), ("summary.json", "evaluate")])
-def test_a_damaged_run_file_is_moved_aside_and_remade(finished, name, reader):
-    """A truncated eval.json or summary.json (a disk that filled up under another tool, a bad copy):
-    the first job to read it (collect, or the run's evaluation) stops with one line naming the run and
-    the file and moves it aside; a plain rerun remakes it (evaluation, or the run's training) and
-    completes the study."""
+def test_a_damaged_run_file_is_moved_aside_and_remade(finished):
+    """A truncated eval.json (a disk that filled up under another tool, a bad copy): collect stops with
+    one line naming the run and the file and moves it aside; a plain rerun remakes it and completes the
+    study. (A damaged summary.json is met by the run's evaluation first: the next test.)"""
     workdir, _ = finished
-    run = "L1-d16-h2_D32k_s0"
-    log_of = {"collect": "results/logs/collect.log", "evaluate": f"results/logs/evaluate/{run}.log"}[reader]
+    run, name = "L1-d16-h2_D32k_s0", "eval.json"
+    log_of = "results/logs/collect.log"
     relative = f"results/runs/{run}/{name}"  # collect runs in the study's directory
     damaged = workdir / relative
     damaged.write_text(damaged.read_text()[:100])  # newer than the tables: collect reruns
@@ -782,6 +783,21 @@ def test_a_damaged_run_file_is_moved_aside_and_remade(finished, name, reader):
     assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-3000:]
     assert read_json(damaged)["run_id"] == run
     assert "Nothing to be done" in snakemake(workdir, "-n", "--configfile", "config/tiny.yaml").stdout
+
+
+def test_a_damaged_summary_stops_evaluation_and_is_moved_aside(trained, dataset_manifest, tmp_path):
+    """The run's evaluation reads its summary.json first: a damaged one stops it with one line and is
+    moved aside, so that the next snakemake retrains the run."""
+    root = tmp_path / "copy"
+    shutil.copytree(trained, root)
+    summary = root / "run" / "summary.json"
+    summary.write_text(summary.read_text()[:100])
+    result = evaluate_cli(root, dataset_manifest)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    # The run's results directory names it: here the test's own layout, ROOT/run/.
+    assert f"error: run {summary.parent.name}: its summary.json is damaged (not valid JSON: " in result.stderr
+    assert f"moved aside to {summary}.damaged: run snakemake again to remake it" in result.stderr
+    assert not summary.exists() and not (root / "run" / "eval.json").exists()
 
 
 def runs_table(finished) -> pl.DataFrame:
