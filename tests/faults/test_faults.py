@@ -598,6 +598,13 @@ def trained(dataset_manifest, tmp_path_factory) -> Path:
     return root
 
 
+def report_args(results: Path, fits: Path, out_dir: Path) -> list[str]:
+    """The report CLI's arguments (after `python -m`): a study's tables, the given fits.json, OUT_DIR."""
+    tables = results / "tables"
+    return ["workflow.report", "--runs", str(tables / "runs.parquet"), "--curves", str(tables / "curves.parquet"),
+            "--fits", str(fits), "--out-dir", str(out_dir)]  # fmt: skip
+
+
 def stage_writing_to(stage: str, disk: Path, request) -> list[str]:
     """The CLI of STAGE, on the test's small real inputs, with its outputs on DISK."""
     documents = lambda: str(request.getfixturevalue("documents_path"))  # noqa: E731
@@ -693,19 +700,7 @@ def stage_writing_to(stage: str, disk: Path, request) -> list[str]:
     if stage == "fit":
         return [PYTHON, "-m", "workflow.fit", str(tables / "tables" / "runs.parquet"), "--out", str(disk / "fits.json")]
     if stage == "report":
-        return [
-            PYTHON,
-            "-m",
-            "workflow.report",
-            "--runs",
-            str(tables / "tables" / "runs.parquet"),
-            "--curves",
-            str(tables / "tables" / "curves.parquet"),
-            "--fits",
-            str(tables / "fits" / "fits.json"),
-            "--out-dir",
-            str(disk / "report"),
-        ]
+        return [PYTHON, "-m", *report_args(tables, tables / "fits" / "fits.json", disk / "report")]
     raise AssertionError(stage)
 
 
@@ -825,17 +820,7 @@ def test_a_fits_json_of_another_layout_is_named_by_the_report(tmp_path, finished
     fits = read_json(results / "fits" / "fits.json")
     del fits["layout"]  # as written before layouts were numbered
     (tmp_path / "fits.json").write_text(json.dumps(fits))
-    result = cli(
-        "workflow.report",
-        "--runs",
-        str(results / "tables" / "runs.parquet"),
-        "--curves",
-        str(results / "tables" / "curves.parquet"),
-        "--fits",
-        str(tmp_path / "fits.json"),
-        "--out-dir",
-        str(tmp_path / "report"),
-    )
+    result = cli(*report_args(results, tmp_path / "fits.json", tmp_path / "report"))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "has fits.json layout 1; this report needs layout 2" in result.stderr
     assert not (tmp_path / "report").exists()
