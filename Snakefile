@@ -2,7 +2,7 @@
 # Rules only wire files; the logic lives in the Python package workflow/ (python -m workflow.<stage>).
 # Inside this file `workflow` is Snakemake's own object: import ours as `from workflow.x import y`.
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("8.0")
 
@@ -10,15 +10,13 @@ min_version("8.0")
 configfile: "config/config.yaml"
 
 
-try:
-    validate(config, "config/config.schema.yaml")
-except WorkflowError:
-    # YAML 1.1 reads 4e-3 as text: say which key and how to write it, rather than "not of type 'number'".
-    from workflow.config import numbers_written_as_text
+# Snakemake's validate, naming a number YAML 1.1 read as text (4e-3) with how to write it.
+from workflow.config import ConfigError, validate_config
 
-    if hints := numbers_written_as_text(config):
-        raise WorkflowError("config error: " + "; ".join(hints)) from None
-    raise
+try:
+    validate_config(config, f"{workflow.basedir}/config/config.schema.yaml")
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
 
 
 include: "rules/common.smk"

@@ -306,5 +306,9 @@ def test_config_files_are_checked_naming_file_and_line(tmp_path):
     text.write_text("train:\n  lr: 4e-3\n")
     with pytest.raises(ConfigError, match="train.lr is '4e-3', which YAML reads as text: write 4.0e-3"):
         check_files([REPO / "config" / "config.yaml", text])
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("dataset: {shard_size: 10}\n")
+    with pytest.raises(ConfigError, match=r"^config error at dataset: .*'shard_size' was unexpected\)$"):
+        check_files([REPO / "config" / "config.yaml", unknown])
     assert len(check_files([REPO / "config" / "config.yaml", REPO / "config" / "tiny.yaml"])) == 9
     assert main(["--check", "--configfile", str(bad)]) == 1

@@ -217,11 +217,10 @@ def expand_runs(config: dict) -> dict[str, RunSpec]:
             execution=dataclasses.replace(spec.execution, **execution),
             **others,
         )
-        # An override must leave a run the grid itself would accept; the error names the override.
-        check_run(runs[run_id], f"train.overrides.{run_id}")
 
     if not runs:
         raise ConfigError("config error at train: the grid defines no runs")
+    # Every run, as the grid made it or as an override changed it (then the error names the override).
     for spec in runs.values():
         check_run(spec, f"train.overrides.{spec.run_id}" if spec.run_id in train.get("overrides", {}) else "train")
     return runs
@@ -390,7 +389,7 @@ def check_files(paths: list[Path]) -> dict[str, RunSpec]:
     the file and line of a YAML syntax error, or the key of a bad value. Snakemake reads config files
     before the Snakefile and reports a syntax error without either, so `./pipeline.sh run` calls this
     first."""
-    from snakemake.utils import update_config, validate
+    from snakemake.utils import update_config
     from snakemake_interface_common.exceptions import WorkflowError
 
     config: dict = {}
@@ -411,12 +410,37 @@ def check_files(paths: list[Path]) -> dict[str, RunSpec]:
             )
         update_config(config, loaded)
     try:
-        validate(config, str(SCHEMA))
+        validate_config(config, SCHEMA)
     except WorkflowError as e:
-        hints = numbers_written_as_text(config)
-        raise ConfigError("config error: " + ("; ".join(hints) if hints else str(e).splitlines()[0])) from None
+        raise ConfigError(schema_error_line(str(e))) from None
     expand_paths(config)
     return check_config(config)
+
+
+def validate_config(config: dict, schema: str | os.PathLike) -> None:
+    """Snakemake's schema validation (which fills in defaults). A config holding a number that YAML
+    read as text (`4e-3`) fails with a ConfigError naming each such key and how to write it; any other
+    failure is Snakemake's own error, unchanged."""
+    from snakemake.utils import validate
+    from snakemake_interface_common.exceptions import WorkflowError
+
+    try:
+        validate(config, str(schema))
+    except WorkflowError:
+        if hints := numbers_written_as_text(config):
+            raise ConfigError("config error: " + "; ".join(hints)) from None
+        raise
+
+
+def schema_error_line(message: str) -> str:
+    """Snakemake's multi-line schema error as one line: the key (from its "On instance[...]" line) and
+    what is wrong (its "ValidationError:" line); the whole text where those are not found."""
+    reason = re.search(r"^ValidationError: (.*)$", message, flags=re.M)
+    where = re.search(r"^On instance((?:\[[^\]]*\])*):", message, flags=re.M)
+    if not reason:
+        return "config error: " + " ".join(message.split())
+    key = ".".join(part.strip("'") for part in re.findall(r"\[([^\]]*)\]", where.group(1))) if where else ""
+    return f"config error{f' at {key}' if key else ''}: {reason.group(1)}"
 
 
 def main(argv: list[str] | None = None) -> int:
