@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from workflow.flops import CONVENTIONS
-from workflow.io import DamagedOutput, atomic_path, read_output_json, run_stage
+from workflow.io import DamagedOutput, atomic_path, damaged, read_output_json, run_stage
 
 
 class CollectError(ValueError):
@@ -105,12 +105,7 @@ def collect(run_dirs: list[Path], flop_convention: str, parameter_count: str) ->
             metrics = pl.read_csv(run_dir / "metrics.csv", schema_overrides={"mfu": pl.Float64})
             metrics = metrics.with_columns(pl.lit(run_dir.name).alias("run_id"), *labels)
         except (pl.exceptions.PolarsError, UnicodeDecodeError) as e:
-            aside = run_dir / "metrics.csv.damaged"
-            (run_dir / "metrics.csv").replace(aside)
-            raise CollectError(
-                f"run {run_dir.name}: its metrics.csv is damaged ({str(e).splitlines()[0]}); moved aside to "
-                f"{aside}: run snakemake again to remake it (the job that wrote it reruns)"
-            ) from None
+            raise CollectError(str(damaged(run_dir / "metrics.csv", str(e).splitlines()[0]))) from None
         curves.append(metrics)
         for point in summary["points"]:
             if point["cooldown_rows"]:

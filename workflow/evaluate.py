@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from workflow.io import DamagedOutput, read_json, read_output_json, run_stage, write_json_atomic
+from workflow.io import DamagedOutput, move_aside, read_json, read_output_json, run_stage, write_json_atomic
 from workflow.model import LanguageModel, build_model
 from workflow.shards import data_identity, describe_identity, load_split, sequential_windows
 from workflow.spec import ModelConfig
@@ -60,10 +58,7 @@ def load_weights(path: Path, summary: dict, data: dict, device: torch.device) ->
 
 def set_aside(weights_dir: Path) -> str:
     """Move a run's weights directory to WEIGHTS.set-aside; the sentence that says so and what to do."""
-    aside = weights_dir.with_name(f"{weights_dir.name}.set-aside")
-    if aside.exists():
-        shutil.rmtree(aside)
-    os.replace(weights_dir, aside)
+    aside = move_aside(weights_dir, "set-aside")
     return f"; moved the weights directory aside to {aside}: run snakemake again to retrain the run"
 
 

@@ -95,12 +95,28 @@ def read_output_json(path: str | os.PathLike, keys: tuple[str, ...] = ()) -> dic
         why = f"no {', '.join(map(repr, missing))} in it: written by another version of the pipeline?"
     if why is None:
         return value
-    aside = path.with_name(path.name + ".damaged")
-    path.replace(aside)
-    raise DamagedOutput(
+    raise damaged(path, why)
+
+
+def damaged(path: Path, why: str) -> DamagedOutput:
+    """Move a run's damaged output to PATH.damaged (so that the next snakemake remakes it) and the
+    one-sentence error that says so."""
+    aside = move_aside(path, "damaged")
+    return DamagedOutput(
         f"run {path.parent.name}: its {path.name} is damaged ({why}); moved aside to {aside}: run snakemake "
         f"again to remake it (the job that wrote it reruns)"
     )
+
+
+def move_aside(path: str | os.PathLike, suffix: str) -> Path:
+    """Rename a file or directory to PATH.SUFFIX, replacing an older one of that name; the new path.
+    Nothing happens when PATH does not exist."""
+    path = Path(path)
+    aside = path.with_name(f"{path.name}.{suffix}")
+    if path.exists():
+        _remove(aside)
+        os.replace(path, aside)
+    return aside
 
 
 def read_json(path: str | os.PathLike):

@@ -58,7 +58,7 @@ from tqdm import tqdm
 
 from workflow import __version__, flops
 from workflow.config import format_count
-from workflow.io import atomic_path, disk_full, read_json, run_stage, write_json_atomic
+from workflow.io import atomic_path, disk_full, move_aside, read_json, run_stage, write_json_atomic
 from workflow.model import build_model
 from workflow.shards import ShardError, StepBatches, data_identity, describe_identity, load_split
 from workflow.spec import RunSpec
@@ -492,16 +492,9 @@ class Trainer:
 
     def set_aside(self, reason: str, why: str) -> None:
         """Move the checkpoint and its staged points to ``*.REASON`` (replacing older ones) and say so."""
-        aside = self.checkpoint_path.with_name(f"{self.checkpoint_path.name}.{reason}")
         if self.dist.main:
-            for path, target in (
-                (self.checkpoint_path, aside),
-                (self.staging_dir, self.staging_dir.with_name(f"{self.staging_dir.name}.{reason}")),
-            ):
-                if target.is_dir():
-                    shutil.rmtree(target)
-                if path.exists():
-                    os.replace(path, target)
+            aside = move_aside(self.checkpoint_path, reason)
+            move_aside(self.staging_dir, reason)
             print(
                 f"{self.run_id}: checkpoint {self.checkpoint_path} {why}; set aside as {aside.name}, starting afresh",
                 file=sys.stderr,
