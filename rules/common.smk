@@ -53,6 +53,13 @@ def source_files(module):
     return [str(package.with_suffix(".py"))]
 
 
+def fit_variant_args():
+    """The fit CLI's options for the form of Approach 3's law (fit.tie_exponents, fit.fix)."""
+    args = ["--tie-exponents"] if config["fit"].get("tie_exponents") else []
+    args += [f"--fix {name}={value!r}" for name, value in sorted(config["fit"].get("fix", {}).items())]
+    return " ".join(args)
+
+
 def run_spec(wildcards):
     """The settings that define the run's result: Snakemake reruns the run when this text changes."""
     return spec_json(RUNS[wildcards.run])

@@ -93,6 +93,12 @@ def test_flop_convention_reruns_only_the_analysis(finished):
     assert dry_run_jobs(workdir, changed) == {"study_config": 1, "collect": 1, "fit": 1, "report": 1, "all": 1}
 
 
+def test_form_of_the_law_reruns_only_fit_and_report(finished):
+    workdir, _ = finished
+    changed = write_config(workdir, "form.yaml", lambda c: c["fit"].update(tie_exponents=True, fix={"E": 1.5}))
+    assert dry_run_jobs(workdir, changed) == {"study_config": 1, "fit": 1, "report": 1, "all": 1}
+
+
 def test_vocabulary_change_reruns_from_the_tokenizer(finished):
     workdir, _ = finished
     changed = write_config(workdir, "vocab.yaml", lambda c: c["tokenizer"].update(vocab_size=400))

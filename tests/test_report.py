@@ -164,3 +164,18 @@ def test_cli_builds_the_report_from_result_files(study, tmp_path):
         == 0
     )
     assert (tmp_path / "report" / "index.html").exists()
+
+
+def test_warnings_and_the_form_of_the_law_stand_beside_it():
+    """The page lists each approach's warnings beneath its law, and a constrained law says its form."""
+    from synthetic import grid_study, grid_table
+
+    from workflow.fit.variant import Variant
+    from workflow.report.page import summary_items
+
+    law = dict(LAW, beta=LAW["alpha"])
+    fits = fit_table(grid_table(*grid_study(law=law)), variant=Variant.of(True, {"E": 1.8}), refine=20)
+    fits["approach3"]["warnings"] = ["a <b>warning</b> of the fit"]
+    (item,) = [i for i in summary_items(fits) if i.startswith("<li>Approach 3:")]
+    assert "with alpha = beta (tied), E fixed at 1.8: E=1.8 A=" in item
+    assert '<ul><li class="warn">warning: a &lt;b&gt;warning&lt;/b&gt; of the fit</li></ul>' in item

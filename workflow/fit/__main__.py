@@ -3,7 +3,8 @@
 TABLE is a CSV or parquet file with columns params, tokens, loss and
 optionally flops (else C = 6 N D, and the output says so), status, run_id,
 compute_budget. ``--curves`` enables Approach 1, ``--bootstrap`` (with
-``--seed``) the intervals, ``--predict C1,C2`` the predictions. A required
+``--seed``) the intervals, ``--predict C1,C2`` the predictions;
+``--tie-exponents`` and ``--fix NAME=VALUE`` choose Approach 3's form. A required
 approach failing exits 1 with its message; an optional one records why it was
 skipped.
 """
@@ -21,6 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from workflow.fit.common import HUBER_DELTA, FitError
 from workflow.fit.study import fit_table, read_table, summary_lines
+from workflow.fit.variant import Variant, parse_fixed
 from workflow.io import run_stage, write_json_atomic
 
 
@@ -40,6 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--workers", type=int, default=2, help="processes for the bootstrap")
     parser.add_argument("--predict", default="", help="compute budgets (FLOPs), comma-separated")
+    parser.add_argument("--tie-exponents", action="store_true", help="Approach 3 with alpha = beta")
+    parser.add_argument(
+        "--fix",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="Approach 3 with a parameter (E, A, B, alpha or beta) held at VALUE; repeatable",
+    )
     parser.add_argument("--flop-convention", default=None, help="recorded in the output")
     parser.add_argument("--parameter-count", default=None, help="recorded in the output")
     args = parser.parse_args(argv)
@@ -55,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if any(not (math.isfinite(c) and c > 0) for c in budgets) or args.bootstrap < 0:
         print("error: --predict budgets must be positive FLOPs and --bootstrap must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        variant = Variant.of(args.tie_exponents, parse_fixed(args.fix))
+    except FitError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
     try:
@@ -73,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 predict=budgets,
                 workers=args.workers,
                 metadata=metadata,
+                variant=variant,
             )
     except FitError as e:
         print(f"error: {e}", file=sys.stderr)

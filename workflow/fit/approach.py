@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from workflow.fit.common import HUBER_DELTA, FitError
+from workflow.fit.variant import FREE, Variant
 
 
 @dataclass
@@ -25,7 +26,8 @@ class Study:
 
     ``fits`` holds the sections fitted so far, in registry order, so that a later
     approach can use an earlier one (the extrapolation check refits Approach 3).
-    ``cache`` keeps what a fit computed for its bootstrap (Approach 1's curve matrix)."""
+    ``cache`` keeps what a fit computed for its bootstrap (Approach 1's curve matrix).
+    ``variant`` is the form of Approach 3's law (tied exponents, fixed values: variant.py)."""
 
     table: pl.DataFrame
     curves: pl.DataFrame | None
@@ -36,6 +38,7 @@ class Study:
     delta: float = HUBER_DELTA
     refine: int | None = 100
     predict: list[float] = field(default_factory=list)
+    variant: Variant = FREE
     fits: dict = field(default_factory=dict)
     cache: dict = field(default_factory=dict)
 
@@ -100,7 +103,9 @@ class Approach:
     parameters: the section's keys in the parameters table.
     allocates: the section holds an allocation law (a, b, k_n, k_d; allocation.py).
     law(section, N, D) -> loss, for an approach that predicts the loss itself.
-    compute_curve(section, C) -> loss, the approach's loss against compute (report)."""
+    compute_curve(section, C) -> loss, the approach's loss against compute (report).
+    bootstrap_warnings(section, intervals) -> warnings the bootstrap intervals give about the
+        section's parameters (added to its ``warnings``)."""
 
     name: str
     title: str
@@ -113,3 +118,4 @@ class Approach:
     allocates: bool = False
     law: Callable[[dict, Any, Any], np.ndarray] | None = None
     compute_curve: Callable[[dict, np.ndarray], np.ndarray] | None = None
+    bootstrap_warnings: Callable[[dict, dict], list[str]] | None = None

@@ -20,8 +20,16 @@ from workflow.fit.allocation import ALLOCATION_FORM, allocate
 from workflow.fit.approach import Approach, Prepared, Resample, Study
 from workflow.fit.common import HUBER_DELTA, FitError
 from workflow.fit.lse import best_starts, fit_lse, minimise_from
+from workflow.fit.variant import FREE, FREE_FORM, Variant
 
 PARAM_NAMES = ("a", "b", "e", "alpha", "beta")  # theta of lse.py with m = 2
+KEEP_OPTIMA = 5  # distinct optima kept: the bootstrap starts from the first 3, the warnings look at all
+BOOTSTRAP_STARTS = 3
+# Identification thresholds (docs/methods.md, "Identification warnings").
+NEAR_OBJECTIVE = 0.01  # another optimum within 1% of the best objective ...
+DIFFERENT_PARAMETER = 0.1  # ... whose E, alpha or beta differs by more than 10% is a warning
+BOUND_FRACTION = 0.01  # an interval whose lower end is below 1% of the value reaches the bound 0
+INTERVAL_SPAN = 10.0  # an interval whose ends differ more than 10 times spans an order of magnitude
 
 
 def hoffmann_grid() -> np.ndarray:
@@ -62,10 +70,12 @@ def predict_approach3(law: dict, params, tokens) -> np.ndarray:
     )
 
 
-def check_fit_data(params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, minimum_runs: int) -> None:
+def check_fit_data(
+    params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, minimum_runs: int, free_count: int = 5
+) -> None:
     if len(loss) < minimum_runs:
         raise FitError(
-            f"Approach 3 fits 5 parameters and needs at least {minimum_runs} completed runs; got {len(loss)}"
+            f"Approach 3 fits {free_count} parameters and needs at least {minimum_runs} completed runs; got {len(loss)}"
         )
     for name, values in (("params", params), ("tokens", tokens), ("loss", loss)):
         if not np.all(np.isfinite(values)) or np.any(values <= 0):
@@ -77,8 +87,9 @@ def check_fit_data(params: np.ndarray, tokens: np.ndarray, loss: np.ndarray, min
 
 
 def identification_warnings(fit: dict, params: np.ndarray, tokens: np.ndarray, loss: np.ndarray) -> list[str]:
+    """What the best optimum itself shows: E sent to zero, or a term that hardly changes over the runs."""
     warnings = []
-    if fit["E"] < 0.05 * loss.min():
+    if "E" in fit["free_parameters"] and fit["E"] < 0.05 * loss.min():
         warnings.append(
             f"E is not identified: the fit sends it to {fit['E']:.3g}, below 5% of the lowest loss "
             f"({loss.min():.3g}); the data show no levelling-off"
@@ -93,6 +104,50 @@ def identification_warnings(fit: dict, params: np.ndarray, tokens: np.ndarray, l
     return warnings
 
 
+def local_optima_warnings(fit: dict, variant: Variant) -> list[str]:
+    """Another optimum nearly as good (objective within NEAR_OBJECTIVE) whose E or exponents differ by more
+    than DIFFERENT_PARAMETER (relative): the data do not choose between two laws."""
+    best = law_of(list(fit["log_params"].values()))
+    warnings = []
+    for optimum in fit["local_optima"][1:]:
+        gap = optimum["objective"] / fit["objective"] - 1 if fit["objective"] > 0 else np.inf
+        if gap > NEAR_OBJECTIVE:
+            continue
+        other = law_of(list(optimum["log_params"].values()))
+        differ = [
+            f"{name} {best[name]:.4g} against {other[name]:.4g}"
+            for name in ("E", "alpha", "beta")
+            if name in variant.free_parameters
+            and abs(other[name] - best[name]) > DIFFERENT_PARAMETER * max(abs(best[name]), abs(other[name]))
+        ]
+        if differ:
+            warnings.append(
+                f"another optimum fits within {100 * gap:.2g}% of the best objective with a different law "
+                f"({', '.join(differ)}): the data do not choose between them"
+            )
+    return warnings
+
+
+def bootstrap_warnings(section: dict, intervals: dict) -> list[str]:
+    """A free E or exponent whose 95% interval reaches its bound (0) or spans more than INTERVAL_SPAN times."""
+    warnings = []
+    for name in ("E", "alpha", "beta"):
+        if name not in section.get("free_parameters", ("E", "alpha", "beta")) or name not in intervals:
+            continue
+        low, high = intervals[name]
+        if low < BOUND_FRACTION * section[name]:
+            warnings.append(
+                f"{name} is not identified: its 95% bootstrap interval [{low:.3g}, {high:.3g}] reaches its bound, "
+                f"0 (the lower end is below {100 * BOUND_FRACTION:g}% of the fitted {section[name]:.4g})"
+            )
+        elif high > INTERVAL_SPAN * low:
+            warnings.append(
+                f"{name} is poorly identified: its 95% bootstrap interval [{low:.3g}, {high:.3g}] spans "
+                f"{high / low:.3g} times, more than an order of magnitude"
+            )
+    return warnings
+
+
 def fit_approach3(
     params: np.ndarray,
     tokens: np.ndarray,
@@ -101,13 +156,17 @@ def fit_approach3(
     delta: float = HUBER_DELTA,
     starts: np.ndarray | None = None,
     refine: int | None = 100,
+    variant: Variant = FREE,
 ) -> dict:
+    """The law fitted to the runs in ``variant``'s form (``starts``: full-theta rows, default Hoffmann's grid)."""
     params, tokens, loss = (np.asarray(v, dtype=np.float64) for v in (params, tokens, loss))
-    check_fit_data(params, tokens, loss, minimum_runs=6)
+    free_count = len(variant.free_parameters)
+    check_fit_data(params, tokens, loss, minimum_runs=free_count + 1, free_count=free_count)
     log_x, log_loss = np.stack([np.log(params), np.log(tokens)]), np.log(loss)
-    starts = hoffmann_grid() if starts is None else starts
+    starts = variant.starts(hoffmann_grid() if starts is None else starts)
+    reparam = variant.reparametrisation()
     t0 = time.perf_counter()
-    optima, refined = fit_lse(log_x, log_loss, starts, refine=refine, delta=delta)
+    optima, refined = fit_lse(log_x, log_loss, starts, refine=refine, delta=delta, reparam=reparam, keep=KEEP_OPTIMA)
     best = optima[0]
     if not (best.x[3] > 0 and best.x[4] > 0):
         raise FitError(
@@ -115,7 +174,9 @@ def fit_approach3(
             f"loss does not fall with both N and D in these runs"
         )
     fit = law_of(best.x) | {
-        "form": "L(N, D) = E + A / N^alpha + B / D^beta",
+        "form": variant.form,
+        "variant": variant.describe(),
+        "free_parameters": variant.free_parameters,
         "log_params": dict(zip(PARAM_NAMES, map(float, best.x))),
         "objective": float(best.fun),
         "huber_delta": delta,
@@ -127,21 +188,27 @@ def fit_approach3(
         ],
         "seconds": time.perf_counter() - t0,
     }
-    fit["warnings"] = identification_warnings(fit, params, tokens, loss)
+    fit["warnings"] = identification_warnings(fit, params, tokens, loss) + local_optima_warnings(fit, variant)
     return fit
 
 
 def fit(study: Study) -> dict:
-    return fit_approach3(study.params, study.tokens, study.loss, delta=study.delta, refine=study.refine)
+    return fit_approach3(
+        study.params, study.tokens, study.loss, delta=study.delta, refine=study.refine, variant=study.variant
+    )
 
 
 def prepare(study: Study, section: dict, rng: np.random.Generator, samples: int, options: dict) -> Prepared:
     """Refits start from the full fit's distinct optima (no draws of its own: it refits the run rows); the
     first ``options["verify"]`` resamples are also refitted from the grid (its ``verify_refine`` best starts)."""
-    optima = section.get("local_optima") or [{"log_params": section["log_params"]}]
+    optima = (section.get("local_optima") or [{"log_params": section["log_params"]}])[:BOOTSTRAP_STARTS]
     starts = np.array([[o["log_params"][k] for k in PARAM_NAMES] for o in optima])
+    reparam = study.variant.reparametrisation()
     shared = {
-        "starts": starts,
+        "starts": starts if reparam is None else reparam.free(starts),
+        "grid": study.variant.starts(hoffmann_grid()),
+        "reparam": reparam,
+        "fixed": [name for name, _ in study.variant.fixed],
         "verify": options["verify"],
         "refine": options["verify_refine"],
         "tolerance": 1e-6 * section["objective"] + 1e-12,
@@ -156,24 +223,26 @@ def refit(resample: Resample) -> dict:
     log_loss, delta, shared = resample.column("log_loss"), resample.delta, resample.shared
     if len(np.unique(log_x[0])) < 2 or len(np.unique(log_x[1])) < 2:
         raise FitError("a single N or D drawn")
-    best = minimise_from(shared["starts"], log_x, log_loss, delta)
+    reparam = shared["reparam"]
+    best = minimise_from(shared["starts"], log_x, log_loss, delta, reparam)
     values: dict = {}
     if resample.index < shared["verify"]:
-        grid_best = minimise_from(
-            best_starts(hoffmann_grid(), shared["refine"], log_x, log_loss, delta), log_x, log_loss, delta
-        )
+        grid_starts = best_starts(shared["grid"], shared["refine"], log_x, log_loss, delta, reparam)
+        grid_best = minimise_from(grid_starts, log_x, log_loss, delta, reparam)
         gap = float(best.fun - grid_best.fun)
         values["_verified"] = (gap, gap <= shared["tolerance"])
         best = grid_best if grid_best.fun < best.fun else best
     if not (best.x[3] > 0 and best.x[4] > 0):
         raise FitError("non-positive exponent")
     law = law_of(best.x)
-    law.pop("allocation_form")
+    for name in ("allocation_form", *shared["fixed"]):
+        law.pop(name)  # a fixed value has no interval
     return values | law
 
 
 def summary(section: dict, show) -> str:
-    return (
+    form = "" if section["form"] == FREE_FORM else f"{section['form']}: "
+    return form + (
         f"E={show('E')} A={show('A')} B={show('B')} alpha={show('alpha')} beta={show('beta')} "
         f"a={show('a', 3)} ({section['starts_refined']} of {section['starts']} starts refined)"
     )
@@ -197,4 +266,5 @@ APPROACH = Approach(
     allocates=True,
     law=predict_approach3,
     compute_curve=compute_curve,
+    bootstrap_warnings=bootstrap_warnings,
 )

@@ -9,9 +9,12 @@ import polars as pl
 from workflow.fit.approach import Approach, Study
 from workflow.fit.approach3 import fit_approach3, predict_approach3
 from workflow.fit.common import FitError
+from workflow.fit.variant import FREE, Variant
 
 
-def extrapolation_check(table: pl.DataFrame, *, delta: float, refine: int | None, full_fit: dict | None = None) -> dict:
+def extrapolation_check(
+    table: pl.DataFrame, *, delta: float, refine: int | None, full_fit: dict | None = None, variant: Variant = FREE
+) -> dict:
     """Refit Approach 3 without the largest compute and predict the runs held out."""
     budgets = table["compute_budget"].drop_nulls() if "compute_budget" in table.columns else pl.Series([])
     if budgets.n_unique() >= 2:
@@ -32,7 +35,12 @@ def extrapolation_check(table: pl.DataFrame, *, delta: float, refine: int | None
         raise FitError("the extrapolation check holds out every run: no run has less compute than the largest")
     try:
         refit = fit_approach3(
-            kept["params"].to_numpy(), kept["tokens"].to_numpy(), kept["loss"].to_numpy(), delta=delta, refine=refine
+            kept["params"].to_numpy(),
+            kept["tokens"].to_numpy(),
+            kept["loss"].to_numpy(),
+            delta=delta,
+            refine=refine,
+            variant=variant,
         )
     except FitError as e:
         raise FitError(f"the extrapolation check's refit without {description} failed: {e}") from None
@@ -73,7 +81,7 @@ def extrapolation_check(table: pl.DataFrame, *, delta: float, refine: int | None
 
 def fit(study: Study) -> dict:
     return extrapolation_check(
-        study.table, delta=study.delta, refine=study.refine, full_fit=study.fits.get("approach3")
+        study.table, delta=study.delta, refine=study.refine, full_fit=study.fits.get("approach3"), variant=study.variant
     )
 
 

@@ -9,6 +9,10 @@ Approach 3's (a, b, e, alpha, beta), m = 1 a Kaplan law's (a, e, alpha). The
 objective is the sum of Huber losses of log-loss residuals. ``fit_lse`` scores
 every start at once (one vectorised pass), runs L-BFGS with the analytic
 gradient from the best-ranked ones and keeps the distinct optima it reaches.
+
+A constrained form (tied exponents, fixed values: variant.py) passes a
+reparametrisation: starts are then in its free coordinates, the objective's
+gradient is mapped back to them, and every result's ``x`` is the full theta.
 """
 
 from __future__ import annotations
@@ -70,25 +74,38 @@ def objective_at_starts(starts: np.ndarray, log_x: np.ndarray, log_loss: np.ndar
     return huber(residual, delta).sum(axis=1)
 
 
-def best_starts(starts: np.ndarray, refine: int | None, log_x, log_loss, delta: float) -> np.ndarray:
+def objective_free(free: np.ndarray, reparam, log_x, log_loss, delta: float) -> tuple[float, np.ndarray]:
+    """``objective`` in a reparametrisation's free coordinates (chain rule: matrix.T @ gradient)."""
+    value, grad = objective(reparam.theta(free), log_x, log_loss, delta)
+    return value, reparam.matrix.T @ grad
+
+
+def best_starts(starts: np.ndarray, refine: int | None, log_x, log_loss, delta: float, reparam=None) -> np.ndarray:
     """The ``refine`` starts of lowest objective (all of them when refine is None)."""
     if refine is None or refine >= len(starts):
         return starts
-    ranked = np.argsort(objective_at_starts(starts, log_x, log_loss, delta), kind="stable")
+    full = starts if reparam is None else reparam.theta(starts)
+    ranked = np.argsort(objective_at_starts(full, log_x, log_loss, delta), kind="stable")
     return starts[ranked[:refine]]
 
 
-def minimise_all(starts: np.ndarray, log_x, log_loss, delta: float) -> list:
-    """L-BFGS from each start; every result."""
-    return [
-        minimize(objective, start, args=(log_x, log_loss, delta), jac=True, method="L-BFGS-B", options=LBFGS_OPTIONS)
-        for start in starts
-    ]
+def minimise_all(starts: np.ndarray, log_x, log_loss, delta: float, reparam=None) -> list:
+    """L-BFGS from each start; every result (``x``: the full theta)."""
+    fun, args = (
+        (objective, (log_x, log_loss, delta))
+        if reparam is None
+        else (objective_free, (reparam, log_x, log_loss, delta))
+    )
+    results = [minimize(fun, start, args=args, jac=True, method="L-BFGS-B", options=LBFGS_OPTIONS) for start in starts]
+    if reparam is not None:
+        for result in results:
+            result.x = reparam.theta(result.x)
+    return results
 
 
-def minimise_from(starts: np.ndarray, log_x, log_loss, delta: float):
+def minimise_from(starts: np.ndarray, log_x, log_loss, delta: float, reparam=None):
     """L-BFGS from each start; the result of lowest objective."""
-    return min(minimise_all(starts, log_x, log_loss, delta), key=lambda r: r.fun)
+    return min(minimise_all(starts, log_x, log_loss, delta, reparam), key=lambda r: r.fun)
 
 
 def distinct_optima(results: list, keep: int = 3) -> list:
@@ -103,8 +120,16 @@ def distinct_optima(results: list, keep: int = 3) -> list:
 
 
 def fit_lse(
-    log_x: np.ndarray, log_loss: np.ndarray, starts: np.ndarray, *, refine: int | None, delta: float
+    log_x: np.ndarray,
+    log_loss: np.ndarray,
+    starts: np.ndarray,
+    *,
+    refine: int | None,
+    delta: float,
+    reparam=None,
+    keep: int = 3,
 ) -> tuple[list, int]:
-    """The distinct optima (best first) of L-BFGS from the ``refine`` best starts, and how many ran."""
-    chosen = best_starts(starts, refine, log_x, log_loss, delta)
-    return distinct_optima(minimise_all(chosen, log_x, log_loss, delta)), len(chosen)
+    """The distinct optima (best first, at most ``keep``) of L-BFGS from the ``refine`` best starts,
+    and how many ran."""
+    chosen = best_starts(starts, refine, log_x, log_loss, delta, reparam)
+    return distinct_optima(minimise_all(chosen, log_x, log_loss, delta, reparam), keep), len(chosen)

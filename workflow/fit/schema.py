@@ -2,7 +2,8 @@
 
 Conventions:
 - ``layout`` is the layout's version (2: one section per approach of the
-  registry, allocation laws as a, b, k_n, k_d, intervals per section).
+  registry, allocation laws as a, b, k_n, k_d, intervals per section;
+  3: Approach 3 states its variant and free parameters, data warnings).
 - Every approach has a section named after it. An optional approach that could
   not be fitted, the bootstrap when not run, and a Kaplan law that could not
   be fitted hold exactly {"skipped": "why"}.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from workflow.fit.registry import APPROACHES
 
-LAYOUT = 2
+LAYOUT = 3
 
 NUMBER = {"type": "number"}
 NUMBER_OR_NULL = {"type": ["number", "null"]}
@@ -60,9 +61,15 @@ SATURATING_LAW = {
 SECTIONS = {
     "approach3": {
         "required": ["E", "A", "B", "alpha", "beta", "G", "form", "log_params", "objective", "huber_delta"]
-        + ["starts", "starts_refined", "runs", "local_optima", "warnings", "seconds"],
+        + ["starts", "starts_refined", "runs", "local_optima", "warnings", "seconds", "variant", "free_parameters"],
         "properties": {
             "log_params": LOG_PARAMS,
+            "variant": {
+                "type": "object",
+                "required": ["tie_exponents", "fixed"],
+                "properties": {"tie_exponents": {"type": "boolean"}, "fixed": {"additionalProperties": NUMBER}},
+            },
+            "free_parameters": {"type": "array", "items": {"enum": ["E", "A", "B", "alpha", "beta"]}},
             "local_optima": {
                 "type": "array",
                 "minItems": 1,

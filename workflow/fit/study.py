@@ -19,9 +19,12 @@ from workflow.fit.common import HUBER_DELTA, FitError, plain_json
 from workflow.fit.references import REFERENCES
 from workflow.fit.registry import APPROACHES
 from workflow.fit.schema import LAYOUT
+from workflow.fit.variant import FREE, Variant
 
 # Columns the fit reads as numbers (a table written by hand may hold text in them).
 NUMBER_COLUMNS = ("params", "tokens", "loss", "flops", "compute_budget")
+# More resamples than this share failing an approach's refit is a warning (its intervals are truncated).
+MOST_RESAMPLES_SKIPPED = 0.025
 
 
 def read_table(path: Path) -> pl.DataFrame:
@@ -68,6 +71,25 @@ def study_of(table: pl.DataFrame, curves: pl.DataFrame | None = None, **settings
     return Study.of(table, curves, **settings), data
 
 
+def add_bootstrap_warnings(fits: dict) -> None:
+    """Each approach's warnings from its bootstrap: its own (e.g. an interval reaching a bound), and
+    resamples it could not fit, which leave the intervals those of the rest."""
+    boot = fits["bootstrap"]
+    for approach in APPROACHES:
+        section = fits.get(approach.name) or {}
+        if "skipped" in section or approach.name not in boot["intervals"]:
+            continue
+        warnings = section.setdefault("warnings", [])
+        if approach.bootstrap_warnings:
+            warnings += approach.bootstrap_warnings(section, boot["intervals"][approach.name])
+        skipped = boot["resamples_skipped"].get(approach.name, 0)
+        if skipped > MOST_RESAMPLES_SKIPPED * boot["samples"]:
+            warnings.append(
+                f"{skipped} of {boot['samples']} bootstrap resamples could not be fitted (e.g. an exponent "
+                f"at or below 0): the intervals are those of the rest, and narrower than the data allow"
+            )
+
+
 def predictions(fits: dict, budgets: list[float]) -> list[dict]:
     """At each budget, N_opt, D_opt and tokens per parameter of every fitted approach with an
     allocation law, and the loss reached where the approach has a loss law."""
@@ -93,10 +115,11 @@ def fit_table(
     predict: list[float] | None = None,
     workers: int = 2,
     metadata: dict | None = None,
+    variant: Variant = FREE,
 ) -> dict:
-    """Every fit of the study, as fits.json holds it (schema.py)."""
+    """Every fit of the study, as fits.json holds it (schema.py); ``variant``: Approach 3's form."""
     predict = [float(c) for c in predict or []]
-    study, data = study_of(table, curves, delta=delta, refine=refine, predict=predict)
+    study, data = study_of(table, curves, delta=delta, refine=refine, predict=predict, variant=variant)
     fits: dict = {"layout": LAYOUT}
     study.fits = fits
     timings = {}
@@ -115,6 +138,7 @@ def fit_table(
         try:
             fits["bootstrap"] = bootstrap(study, fits, samples=bootstrap_samples, seed=seed, workers=workers)
             attach_intervals(fits["predictions"], fits["bootstrap"]["intervals"])
+            add_bootstrap_warnings(fits)
         except FitError as e:
             fits["bootstrap"] = {"skipped": str(e)}
         timings["bootstrap"] = time.perf_counter() - start

@@ -85,8 +85,23 @@ def allocation_sentences(fits: dict) -> str:
 
 
 def summary_items(fits: dict) -> list[str]:
-    """Each approach's one-line summary (the fit CLI's), as HTML list items."""
-    return [f"<li>{html.escape(a.title)}: {html.escape(describe(a, fits))}</li>" for a in APPROACHES]
+    """Each approach's one-line summary (the fit CLI's), as HTML list items, with its warnings beneath it."""
+    items = []
+    for a in APPROACHES:
+        warnings = (fits.get(a.name) or {}).get("warnings") or []
+        beneath = "".join(f'<li class="warn">warning: {html.escape(w)}</li>' for w in warnings)
+        items.append(
+            f"<li>{html.escape(a.title)}: {html.escape(describe(a, fits))}"
+            + (f"<ul>{beneath}</ul>" if beneath else "")
+            + "</li>"
+        )
+    return items
+
+
+def data_warnings(fits: dict) -> str:
+    """The fit's warnings about the table itself (units that look wrong), before anything fitted from it."""
+    warnings = fits["data"].get("warnings") or []
+    return "".join(f'<p class="warn">warning: {html.escape(w)}</p>' for w in warnings)
 
 
 RENDER_SCRIPT = """
@@ -161,6 +176,7 @@ section {{ margin: 2em 0; }}
 </head><body>
 <h1>Scaling-law report</h1>
 <p>Fitted on {fits["data"]["runs_fitted"]} runs ({html.escape(fits["data"]["compute"])}). {boot_text}</p>
+{data_warnings(fits)}
 <ul>
 {summary}
 </ul>
