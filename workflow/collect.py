@@ -5,7 +5,9 @@ Outputs (polars; each as CSV for reading and parquet for typed reloading):
   under every convention, losses and status. ``params``, ``tokens``, ``flops``
   and ``loss`` are the columns the fit reads: ``params`` is the count chosen
   by ``fit.parameter_count``, ``flops`` the convention of
-  ``fit.flop_convention``, ``loss`` the validation loss.
+  ``fit.flop_convention``, ``loss`` the validation loss. ``unique_tokens``
+  (the dataset's training tokens) and ``epochs`` (tokens / unique_tokens)
+  let the fit see runs that repeat data.
 - ``curves``: every logged step of every run.
 """
 
@@ -27,7 +29,8 @@ class CollectError(ValueError):
 
 # What collect reads from each run's files: one without them is damaged, or from another version.
 SUMMARY_KEYS = ("run_id", "points", "family", "grid", "schedule", "compute_budget", "model", "seed", "lr",
-                "parameters", "flops_per_token", "tokens_per_s", "mfu", "elapsed_s", "device", "kernels")  # fmt: skip
+                "parameters", "flops_per_token", "tokens_per_s", "mfu", "elapsed_s", "device", "kernels",
+                "dataset_train_tokens")  # fmt: skip
 EVALUATION_KEYS = ("run_id", "points")
 
 
@@ -62,6 +65,8 @@ def point_rows(summary: dict, evaluation: dict, flop_convention: str, parameter_
                 "params_embedding": summary["parameters"]["embedding"],
                 "params": summary["parameters"][parameter_count],
                 "tokens": point["tokens"],
+                "unique_tokens": summary["dataset_train_tokens"],
+                "epochs": point["tokens"] / summary["dataset_train_tokens"],
                 "flops": point["flops"][flop_convention],
                 **{f"flops_{name}": point["flops"][name] for name in CONVENTIONS},
                 "train_loss": point["final_train_loss"],
