@@ -83,3 +83,63 @@ def test_misfitting_runs_warn_that_e_is_not_identified(tmp_path):
 def test_muennighoff_single_epoch_runs_identify_e():
     """The 41 single-epoch runs: no other optimum near the best, E well inside the data."""
     assert fit_of("datablations_le1ep")["warnings"] == []
+
+
+# Muennighoff et al.'s data-constrained fit (huggingface/datablations, utils/parametric_fit.ipynb):
+# step 1 fitted alpha = beta on Chinchilla's C4 IsoFLOP points (cell 7; E 1.869, A 520.8, B 1488, not
+# obtainable here), step 2 R*_D and R*_N on 182 of their runs (cells 24-26: their list with outliers
+# removed, no seed replicates), printed in cell 29 with its objective.
+REPOSITORY_STEP_1 = {"E": np.exp(0.6254804), "A": np.exp(6.255414), "B": np.exp(7.3049974), "alpha": 0.3526596}
+REPOSITORY_R_STAR = (15.387756, 5.309743)
+REPOSITORY_OBJECTIVE = 0.015825936570763588
+# The 182 runs, as row numbers of datablations_all.csv (its run_id ends in #row).
+STEP_2_ROWS = (
+    "5-6 40-46 49-52 88-93 95-104 106-118 120-123 125-143 148-152 156-216 218-221 223-226 228-231 "
+    "233-243 245-250 253 259-260 262-263 267-269 272-273 276-277 280-288 290"
+)
+
+
+def step_2_runs() -> pl.DataFrame:
+    rows = []
+    for span in STEP_2_ROWS.split():
+        first, _, last = span.partition("-")
+        rows += range(int(first), int(last or first) + 1)
+    table = pl.read_csv(EXTERNAL / "datablations_all.csv")
+    return table.filter(pl.col("run_id").str.split("#").list.last().cast(int).is_in(rows))
+
+
+def test_data_constrained_law_is_the_repositorys_and_finds_a_better_optimum(tmp_path):
+    """With the repository's step-1 law held, our objective at its printed R* is the one it printed,
+    that point is one of the optima we find, and a lower one lies along a flat valley: the fit says
+    that R*_D and R*_N are not identified by these runs."""
+    from workflow.fit.approach3 import eq4_allocation
+    from workflow.fit.data_constrained import objective, repetitions
+
+    runs = step_2_runs()
+    assert runs.height == 182
+    law = REPOSITORY_STEP_1 | {"beta": REPOSITORY_STEP_1["alpha"]}
+    law |= eq4_allocation(law["alpha"], law["beta"], law["A"], law["B"])
+    repeats = repetitions(law, runs["params"], runs["tokens"], runs["unique_tokens"])
+    value, _ = objective(np.log(REPOSITORY_R_STAR), law, repeats, np.log(runs["loss"].to_numpy()), 1e-3)
+    assert value == pytest.approx(REPOSITORY_OBJECTIVE, rel=1e-6)
+
+    table, out = tmp_path / "runs.csv", tmp_path / "fits.json"
+    runs.write_csv(table)
+    fixed = [f"--fix={k}={float(v)!r}" for k, v in REPOSITORY_STEP_1.items()]
+    done = subprocess.run(
+        [sys.executable, "-m", "workflow.fit", str(table), "--out", str(out), "--tie-exponents", *fixed],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    section = json.loads(out.read_text())["data_constrained"]
+    assert section["objective"] <= REPOSITORY_OBJECTIVE
+    assert any(
+        o["R_D_star"] == pytest.approx(REPOSITORY_R_STAR[0], rel=0.01)
+        and o["R_N_star"] == pytest.approx(REPOSITORY_R_STAR[1], rel=0.01)
+        for o in section["local_optima"]
+    )
+    (warning,) = section["warnings"]
+    assert warning.startswith("other optima fit within 0.1") and "(15.37, 5.31" in warning

@@ -235,9 +235,8 @@ def refit(resample: Resample) -> dict:
     if not (best.x[3] > 0 and best.x[4] > 0):
         raise FitError("non-positive exponent")
     law = law_of(best.x)
-    for name in ("allocation_form", *shared["fixed"]):
-        law.pop(name)  # a fixed value has no interval
-    return values | law
+    law.pop("allocation_form")
+    return values | law | {"_no_interval": shared["fixed"]}
 
 
 def summary(section: dict, show) -> str:

@@ -47,6 +47,8 @@ def _refit(name: str, resample: Resample, predict: list[float], band: np.ndarray
         if approach.law is not None:
             point = allocate(values, band)
             values["_band"] = (approach.law(values, point["n_opt"], point["d_opt"]), point["n_opt"], point["d_opt"])
+    for quantity in values.pop("_no_interval", ()):
+        values.pop(quantity)  # a value held fixed has no interval
     return values
 
 

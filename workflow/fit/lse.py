@@ -18,7 +18,7 @@ gradient is mapped back to them, and every result's ``x`` is the full theta.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.optimize import OptimizeResult, minimize
 
 LBFGS_OPTIONS = {"maxiter": 1000, "gtol": 1e-10, "ftol": 1e-15}
 
@@ -90,7 +90,11 @@ def best_starts(starts: np.ndarray, refine: int | None, log_x, log_loss, delta: 
 
 
 def minimise_all(starts: np.ndarray, log_x, log_loss, delta: float, reparam=None) -> list:
-    """L-BFGS from each start; every result (``x``: the full theta)."""
+    """L-BFGS from each start; every result (``x``: the full theta). With every parameter fixed there is
+    nothing to minimise: the one result is the objective at the fixed values."""
+    if reparam is not None and reparam.matrix.shape[1] == 0:
+        theta = reparam.theta(np.empty(0))
+        return [OptimizeResult(x=theta, fun=objective(theta, log_x, log_loss, delta)[0], success=True, nit=0)]
     fun, args = (
         (objective, (log_x, log_loss, delta))
         if reparam is None

@@ -5,10 +5,11 @@ The order matters twice: an approach may use the sections fitted before it
 own bootstrap resamples draw them in this order, after the run rows.
 """
 
-from workflow.fit import approach1, approach2, approach3, extrapolation, frontier, kaplan
+from workflow.fit import approach1, approach2, approach3, data_constrained, extrapolation, frontier, kaplan
 
 APPROACHES = (
     approach3.APPROACH,
+    data_constrained.APPROACH,
     frontier.APPROACH,
     kaplan.APPROACH,
     approach1.APPROACH,

@@ -82,6 +82,16 @@ SECTIONS = {
             "warnings": {"type": "array", "items": STRING},
         },
     },
+    "data_constrained": {
+        "required": ["form", "single_epoch_form", "single_epoch", "E", "A", "B", "alpha", "beta", "R_D_star"]
+        + ["R_N_star", "objective", "single_epoch_runs", "repeated_runs", "runs", "local_optima", "warnings"],
+        "properties": {
+            "R_D_star": NUMBER,
+            "R_N_star": NUMBER,
+            "single_epoch": {"type": "object", "required": ["E", "A", "B", "alpha", "beta", "a", "b", "k_n", "k_d"]},
+            "warnings": {"type": "array", "items": STRING},
+        },
+    },
     "frontier": {
         "required": ["A_C", "gamma", "frontier_runs", "frontier_run_ids", "form"],
         "properties": {

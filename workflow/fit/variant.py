@@ -78,7 +78,7 @@ class Variant:
     def form(self) -> str:
         """The law as fitted, in words: the free form, or it with its ties and fixed values."""
         notes = ["alpha = beta (tied)"] if self.tie_exponents else []
-        notes += [f"{name} fixed at {value:g}" for name, value in self.fixed]
+        notes += [f"{name} fixed at {value:.10g}" for name, value in self.fixed]
         return FREE_FORM + (", with " + ", ".join(notes) if notes else "")
 
     @property
@@ -109,7 +109,8 @@ class Variant:
                 column[k] = 1.0
                 columns.append(column)
                 index.append(k)
-        return Reparametrisation(np.stack(columns, axis=1), offset, np.array(index))
+        matrix = np.stack(columns, axis=1) if columns else np.zeros((len(THETA_NAMES), 0))
+        return Reparametrisation(matrix, offset, np.array(index, dtype=int))
 
     def starts(self, grid: np.ndarray) -> np.ndarray:
         """The grid's starts in free coordinates (duplicates dropped, order kept)."""
@@ -117,6 +118,8 @@ class Variant:
         if reparam is None:
             return grid
         free = reparam.free(grid)
+        if free.shape[1] == 0:
+            return free[:1]  # every parameter fixed: one (empty) start
         _, first = np.unique(free, axis=0, return_index=True)
         return free[np.sort(first)]
 
