@@ -49,19 +49,30 @@ def objective(theta: np.ndarray, log_x: np.ndarray, log_loss: np.ndarray, delta:
 
     ``log_x`` holds one row of log values per power-law term (m rows). The
     derivative of LSE by term k is its softmax weight w_k, so d/d a_k = sum g w_k,
-    d/d e = sum g w_e and d/d alpha_k = -sum g w_k log x_k (g: Huber derivative)."""
+    d/d e = sum g w_e and d/d alpha_k = -sum g w_k log x_k (g: Huber derivative).
+
+    Written for speed, as L-BFGS calls it ten thousand times in a fit: in place,
+    and with the Huber loss as g (r - g/2), g = clip(r, -delta, delta), which is
+    r^2/2 inside delta and delta (|r| - delta/2) outside."""
     m = len(log_x)
     terms = np.empty((m + 1, log_x.shape[1]))
-    terms[:m] = theta[:m, None] - theta[m + 1 :, None] * log_x
+    np.multiply(theta[m + 1 :, None], log_x, out=terms[:m])
+    np.subtract(theta[:m, None], terms[:m], out=terms[:m])
     terms[m] = theta[m]
-    lse, weights = log_sum_exp(terms)
-    residual = lse - log_loss
-    g = huber_grad(residual, delta)
-    weighted = g * weights
+    peak = terms.max(axis=0)
+    np.subtract(terms, peak, out=terms)
+    np.exp(terms, out=terms)
+    total = terms.sum(axis=0)
+    residual = np.log(total)
+    residual += peak
+    residual -= log_loss
+    g = np.clip(residual, -delta, delta)
+    value = float(g @ (residual - 0.5 * g))
+    terms *= g / total  # g times the softmax weights
     grad = np.empty(2 * m + 1)
-    grad[: m + 1] = weighted.sum(axis=1)
-    grad[m + 1 :] = -(weighted[:m] * log_x).sum(axis=1)
-    return float(np.sum(huber(residual, delta))), grad
+    grad[: m + 1] = terms.sum(axis=1)
+    grad[m + 1 :] = -np.einsum("kn,kn->k", terms[:m], log_x)
+    return value, grad
 
 
 def objective_at_starts(starts: np.ndarray, log_x: np.ndarray, log_loss: np.ndarray, delta: float) -> np.ndarray:
