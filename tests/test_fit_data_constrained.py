@@ -70,13 +70,15 @@ def test_step_two_gradient_matches_finite_differences():
 
 
 def test_two_step_fit_recovers_the_law_and_both_decay_constants():
-    fits = fit_table(repeated_study(), refine=50)
-    section = fits["data_constrained"]
+    fits = fit_table(repeated_study(), refine=50, bootstrap_samples=8, workers=1)
+    section, intervals = fits["data_constrained"], fits["bootstrap"]["intervals"]["data_constrained"]
     assert section["single_epoch_runs"] == 20 and section["repeated_runs"] == 75
     assert section["alpha"] == pytest.approx(TRUE["alpha"], abs=0.03)
     assert section["E"] == pytest.approx(TRUE["E"], rel=0.05)
     assert section["R_D_star"] == pytest.approx(R_STAR["R_D_star"], rel=0.2)
     assert section["R_N_star"] == pytest.approx(R_STAR["R_N_star"], rel=0.2)
+    for name in ("R_D_star", "R_N_star", "E", "alpha"):
+        assert intervals[name][0] <= section[name] <= intervals[name][1], name
     assert section["form"].startswith("L = E + A / N'^alpha + B / D'^beta, D' = U_D (1 + R*_D")
     import jsonschema
 
