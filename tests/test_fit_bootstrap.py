@@ -9,7 +9,7 @@ import pytest
 from helpers import REPO
 from synthetic import TRUE, grid_table, isoflop_study
 
-from workflow.fit import bootstrap, fit_table, predict_approach3, study_of
+from workflow.fit import bootstrap, fit_approach3, fit_table, predict_approach3, study_of
 
 EPOCH_DATA = REPO.parent / "shared" / "data" / "svg_extracted_data.csv"
 
@@ -60,7 +60,15 @@ def test_bootstrap_on_epoch_data_is_fast_and_matches_epochs_interval():
         f"Epoch data: fit_table {full_s:.1f} s (Approach 3 {fits['seconds']['approach3']:.1f} s), "
         f"1000 bootstraps {boot_s:.1f} s, alpha 95% [{lo:.4f}, {hi:.4f}]"
     )
-    assert fits["seconds"]["approach3"] <= 10 and boot_s <= 60
+    assert boot_s <= 60
+    # Approach 3 alone within 1 s: the best of three fits, so that a busy moment of a shared machine
+    # does not decide it.
+    seconds = []
+    for _ in range(3):
+        start = time.perf_counter()
+        fit_approach3(table["params"], table["tokens"], table["loss"])
+        seconds.append(time.perf_counter() - start)
+    assert min(seconds) <= 1.0, seconds
     assert boot["fitted"] == 1000 and boot["verified"]["same_optimum"] == boot["verified"]["resamples"] == 10
     # Epoch AI report 0.317-0.373 for alpha; this gives [0.319, 0.372] with seed 0.
     assert lo < 0.3473 < hi

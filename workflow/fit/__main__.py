@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--curves", type=Path, help="training curves (CSV or parquet): enables Approach 1")
     parser.add_argument("--huber-delta", type=float, default=HUBER_DELTA)
     parser.add_argument(
-        "--refine", type=int, default=100, help="run L-BFGS from this many best-ranked grid starts (0: all 4500)"
+        "--refine", type=int, default=50, help="run L-BFGS from this many best-ranked grid starts (0: all 4500)"
     )
     parser.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples (0: none)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")

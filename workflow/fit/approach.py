@@ -36,7 +36,7 @@ class Study:
     loss: np.ndarray
     flops: np.ndarray
     delta: float = HUBER_DELTA
-    refine: int | None = 100
+    refine: int | None = 50
     predict: list[float] = field(default_factory=list)
     variant: Variant = FREE
     fits: dict = field(default_factory=dict)

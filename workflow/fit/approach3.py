@@ -155,7 +155,7 @@ def fit_approach3(
     *,
     delta: float = HUBER_DELTA,
     starts: np.ndarray | None = None,
-    refine: int | None = 100,
+    refine: int | None = 50,
     variant: Variant = FREE,
 ) -> dict:
     """The law fitted to the runs in ``variant``'s form (``starts``: full-theta rows, default Hoffmann's grid)."""

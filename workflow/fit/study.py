@@ -109,7 +109,7 @@ def fit_table(
     *,
     curves: pl.DataFrame | None = None,
     delta: float = HUBER_DELTA,
-    refine: int | None = 100,
+    refine: int | None = 50,
     bootstrap_samples: int = 0,
     seed: int = 0,
     predict: list[float] | None = None,
