@@ -28,7 +28,7 @@ def test_real_outputs_follow_the_layout(outputs):
     full, bare = outputs
     for fits in outputs:
         jsonschema.validate(fits, FITS_SCHEMA)
-        assert fits["layout"] == LAYOUT
+        assert fits["layout"] == LAYOUT and fits["data"]["warnings"] == []
     assert {"approach1", "approach2", "approach3"} <= set(full["bootstrap"]["intervals"])
     assert {k for k in ("approach1", "approach2", "bootstrap") if "skipped" in bare[k]} == {
         "approach1",
@@ -45,6 +45,7 @@ def test_schema_rejects_broken_outputs(outputs):
         (("approach2",), {"skipped": "why", "a": 0.5}),  # skipped means nothing else
         (("approach2", "k_n"), None),  # allocation keys are numbers
         (("bootstrap", "intervals", "approach3", "alpha"), [0.3]),  # an interval has two ends
+        (("data", "warnings"), "one line"),  # the data's warnings are a list of lines
     ):
         broken = copy.deepcopy(full)
         target = broken

@@ -13,6 +13,9 @@ Conventions:
   bootstrap.intervals[section][quantity], where quantity is a key of the
   section or ``predictions.<C>.<n_opt|d_opt|tokens_per_parameter|loss>``;
   each prediction row also carries its approach's intervals.
+- ``data`` says what was fitted: runs_fitted, runs_excluded (ids of runs not
+  completed), compute (where C came from) and warnings (the table's
+  plausibility warnings, workflow/fit/checks.py; [] when none).
 """
 
 from __future__ import annotations
@@ -209,8 +212,13 @@ FITS_SCHEMA = {
         "references": {"type": "object"},
         "data": {
             "type": "object",
-            "required": ["runs_fitted", "runs_excluded", "compute"],
-            "properties": {"runs_fitted": {"type": "integer"}, "runs_excluded": {"type": "array"}, "compute": STRING},
+            "required": ["runs_fitted", "runs_excluded", "compute", "warnings"],
+            "properties": {
+                "runs_fitted": {"type": "integer"},
+                "runs_excluded": {"type": "array"},
+                "compute": STRING,
+                "warnings": {"type": "array", "items": STRING},
+            },
         },
         "seconds": {"type": "object", "additionalProperties": NUMBER},
         "flop_convention": {"type": ["string", "null"]},

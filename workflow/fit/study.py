@@ -12,6 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
+from workflow.fit import checks
 from workflow.fit.allocation import predict_at
 from workflow.fit.approach import Study
 from workflow.fit.bootstrap import attach_intervals, bootstrap
@@ -21,45 +22,30 @@ from workflow.fit.registry import APPROACHES
 from workflow.fit.schema import LAYOUT
 from workflow.fit.variant import FREE, Variant
 
-# Columns the fit reads as numbers (a table written by hand may hold text in them).
-NUMBER_COLUMNS = ("params", "tokens", "loss", "flops", "compute_budget")
 # More resamples than this share failing an approach's refit is a warning (its intervals are truncated).
 MOST_RESAMPLES_SKIPPED = 0.025
 
 
 def read_table(path: Path) -> pl.DataFrame:
+    """The table of runs in a CSV or parquet file, checked (checks.py); FitError names the file."""
     path = Path(path)
-    table = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
-    missing = [c for c in ("params", "tokens", "loss") if c not in table.columns]
-    if missing:
-        raise FitError(
-            f"{path} lacks column(s) {', '.join(missing)}; it needs params, tokens, loss and optionally flops"
-        )
-    for column in NUMBER_COLUMNS:
-        if column in table.columns and not table[column].dtype.is_numeric() and table[column].dtype != pl.Null:
-            # Text such as "64k" or "2.81B": name the first value that is not a plain number.
-            numbers = table[column].cast(pl.Float64, strict=False)
-            row = next(
-                i for i, (text, number) in enumerate(zip(table[column], numbers)) if text is not None and number is None
-            )
-            raise FitError(
-                f"{path}, column {column!r}, row {row + 1}: {table[column][row]!r} is not a number; write it out "
-                f"in full (e.g. 64000, not 64k)"
-            )
-    return table
+    try:
+        table = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path, infer_schema_length=None)
+    except (OSError, pl.exceptions.PolarsError) as e:
+        kind = "parquet" if path.suffix == ".parquet" else "CSV"
+        raise FitError(f"{path} cannot be read as {kind}: {str(e).strip().splitlines()[0]}") from None
+    return checks.checked(table, where=path)[0]
 
 
 def study_of(table: pl.DataFrame, curves: pl.DataFrame | None = None, **settings) -> tuple[Study, dict]:
     """The completed runs (with run ids and compute) as a Study, and what the output says about them."""
-    excluded = []
-    if "status" in table.columns:
-        excluded = table.filter(pl.col("status") != "completed")
-        excluded = excluded["run_id"].to_list() if "run_id" in excluded.columns else [None] * excluded.height
-        table = table.filter(pl.col("status") == "completed")
+    table, fitted = checks.checked(table)
+    warnings = checks.plausibility(table, fitted)
+    excluded = table.filter(~fitted)
+    table = table.filter(fitted)
     if table.height == 0:
-        raise FitError(
-            "no completed runs to fit" + (f" ({len(excluded)} left out as not completed)" if excluded else "")
-        )
+        raise FitError(checks.no_runs_to_fit(excluded))
+    excluded = excluded["run_id"].to_list() if "run_id" in excluded.columns else [None] * excluded.height
     if "run_id" not in table.columns:
         table = table.with_columns(pl.format("run{}", pl.int_range(pl.len())).alias("run_id"))
     if "flops" in table.columns:
@@ -67,7 +53,7 @@ def study_of(table: pl.DataFrame, curves: pl.DataFrame | None = None, **settings
     else:
         table = table.with_columns((6.0 * pl.col("params") * pl.col("tokens")).alias("flops"))
         compute_source = "C = 6 N D (no 'flops' column)"
-    data = {"runs_fitted": table.height, "runs_excluded": excluded, "compute": compute_source}
+    data = {"runs_fitted": table.height, "runs_excluded": excluded, "compute": compute_source, "warnings": warnings}
     return Study.of(table, curves, **settings), data
 
 
@@ -166,7 +152,8 @@ def describe(approach, fits: dict, digits: int = 4) -> str:
 
 
 def summary_lines(fits: dict) -> list[str]:
-    """The CLI's account of the fit: one line per approach (and its warnings), the bootstrap, the predictions."""
+    """The CLI's account of the fit: one line per approach (and its warnings), the bootstrap, the predictions
+    and the data's plausibility warnings (checks.py)."""
     seconds, lines = fits["seconds"], []
     for approach in APPROACHES:
         lines.append(f"{approach.name}: {describe(approach, fits)} ({seconds.get(approach.name, 0):.1f} s)")
@@ -185,4 +172,5 @@ def summary_lines(fits: dict) -> list[str]:
             if isinstance(p, dict):
                 loss = f" loss={p['loss']:.4g}" if "loss" in p else ""
                 lines.append(f"C={row['flops']:.3g}: N_opt={p['n_opt']:.3g} D_opt={p['d_opt']:.3g}{loss} [{name}]")
+    lines += [f"data warning: {w}" for w in fits["data"].get("warnings", [])]
     return lines
