@@ -837,7 +837,8 @@ def test_every_run_diverged(tmp_path, finished):
 def test_a_single_model_size(tmp_path, finished):
     table = runs_table(finished)
     one = table.filter(pl.col("n_layer") == table["n_layer"].min(), pl.col("d_model") == table["d_model"].min())
-    result = fit_cli(pl.concat([one] * 3), tmp_path)
+    # Three copies, each with its own run ids (the fit refuses a run id twice).
+    result = fit_cli(pl.concat([one.with_columns(pl.col("run_id") + f"-copy{k}") for k in range(3)]), tmp_path)
     assert result.returncode == 1
     assert "every run has the same model size: Approach 3 needs at least 2 distinct values of N" in result.stderr
     assert not (tmp_path / "fits.json").exists()

@@ -6,7 +6,9 @@ compute_budget. ``--curves`` enables Approach 1, ``--bootstrap`` (with
 ``--seed``) the intervals, ``--predict C1,C2`` the predictions;
 ``--tie-exponents`` and ``--fix NAME=VALUE`` choose Approach 3's form. A required
 approach failing exits 1 with its message; an optional one records why it was
-skipped.
+skipped. A table that cannot be read as meant exits 1 naming the column, row and
+value; numbers that look like another unit (tokens in billions, perplexities)
+are fitted with ``data warning:`` lines, kept in fits.json (workflow/fit/checks.py).
 """
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ def fitted_rows(table: pl.DataFrame) -> pl.Series:
     unknown = ~status.is_in(list(STATUSES)).fill_null(False)
     if unknown.any():
         values = ", ".join(
-            f"{shown} in {count} row(s) (first row {first})" for shown, count, first in tally(status, unknown)
+            f"{value} in {count} row(s) (first row {first})" for value, count, first in tally(status, unknown)
         )
         known = ", ".join(f"{s!r} ({what})" for s, what in STATUSES.items())
         raise FitError(f"column 'status': {values}: not a status the pipeline writes; known statuses: {known}")
