@@ -83,7 +83,15 @@ def test_cli_writes_every_section(tmp_path):
     assert "C=1e+23: N_opt=" in result.stdout and "total:" in result.stdout
     # One summary line per approach, in registry order.
     names = [line.split(":")[0] for line in result.stdout.splitlines()]
-    assert names[:6] == ["approach3", "frontier", "kaplan", "approach1", "approach2", "extrapolation"]
+    assert names[:7] == [
+        "approach3",
+        "data_constrained",
+        "frontier",
+        "kaplan",
+        "approach1",
+        "approach2",
+        "extrapolation",
+    ]
     # Approach 3 failing fails the stage, with the reason.
     study.head(4).write_csv(tmp_path / "few.csv")
     result = fit_cli(tmp_path / "few.csv", "--out", tmp_path / "few.json", timeout=120)

@@ -25,6 +25,7 @@ import pytest
 import torch
 from helpers import copy_pipeline, snakemake, tiny_spec, train_cli, train_command, work_path, write_config
 
+from workflow.fit.schema import LAYOUT
 from workflow.io import read_json, sha256_file
 
 pytestmark = pytest.mark.faults
@@ -822,7 +823,7 @@ def test_a_fits_json_of_another_layout_is_named_by_the_report(tmp_path, finished
     (tmp_path / "fits.json").write_text(json.dumps(fits))
     result = cli(*report_args(results, tmp_path / "fits.json", tmp_path / "report"))
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "has fits.json layout 1; this report needs layout 2" in result.stderr
+    assert f"has fits.json layout 1; this report needs layout {LAYOUT}" in result.stderr
     assert not (tmp_path / "report").exists()
 
 
