@@ -13,8 +13,12 @@ from workflow.train import train_run
 def run_dirs(dataset_manifest, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     dirs = []
+    # Its longer cooldown branch is a point of an IsoFLOP budget.
     wsd = replace(
-        tiny_spec(schedule="wsd", tokens=32_000), run_id="L1-d32-h2_WSD32k_s0", branch_tokens=(16_000, 32_000)
+        tiny_spec(schedule="wsd", tokens=32_000),
+        run_id="L1-d32-h2_WSD32k_s0",
+        branch_tokens=(16_000, 32_000),
+        branch_compute_budgets=(None, 4.0e9),
     )
     for spec in (tiny_spec("L1-d16-h2_D32k_s0"), tiny_spec("L1-d32-h2_D32k_s0"), wsd):
         run_id = spec.run_id
@@ -41,9 +45,12 @@ def test_tables_carry_the_chosen_conventions(run_dirs):
     assert sorted(runs["run_id"]) == [
         "L1-d16-h2_D32k_s0",
         "L1-d32-h2_D32k_s0",
+        "L1-d32-h2_WSD32k_s0@C4e9",
         "L1-d32-h2_WSD32k_s0@D16k",
-        "L1-d32-h2_WSD32k_s0@D32k",
     ]
+    budgets = dict(zip(runs["run_id"], runs["compute_budget"]))
+    assert budgets["L1-d32-h2_WSD32k_s0@C4e9"] == 4.0e9
+    assert budgets["L1-d32-h2_WSD32k_s0@D16k"] is None and budgets["L1-d32-h2_D32k_s0"] is None
     assert set(runs["training_run"]) == {d.name for d in run_dirs}
     assert (runs["params"] == runs["params_non_embedding"]).all()
     assert (runs["flops"] == runs["flops_kaplan"]).all()

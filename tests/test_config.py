@@ -1,4 +1,5 @@
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from snakemake.utils import validate
 from snakemake_interface_common.exceptions import WorkflowError
 
 from workflow.config import ConfigError, check_config, expand_runs, format_count, format_flops, spec_json
+from workflow.families import get_family
 
 SCHEMA = str(REPO / "config" / "config.schema.yaml")
 
@@ -123,6 +125,36 @@ def test_wsd_trains_one_run_per_shape_with_a_branch_per_budget(config):
     spec = runs["L2-d64-h4_WSD2M_s0"]
     assert list(spec.branch_tokens) == sorted(config["train"]["grid"]["token_budgets"])
     assert spec.tokens == 2_000_000
+
+
+def test_wsd_isoflop_budgets_are_branches_of_one_run_per_shape(config):
+    """Under WSD an IsoFLOP budget is a cooldown branch: a shape in both grids trains once for both,
+    and each branch knows its budget; the spec text of a run without budgets has no such key."""
+    train = config["train"]
+    train["schedule"] = "wsd"
+    train["isoflop"]["compute_budgets"] = [3.0e11, 1.2e12]
+    train["isoflop"]["shapes"] = [train["grid"]["shapes"][0], {"n_layer": 4, "d_model": 128, "n_head": 4}]
+    runs = expand_runs(config)
+    both = runs["L1-d32-h2_WSD-C1.2e12_s0"]  # named after its longest branch, an IsoFLOP budget
+    assert both.grid == "tokens+isoflop" and both.compute_budget is None
+    budgets = dict(zip(both.branch_tokens, both.branch_compute_budgets))
+    assert [budgets[t] for t in train["grid"]["token_budgets"]] == [None, None, None]
+    assert sorted(b for b in budgets.values() if b) == [3.0e11, 1.2e12]
+    per_token = get_family("gpt").flops_per_token("6N", both.model)
+    assert both.point_budget(max(both.branch_tokens)) == 1.2e12 and max(both.branch_tokens) == 1.2e12 // per_token
+    iso = runs["L4-d128-h4_WSD-C1.2e12_s0"]
+    assert iso.grid == "isoflop" and iso.branch_compute_budgets == (3.0e11, 1.2e12)
+    grid_only = runs["L2-d64-h4_WSD2M_s0"]
+    assert grid_only.branch_compute_budgets == () and "branch_compute_budgets" not in json.loads(grid_only.to_json())
+    assert json.loads(both.to_json())["branch_compute_budgets"] == list(both.branch_compute_budgets)
+
+
+def test_wsd_branches_of_the_same_step_are_refused(config):
+    train = config["train"]
+    train["schedule"] = "wsd"
+    train["grid"]["token_budgets"] = [500_000, 500_100]
+    with pytest.raises(ConfigError, match=r"cooldown branches at 500000 and 500100 tokens, the same number of whole"):
+        expand_runs(config)
 
 
 def test_lstm_shapes_sit_beside_gpt_shapes(config):

@@ -148,14 +148,16 @@ def test_wsd_run_yields_a_point_per_budget(dataset_manifest, tmp_path):
         tiny_spec(schedule="wsd", tokens=64_000),
         run_id="L1-d32-h2_WSD64k_s0",
         branch_tokens=(16_000, 32_000, 64_000),
+        branch_compute_budgets=(None, 2.5e9, None),  # a branch of an IsoFLOP budget is named after it
     )
     summary = train_run(spec, dataset_manifest, tmp_path / "run", tmp_path / "work" / "weights")
     points = summary["points"]
     assert [p["point_id"] for p in points] == [
         "L1-d32-h2_WSD64k_s0@D16k",
-        "L1-d32-h2_WSD64k_s0@D32k",
+        "L1-d32-h2_WSD64k_s0@C2.5e9",
         "L1-d32-h2_WSD64k_s0@D64k",
     ]
+    assert [p["compute_budget"] for p in points] == [None, 2.5e9, None]
     assert [p["steps"] for p in points] == [31, 62, 125]
     for point in points:
         rows = point["cooldown_rows"]

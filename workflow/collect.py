@@ -52,7 +52,8 @@ def point_rows(summary: dict, evaluation: dict, flop_convention: str, parameter_
                 "family": summary["family"],
                 "grid": summary["grid"],
                 "schedule": summary["schedule"],
-                "compute_budget": summary["compute_budget"],
+                # A WSD run's cooldown branch carries its own IsoFLOP budget (older summaries: the run's).
+                "compute_budget": point.get("compute_budget", summary["compute_budget"]),
                 "n_layer": summary["model"]["n_layer"],
                 "d_model": summary["model"]["d_model"],
                 "n_head": summary["model"]["n_head"],

@@ -146,20 +146,34 @@ def check_batch(train: dict) -> int:
 def expand_runs(config: dict) -> dict[str, RunSpec]:
     """Every run of the study, keyed by run id, each with its full settings.
 
-    Under the ``wsd`` schedule the shapes x token budgets grid trains one run per
-    shape and seed, with a cooldown branch (a point of the study) at each budget.
+    Under the ``wsd`` schedule each shape and seed trains one run, with a cooldown branch (a point
+    of the study) at each token budget of the shapes x token budgets grid and at the tokens each
+    IsoFLOP budget buys that shape: a shape listed in both grids trains once for both.
     """
     train = config["train"]
     vocab_size = config["tokenizer"]["vocab_size"]
     batch_tokens = check_batch(train)
     wsd = train["schedule"] == "wsd"
     runs: dict[str, RunSpec] = {}
+    # (shape id, seed) -> the model, {branch tokens: IsoFLOP budget or None}, the grids it comes from
+    branches: dict[tuple[str, int], tuple[ModelConfig, dict[int, float | None], list[str], str]] = {}
 
     def add(spec: RunSpec, where: str) -> None:
         run_id = spec.run_id
         if run_id in runs:
             raise ConfigError(f"config error at {where}: duplicate run id {run_id!r}")
         runs[run_id] = spec
+
+    def add_branch(model: ModelConfig, seed: int, tokens: int, budget: float | None, grid: str, where: str) -> None:
+        _, points, grids, _ = branches.setdefault((shape_id(model), seed), (model, {}, [], where))
+        if tokens in points and points[tokens] != budget:
+            raise ConfigError(
+                f"config error at {where}: shape {shape_id(model)} trains {tokens} tokens both as a token "
+                f"budget and for an IsoFLOP budget; change one"
+            )
+        points[tokens] = budget
+        if grid not in grids:
+            grids.append(grid)
 
     grid = train["grid"]
     for j, tokens in enumerate(grid["token_budgets"]):
@@ -172,19 +186,18 @@ def expand_runs(config: dict) -> dict[str, RunSpec]:
         where = f"train.grid.shapes[{i}]"
         model = model_settings(train, vocab_size, shape, where)
         for seed in grid["seeds"]:
-            if wsd and grid["token_budgets"]:
-                budgets = sorted(grid["token_budgets"])
-                run_id = f"{shape_id(model)}_WSD{format_count(budgets[-1])}_s{seed}"
-                add(_spec(config, run_id, model, budgets[-1], seed, "tokens", None, budgets), where)
-                continue
             for tokens in grid["token_budgets"]:
+                if wsd:
+                    add_branch(model, seed, tokens, None, "tokens", where)
+                    continue
                 run_id = f"{shape_id(model)}_D{format_count(tokens)}_s{seed}"
                 add(_spec(config, run_id, model, tokens, seed, "tokens", None, [tokens]), where)
 
     iso = train["isoflop"]
     convention = config["fit"]["flop_convention"]
     for i, shape in enumerate(iso["shapes"]):
-        model = model_settings(train, vocab_size, shape, f"train.isoflop.shapes[{i}]")
+        where = f"train.isoflop.shapes[{i}]"
+        model = model_settings(train, vocab_size, shape, where)
         per_token = get_family(model.family).flops_per_token(convention, model)
         for j, budget in enumerate(iso["compute_budgets"]):
             tokens = int(budget // per_token)
@@ -195,11 +208,22 @@ def expand_runs(config: dict) -> dict[str, RunSpec]:
                     f"under '{convention}'), less than one step of {batch_tokens} tokens"
                 )
             for seed in iso["seeds"]:
+                if wsd:
+                    add_branch(model, seed, tokens, float(budget), "isoflop", where)
+                    continue
                 run_id = f"{shape_id(model)}_C{format_flops(budget)}_s{seed}"
-                add(
-                    _spec(config, run_id, model, tokens, seed, "isoflop", float(budget), [tokens]),
-                    f"train.isoflop.shapes[{i}]",
-                )
+                add(_spec(config, run_id, model, tokens, seed, "isoflop", float(budget), [tokens]), where)
+
+    for (label, seed), (model, points, grids, where) in branches.items():
+        tokens = sorted(points)
+        longest = points[tokens[-1]]
+        # Named after its longest branch: its tokens, or the IsoFLOP budget it trains to.
+        length = f"-C{format_flops(longest)}" if longest is not None else format_count(tokens[-1])
+        run_id = f"{label}_WSD{length}_s{seed}"
+        spec = _spec(config, run_id, model, tokens[-1], seed, "+".join(grids), None, tokens)
+        if any(points[t] is not None for t in tokens):
+            spec = dataclasses.replace(spec, branch_compute_budgets=tuple(points[t] for t in tokens))
+        add(spec, where)
 
     for run_id, changes in train.get("overrides", {}).items():
         if run_id not in runs:
@@ -244,6 +268,12 @@ def check_run(spec: RunSpec, where: str) -> None:
             f"config error at {where}: run {spec.run_id} trains {smallest} tokens, less than one step of "
             f"batch_tokens = {optim.batch_tokens}"
         )
+    for a, b in zip(spec.branch_tokens, spec.branch_tokens[1:]):
+        if a // optim.batch_tokens == b // optim.batch_tokens:
+            raise ConfigError(
+                f"config error at {where}: run {spec.run_id} has cooldown branches at {a} and {b} tokens, "
+                f"the same number of whole steps of batch_tokens = {optim.batch_tokens}; move one budget"
+            )
     accumulation = optim.batch_tokens // step_rows
     if accumulation % spec.execution.devices:
         raise ConfigError(

@@ -116,13 +116,27 @@ class RunSpec:
     wsd_decay_fraction: float
     data_order: str
     execution: Execution
+    # The IsoFLOP budget (FLOPs) of each cooldown branch of a WSD run, None for a branch outside every
+    # budget; () when no branch has one. Left out of the spec text while empty, so that adding it kept
+    # the text (and the trained runs) of every study that has none.
+    branch_compute_budgets: tuple[float | None, ...] = ()
 
     def result_dict(self) -> dict:
         """The settings that define the run's result, as plain JSON types."""
         spec = asdict(self)
         del spec["execution"]
         spec["branch_tokens"] = list(self.branch_tokens)
+        if self.branch_compute_budgets:
+            spec["branch_compute_budgets"] = list(self.branch_compute_budgets)
+        else:
+            del spec["branch_compute_budgets"]
         return spec
+
+    def point_budget(self, tokens: int) -> float | None:
+        """The IsoFLOP budget of the point trained to ``tokens`` (a branch, or the whole run)."""
+        if self.branch_compute_budgets:
+            return dict(zip(self.branch_tokens, self.branch_compute_budgets))[tokens]
+        return self.compute_budget
 
     def to_json(self) -> str:
         """Canonical text of the result-defining settings: Snakemake reruns the run when it changes."""
@@ -144,6 +158,7 @@ class RunSpec:
                 "optim": OptimizerSettings(**spec["optim"]),
                 "scaling": ScalingRules(**spec["scaling"]),
                 "branch_tokens": tuple(spec["branch_tokens"]),
+                "branch_compute_budgets": tuple(spec.get("branch_compute_budgets", ())),
                 "execution": Execution(**spec["execution"]),
             }
         )

@@ -57,7 +57,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from workflow import __version__, flops
-from workflow.config import format_count
+from workflow.config import format_count, format_flops
 from workflow.io import atomic_path, disk_full, move_aside, read_json, run_stage, write_json_atomic
 from workflow.model import build_model
 from workflow.shards import ShardError, StepBatches, data_identity, describe_identity, load_split
@@ -287,9 +287,12 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def point_id(run_id: str, tokens: int, schedule: str) -> str:
-    """A WSD run's points are named after their budget; a cosine run is its own point."""
-    return f"{run_id}@D{format_count(tokens)}" if schedule == "wsd" else run_id
+def point_id(run_id: str, tokens: int, schedule: str, compute_budget: float | None = None) -> str:
+    """A WSD run's points are named after their budget (its IsoFLOP budget where it has one, else
+    its tokens); a cosine run is its own point."""
+    if schedule != "wsd":
+        return run_id
+    return f"{run_id}@C{format_flops(compute_budget)}" if compute_budget else f"{run_id}@D{format_count(tokens)}"
 
 
 class StopForSignal(Exception):
@@ -613,7 +616,8 @@ class Trainer:
         """Weights and record of one point, named after its token budget (tokens trained differ
         by less than one batch: whole steps only)."""
         tokens = steps * self.batch_tokens
-        pid = point_id(self.run_id, budget, self.spec.schedule)
+        compute_budget = self.spec.point_budget(budget)
+        pid = point_id(self.run_id, budget, self.spec.schedule, compute_budget)
         # Staged beside the checkpoint (not a Snakemake output, so a rerun of
         # an interrupted job keeps the points already made).
         if self.dist.main:
@@ -635,6 +639,7 @@ class Trainer:
                 "steps": steps,
                 "tokens": tokens,
                 "token_budget": budget,
+                "compute_budget": compute_budget,
                 "flops": {name: value * tokens for name, value in self.per_token.items()},
                 "final_train_loss": rows[-1]["train_loss"] if rows else float("nan"),
                 "weights": f"{pid}.pt",
