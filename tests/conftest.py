@@ -22,7 +22,23 @@ def default_config() -> dict:
 
 @pytest.fixture
 def config(default_config) -> dict:
-    return copy.deepcopy(default_config)
+    """The default study's settings on a plain grid, the run ids the config tests name: cosine runs
+    of 4 shapes x 3 token budgets in batches of 32 x 64 tokens, no IsoFLOP budgets (the default
+    study's own design is tested in test_config.test_default_study_is_designed_to_show_a_law)."""
+    config = copy.deepcopy(default_config)
+    config["train"].update(schedule="cosine", batch_tokens=2048, micro_batch_size=32)
+    config["train"]["grid"] = {
+        "shapes": [
+            {"n_layer": 1, "d_model": 32, "n_head": 2},
+            {"n_layer": 2, "d_model": 48, "n_head": 2},
+            {"n_layer": 2, "d_model": 64, "n_head": 4},
+            {"n_layer": 3, "d_model": 96, "n_head": 4},
+        ],
+        "token_budgets": [500_000, 1_000_000, 2_000_000],
+        "seeds": [0],
+    }
+    config["train"]["isoflop"] = {"compute_budgets": [], "shapes": [], "seeds": [0]}
+    return config
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,27 @@ def test_default_config_is_valid(config):
     assert len({r.model.d_model for r in runs.values()}) >= 4
 
 
+def test_default_study_is_designed_to_show_a_law(default_config):
+    """The shipped default study: at least 3 IsoFLOP budgets of at least 5 shapes each, beside an
+    N x D grid; N spans at least 30x and D at least 16x; WSD, so each shape trains once."""
+    config = copy.deepcopy(default_config)
+    validate(config, SCHEMA)
+    runs = check_config(config)
+    assert config["train"]["schedule"] == "wsd" and len(runs) == len(config["train"]["isoflop"]["shapes"])
+    budgets: dict[float, int] = {}
+    params, tokens = [], []
+    for spec in runs.values():
+        n = get_family(spec.model.family).parameter_counts(spec.model).non_embedding
+        for t, budget in zip(spec.branch_tokens, spec.branch_compute_budgets):
+            params.append(n)
+            tokens.append(t)
+            if budget is not None:
+                budgets[budget] = budgets.get(budget, 0) + 1
+    assert len(budgets) >= 3 and min(budgets.values()) >= 5
+    assert len(config["train"]["grid"]["shapes"]) >= 3 and len(config["train"]["grid"]["token_budgets"]) >= 3
+    assert max(params) / min(params) >= 30 and max(tokens) / min(tokens) >= 16
+
+
 def test_run_ids_are_readable_and_derived_from_settings(config):
     runs = expand_runs(config)
     assert "L2-d64-h4_D1M_s0" in runs
