@@ -183,13 +183,32 @@ def test_tokenizer_given_by_url_is_downloaded_checked_and_used(finished, tmp_pat
 
 
 def test_wsd_study_gets_a_point_per_budget_from_one_run_per_shape(tmp_path):
+    """Under WSD each shape trains once: a cooldown branch per token budget and per IsoFLOP budget,
+    the latter named after its budget and grouped by it for Approach 2."""
     import polars as pl
 
     workdir = copy_pipeline(tmp_path)
-    wsd = write_config(workdir, "wsd.yaml", lambda c: c["train"].update(schedule="wsd"))
+
+    def wsd_with_budgets(config):
+        config["train"]["schedule"] = "wsd"
+        config["train"]["isoflop"].update(compute_budgets=[5.0e9, 1.0e10], shapes=config["train"]["grid"]["shapes"])
+
+    wsd = write_config(workdir, "wsd.yaml", wsd_with_budgets)
     assert dry_run_jobs(workdir, wsd)["train"] == 3
     snakemake(workdir, "--configfile", wsd)
     runs = pl.read_parquet(workdir / "results" / "tables" / "runs.parquet")
-    assert runs.height == 9 and runs["training_run"].n_unique() == 3
+    assert runs.height == 9 + 6 and runs["training_run"].n_unique() == 3
     assert "L2-d48-h4_WSD128k_s0@D32k" in runs["run_id"].to_list()
-    assert read_json(workdir / "results" / "fits" / "fits.json")["approach3"]["alpha"] > 0
+    iso = runs.filter(pl.col("compute_budget").is_not_null())
+    assert sorted(iso["run_id"].str.extract(r"@C(.*)$").unique()) == ["1e10", "5e9"]
+    assert iso.group_by("compute_budget").len()["len"].to_list() == [3, 3]
+    # Each IsoFLOP point spent its budget, to within one batch of tokens.
+    per_token = iso["flops"] / iso["tokens"]
+    assert ((iso["compute_budget"] - iso["flops"]).abs() <= per_token * 512).all()
+    fits = read_json(workdir / "results" / "fits" / "fits.json")
+    assert fits["approach3"]["alpha"] > 0
+    section = fits["approach2"]
+    if "skipped" in section:  # runs this short may have no interior minimum: both budgets examined
+        assert "of 2 (C=5e+09" in section["skipped"], section["skipped"]
+    else:
+        assert sorted(b["compute_budget"] for b in section["budgets"]) == [5.0e9, 1.0e10]
