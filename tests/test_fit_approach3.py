@@ -42,7 +42,7 @@ def test_epoch_chinchilla_points_give_the_published_fit():
 
 def test_fit_keeps_its_local_optima_and_says_when_e_is_not_identified():
     fit = fit_approach3(*grid_study())
-    assert fit["warnings"] == []
+    assert fit["warnings"] == [] and fit["unidentified"] == []
     optima = fit["local_optima"]
     assert optima[0]["log_params"] == fit["log_params"] and optima[0]["objective"] == fit["objective"]
     assert all(later["objective"] > earlier["objective"] for earlier, later in zip(optima, optima[1:]))
@@ -51,6 +51,7 @@ def test_fit_keeps_its_local_optima_and_says_when_e_is_not_identified():
     loss = predict_approach3(no_offset, n, d) * np.exp(np.random.default_rng(0).normal(0, 0.003, n.size))
     fit = fit_approach3(n, d, loss)
     assert any(w.startswith("E is not identified") for w in fit["warnings"])
+    assert "E" in fit["unidentified"]  # recorded for the report, which withholds what depends on E
     # Loss that does not fall with D: refused, not fitted with a meaningless beta.
     with pytest.raises(FitError, match="non-positive exponents .* does not fall with both N and D"):
         fit_approach3(

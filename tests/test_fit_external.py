@@ -67,15 +67,20 @@ def test_misfitting_runs_warn_that_e_is_not_identified(tmp_path):
     out = tmp_path / "fits.json"
     done = subprocess.run(
         [sys.executable, "-m", "workflow.fit", str(EXTERNAL / "misfitting_final.csv"), "--out", str(out)]
-        + ["--bootstrap", "60", "--workers", "2"],
+        + ["--bootstrap", "60", "--workers", "2", "--predict", "1e21"],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    warnings = json.loads(out.read_text())["approach3"]["warnings"]
+    fits = json.loads(out.read_text())
+    warnings = fits["approach3"]["warnings"]
     assert any(w.startswith("another optimum fits within 0.6") and "E 1.808 against" in w for w in warnings)
+    # Its predicted losses depend on E: marked as withheld, and the CLI prints no number for them.
+    assert "E" in fits["approach3"]["unidentified"]
+    assert [row["approach3"]["withheld"]["loss"][0] for row in fits["predictions"]] == ["E"]
+    assert "loss=not identified (E" in done.stdout
     assert any(w.startswith("E is not identified: its 95% bootstrap interval") for w in warnings)
     assert all(f"approach3 warning: {w}" in done.stdout for w in warnings)
 

@@ -179,3 +179,57 @@ def test_warnings_and_the_form_of_the_law_stand_beside_it():
     (item,) = [i for i in summary_items(fits) if i.startswith("<li>Approach 3:")]
     assert "with alpha = beta (tied), E fixed at 1.8: E=1.8 A=" in item
     assert '<ul><li class="warn">warning: a &lt;b&gt;warning&lt;/b&gt; of the fit</li></ul>' in item
+
+
+def test_first_screen_shows_the_law_the_exponents_side_by_side_and_every_warning(study):
+    """Before any chart: the law with intervals, a from Approaches 1, 2 and 3 with theirs and whether they
+    agree, the extrapolation error and every warning; a skipped approach says why."""
+    import copy
+
+    from workflow.report.page import exponents_agree, first_screen
+
+    _, _, fits = study
+    page = first_screen(fits)
+    assert f"E = {fits['approach3']['E']:.4g} [" in page
+    for name in ("approach1", "approach2", "approach3"):
+        low, high = fits["bootstrap"]["intervals"][name]["a"]
+        assert f"<td>{fits[name]['a']:.3g}</td><td>[{low:.3g}, {high:.3g}]</td>" in page
+    agree, common = exponents_agree([fits["bootstrap"]["intervals"][n]["a"] for n in ("approach1", "approach2")])
+    assert ("intervals agree" in page) == agree
+    assert f"mean error of {100 * fits['extrapolation']['mean_relative_error']:.2f}%" in page
+    changed = copy.deepcopy(fits)
+    changed["approach2"] = {"skipped": "no IsoFLOP budgets in this study"}
+    changed["approach1"]["warnings"] = ["a warning of Approach 1"]
+    changed["data"]["warnings"] = ["a warning about the table"]
+    page = first_screen(changed)
+    assert '<td colspan="2" class="warn">skipped: no IsoFLOP budgets in this study</td>' in page
+    assert "Approach 1: a warning of Approach 1" in page and "data: a warning about the table" in page
+    assert exponents_agree([[0.1, 0.3], [0.4, 0.6]]) == (False, None)
+    assert exponents_agree([[0.1, 0.5], [0.4, 0.6], [0.2, 0.45]]) == (True, [0.4, 0.45])
+
+
+def test_a_prediction_that_rests_on_an_unidentified_parameter_is_not_shown_as_a_number(study):
+    """With E unidentified, Approach 3's predicted loss is withheld (it needs E) but its N_opt and D_opt
+    are shown (they do not); with A unidentified, those are withheld too."""
+    import copy
+
+    from workflow.fit.study import mark_withheld, summary_lines
+    from workflow.report.page import allocation_sentences, predictions_table
+
+    _, _, fits = study
+    assert "not identified" not in allocation_sentences(fits)
+    changed = copy.deepcopy(fits)
+    changed["approach3"]["unidentified"] = ["E"]
+    mark_withheld(changed)
+    sentences = allocation_sentences(changed)
+    assert sentences.count("predicted loss not identified (E)") == len(PREDICT)
+    assert "N<sub>opt</sub> = not identified" not in sentences
+    table = predictions_table(changed).filter(pl.col("approach") == "Approach 3")
+    assert table["loss"].is_null().all() and table["n_opt"].is_not_null().all()
+    assert set(table["not_identified"]) == {"loss: E"}
+    assert any("loss=not identified (E)" in line for line in summary_lines(changed))
+    changed["approach3"]["unidentified"] = ["A", "E"]
+    mark_withheld(changed)
+    assert "N<sub>opt</sub> = not identified (A)" in allocation_sentences(changed)
+    assert changed["predictions"][0]["approach3"]["withheld"]["loss"] == ["E", "A"]
+    assert changed["predictions"][0]["approach3"]["loss"] == fits["predictions"][0]["approach3"]["loss"]

@@ -86,10 +86,18 @@ def check_fit_data(
         raise FitError("every run has the same token count: Approach 3 needs at least 2 distinct values of D")
 
 
+def mark_unidentified(section: dict, names) -> None:
+    """Record parameters the data do not identify (section["unidentified"], sorted), so that the report
+    withholds the predictions that depend on them."""
+    section["unidentified"] = sorted(set(section.get("unidentified", [])) | set(names))
+
+
 def identification_warnings(fit: dict, params: np.ndarray, tokens: np.ndarray, loss: np.ndarray) -> list[str]:
-    """What the best optimum itself shows: E sent to zero, or a term that hardly changes over the runs."""
+    """What the best optimum itself shows: E sent to zero, or a term that hardly changes over the runs.
+    The parameters named are marked unidentified in ``fit``."""
     warnings = []
     if "E" in fit["free_parameters"] and fit["E"] < 0.05 * loss.min():
+        mark_unidentified(fit, ["E"])
         warnings.append(
             f"E is not identified: the fit sends it to {fit['E']:.3g}, below 5% of the lowest loss "
             f"({loss.min():.3g}); the data show no levelling-off"
@@ -97,6 +105,7 @@ def identification_warnings(fit: dict, params: np.ndarray, tokens: np.ndarray, l
     for name, constant, exponent, values in (("N", "A", "alpha", params), ("D", "B", "beta", tokens)):
         term = fit[constant] * np.array([values.min(), values.max()]) ** -fit[exponent]
         if abs(term[0] - term[1]) < 1e-3 * loss.mean():
+            mark_unidentified(fit, [constant, exponent])
             warnings.append(
                 f"{constant} and {exponent} are not identified: {constant}/{name}^{exponent} changes by "
                 f"{abs(term[0] - term[1]):.2g} across the runs' range of {name}, under 0.1% of the loss"
@@ -106,7 +115,8 @@ def identification_warnings(fit: dict, params: np.ndarray, tokens: np.ndarray, l
 
 def local_optima_warnings(fit: dict, variant: Variant) -> list[str]:
     """Another optimum nearly as good (objective within NEAR_OBJECTIVE) whose E or exponents differ by more
-    than DIFFERENT_PARAMETER (relative): the data do not choose between two laws."""
+    than DIFFERENT_PARAMETER (relative): the data do not choose between two laws. The parameters that
+    differ are marked unidentified in ``fit``."""
     best = law_of(list(fit["log_params"].values()))
     warnings = []
     for optimum in fit["local_optima"][1:]:
@@ -114,28 +124,32 @@ def local_optima_warnings(fit: dict, variant: Variant) -> list[str]:
         if gap > NEAR_OBJECTIVE:
             continue
         other = law_of(list(optimum["log_params"].values()))
-        differ = [
-            f"{name} {best[name]:.4g} against {other[name]:.4g}"
+        names = [
+            name
             for name in ("E", "alpha", "beta")
             if name in variant.free_parameters
             and abs(other[name] - best[name]) > DIFFERENT_PARAMETER * max(abs(best[name]), abs(other[name]))
         ]
-        if differ:
+        if names:
+            mark_unidentified(fit, names)
+            differ = ", ".join(f"{name} {best[name]:.4g} against {other[name]:.4g}" for name in names)
             warnings.append(
                 f"another optimum fits within {100 * gap:.2g}% of the best objective with a different law "
-                f"({', '.join(differ)}): the data do not choose between them"
+                f"({differ}): the data do not choose between them"
             )
     return warnings
 
 
 def bootstrap_warnings(section: dict, intervals: dict) -> list[str]:
-    """A free E or exponent whose 95% interval reaches its bound (0) or spans more than INTERVAL_SPAN times."""
+    """A free E or exponent whose 95% interval reaches its bound (0), marked unidentified in ``section``,
+    or spans more than INTERVAL_SPAN times (poorly identified: its predictions keep their intervals)."""
     warnings = []
     for name in ("E", "alpha", "beta"):
         if name not in section.get("free_parameters", ("E", "alpha", "beta")) or name not in intervals:
             continue
         low, high = intervals[name]
         if low < BOUND_FRACTION * section[name]:
+            mark_unidentified(section, [name])
             warnings.append(
                 f"{name} is not identified: its 95% bootstrap interval [{low:.3g}, {high:.3g}] reaches its bound, "
                 f"0 (the lower end is below {100 * BOUND_FRACTION:g}% of the fitted {section[name]:.4g})"
@@ -188,6 +202,7 @@ def fit_approach3(
         ],
         "seconds": time.perf_counter() - t0,
     }
+    fit["unidentified"] = []
     fit["warnings"] = identification_warnings(fit, params, tokens, loss) + local_optima_warnings(fit, variant)
     return fit
 

@@ -83,6 +83,8 @@ SECTIONS = {
                 },
             },
             "warnings": {"type": "array", "items": STRING},
+            # Parameters the data do not identify; the report withholds predictions that depend on them.
+            "unidentified": {"type": "array", "items": {"enum": ["E", "A", "B", "alpha", "beta"]}},
         },
     },
     "data_constrained": {
@@ -143,6 +145,11 @@ PREDICTION_POINT = {
         "tokens_per_parameter": NUMBER,
         "loss": NUMBER,
         "intervals": {"type": "object", "additionalProperties": {"oneOf": [INTERVAL, {"type": "null"}]}},
+        # quantity -> the unidentified parameters it depends on: the number is kept, the report withholds it
+        "withheld": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"enum": ["E", "A", "B", "alpha", "beta"]}},
+        },
     },
     "additionalProperties": False,
 }

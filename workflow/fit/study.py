@@ -90,6 +90,41 @@ def predictions(fits: dict, budgets: list[float]) -> list[dict]:
     return rows
 
 
+# What each prediction of a loss law depends on: the loss needs every parameter, the allocation
+# (N_opt, D_opt, tokens per parameter) every one but E (docs/methods.md, "The allocation law").
+ALLOCATION_DEPENDS = ("A", "B", "alpha", "beta")
+PREDICTION_DEPENDS = {
+    "loss": ("E", *ALLOCATION_DEPENDS),
+    "n_opt": ALLOCATION_DEPENDS,
+    "d_opt": ALLOCATION_DEPENDS,
+    "tokens_per_parameter": ALLOCATION_DEPENDS,
+}
+
+
+def mark_withheld(fits: dict) -> None:
+    """Mark each prediction that depends on a parameter its approach does not identify (the section's
+    ``unidentified``, set by its identification warnings): ``withheld`` maps the quantity to those
+    parameters. The number stays in fits.json; the report and the CLI show it as not identified."""
+    for row in fits.get("predictions") or []:
+        for name, point in row.items():
+            unidentified = (fits.get(name) or {}).get("unidentified") if isinstance(point, dict) else None
+            if not unidentified:
+                continue
+            withheld = {
+                quantity: [p for p in PREDICTION_DEPENDS[quantity] if p in unidentified]
+                for quantity in PREDICTION_DEPENDS
+                if quantity in point and any(p in unidentified for p in PREDICTION_DEPENDS[quantity])
+            }
+            if withheld:
+                point["withheld"] = withheld
+
+
+def shown(point: dict, quantity: str, text: str) -> str:
+    """``text`` (the formatted number), or why it is withheld: 'not identified (E)'."""
+    missing = (point.get("withheld") or {}).get(quantity)
+    return f"not identified ({', '.join(missing)})" if missing else text
+
+
 def fit_table(
     table: pl.DataFrame,
     *,
@@ -130,6 +165,7 @@ def fit_table(
         timings["bootstrap"] = time.perf_counter() - start
     else:
         fits["bootstrap"] = {"skipped": "no bootstrap requested (--bootstrap 0)"}
+    mark_withheld(fits)
     fits["references"] = REFERENCES
     fits["data"] = data
     fits["seconds"] = timings
@@ -170,7 +206,8 @@ def summary_lines(fits: dict) -> list[str]:
     for row in fits.get("predictions") or []:
         for name, p in row.items():
             if isinstance(p, dict):
-                loss = f" loss={p['loss']:.4g}" if "loss" in p else ""
-                lines.append(f"C={row['flops']:.3g}: N_opt={p['n_opt']:.3g} D_opt={p['d_opt']:.3g}{loss} [{name}]")
+                loss = " loss=" + shown(p, "loss", f"{p['loss']:.4g}") if "loss" in p else ""
+                n_opt, d_opt = (shown(p, q, f"{p[q]:.3g}") for q in ("n_opt", "d_opt"))
+                lines.append(f"C={row['flops']:.3g}: N_opt={n_opt} D_opt={d_opt}{loss} [{name}]")
     lines += [f"data warning: {w}" for w in fits["data"].get("warnings", [])]
     return lines

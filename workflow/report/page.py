@@ -13,7 +13,7 @@ import vl_convert
 
 from workflow.fit.bootstrap import prediction_key
 from workflow.fit.registry import APPROACHES, BY_NAME
-from workflow.fit.study import describe
+from workflow.fit.study import describe, shown
 from workflow.report import CHARTS
 from workflow.report.common import axis_note, fitted, interval, num, with_interval
 
@@ -34,15 +34,21 @@ def parameters_table(fits: dict) -> pl.DataFrame:
 
 
 def predictions_table(fits: dict) -> pl.DataFrame:
-    """One row per budget and approach: N_opt, D_opt, tokens per parameter and (where predicted) loss."""
-    rows = [
-        {"flops": row["flops"], "approach": BY_NAME[name].title, **{k: v for k, v in point.items() if k != "intervals"}}
-        for row in fits.get("predictions") or []
-        for name, point in row.items()
-        if isinstance(point, dict)
-    ]
-    columns = ["flops", "approach", "n_opt", "d_opt", "tokens_per_parameter", "loss"]
-    return pl.DataFrame([{c: r.get(c) for c in columns} for r in rows], schema_overrides={"loss": pl.Float64})
+    """One row per budget and approach: N_opt, D_opt, tokens per parameter and (where predicted) loss.
+    A prediction that depends on an unidentified parameter is left empty, and ``not_identified`` says
+    which and why."""
+    rows = []
+    for row in fits.get("predictions") or []:
+        for name, point in row.items():
+            if not isinstance(point, dict):
+                continue
+            withheld = point.get("withheld") or {}
+            values = {k: (None if k in withheld else v) for k, v in point.items() if k not in ("intervals", "withheld")}
+            note = "; ".join(f"{k}: {', '.join(v)}" for k, v in withheld.items())
+            rows.append({"flops": row["flops"], "approach": BY_NAME[name].title, **values, "not_identified": note})
+    columns = ["flops", "approach", "n_opt", "d_opt", "tokens_per_parameter", "loss", "not_identified"]
+    overrides = {c: pl.Float64 for c in columns[2:6]}
+    return pl.DataFrame([{c: r.get(c) for c in columns} for r in rows], schema_overrides=overrides)
 
 
 def table_html(frame: pl.DataFrame, row_class: str | None = None) -> str:
@@ -72,13 +78,13 @@ def allocation_sentences(fits: dict) -> str:
         for name, p in row.items():
             if not isinstance(p, dict):
                 continue
-            text = (
-                f"{BY_NAME[name].title} N<sub>opt</sub> = {with_interval(fits, name, key + '.n_opt', p['n_opt'], 3)}, "
-                f"D<sub>opt</sub> = {with_interval(fits, name, key + '.d_opt', p['d_opt'], 3)} "
-                f"({num(p['tokens_per_parameter'], 3)} tokens per parameter)"
-            )
+            n_opt = shown(p, "n_opt", with_interval(fits, name, key + ".n_opt", p["n_opt"], 3))
+            d_opt = shown(p, "d_opt", with_interval(fits, name, key + ".d_opt", p["d_opt"], 3))
+            ratio = shown(p, "tokens_per_parameter", num(p["tokens_per_parameter"], 3))
+            text = f"{BY_NAME[name].title} N<sub>opt</sub> = {n_opt}, D<sub>opt</sub> = {d_opt}"
+            text += f" ({ratio} tokens per parameter)"
             if "loss" in p:
-                text += f", predicted loss {with_interval(fits, name, key + '.loss', p['loss'], 4)}"
+                text += f", predicted loss {shown(p, 'loss', with_interval(fits, name, key + '.loss', p['loss'], 4))}"
             each.append(text)
         parts.append(f"at C = {row['flops']:.3g} FLOPs: " + ", ".join(each))
     return f"Compute-optimal allocation: {laws}" + (". Predictions " + "; ".join(parts) if parts else "") + "."
@@ -96,6 +102,104 @@ def summary_items(fits: dict) -> list[str]:
             + "</li>"
         )
     return items
+
+
+# The approaches whose allocation exponent a the first screen sets side by side, in this order.
+A_APPROACHES = ("approach1", "approach2", "approach3")
+
+
+def exponents_agree(intervals: list[list[float]]) -> tuple[bool, list[float] | None]:
+    """Whether 95% intervals agree, read as: they share a common range (the largest lower end is at most
+    the smallest upper end); with that range. For intervals, sharing a range is the same as every pair
+    overlapping."""
+    low, high = max(i[0] for i in intervals), min(i[1] for i in intervals)
+    return low <= high, ([low, high] if low <= high else None)
+
+
+def exponent_rows(fits: dict) -> tuple[str, str]:
+    """The table of a (N_opt ∝ C^a) from Approaches 1, 2 and 3, and the sentence on their agreement."""
+    rows, intervals = [], []
+    for name in A_APPROACHES:
+        section = fits.get(name) or {"skipped": "not computed"}
+        title = html.escape(BY_NAME[name].title)
+        if "skipped" in section:
+            rows.append(
+                f'<tr><td>{title}</td><td colspan="2" class="warn">skipped: {html.escape(section["skipped"])}</td></tr>'
+            )
+            continue
+        ci = interval(fits, name, "a")
+        if ci:
+            intervals.append(ci)
+        rows.append(
+            f"<tr><td>{title}</td><td>{num(section['a'], 3)}</td>"
+            f"<td>{f'[{num(ci[0], 3)}, {num(ci[1], 3)}]' if ci else 'no bootstrap'}</td></tr>"
+        )
+    table = (
+        "<table><thead><tr><th>approach</th><th>a</th><th>95% interval</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
+    if len(intervals) < 2:
+        verdict = "Fewer than two approaches have an interval for a: their agreement cannot be judged."
+    else:
+        agree, common = exponents_agree(intervals)
+        verdict = (
+            f"The {len(intervals)} intervals agree: they share [{num(common[0], 3)}, {num(common[1], 3)}]."
+            if agree
+            else f'<span class="warn">The {len(intervals)} intervals do not agree: no value of a lies in all '
+            "of them.</span>"
+        )
+    return table, verdict
+
+
+def extrapolation_sentence(fits: dict) -> str:
+    """How well Approach 3, refitted without the largest budget, predicts it."""
+    section = fits.get("extrapolation") or {"skipped": "not computed"}
+    if "skipped" in section:
+        return f'<span class="warn">Extrapolation check skipped: {html.escape(section["skipped"])}</span>'
+    return (
+        f"Extrapolation: Approach 3 refitted without {html.escape(section['held_out_description'])} "
+        f"predicts their loss with a mean error of {100 * section['mean_relative_error']:.2f}% "
+        f"(largest {100 * section['max_relative_error']:.2f}%, {len(section['held_out'])} runs)."
+    )
+
+
+def every_warning(fits: dict) -> list[str]:
+    """Every warning of the fit, each named by where it comes from: the data's, then each approach's."""
+    found = [f"data: {w}" for w in fits["data"].get("warnings") or []]
+    for a in APPROACHES:
+        found += [f"{a.title}: {w}" for w in (fits.get(a.name) or {}).get("warnings") or []]
+    return found
+
+
+def first_screen(fits: dict) -> str:
+    """What a reader needs before any chart: the law with its intervals, the exponent a of Approaches 1,
+    2 and 3 side by side and whether they agree, the extrapolation error, and every warning."""
+    law = fits.get("approach3") or {"skipped": "not computed"}
+    if "skipped" in law:
+        law_line = f'<p class="warn">No law: Approach 3 was skipped ({html.escape(law["skipped"])}).</p>'
+    else:
+        terms = {k: with_interval(fits, "approach3", k, law[k], 4) for k in ("E", "A", "B", "alpha", "beta")}
+        law_line = (
+            f"<p class=law>{html.escape(law['form'])}, with "
+            + ", ".join(f"{k} = {v}" for k, v in terms.items())
+            + "</p>"
+        )
+    table, verdict = exponent_rows(fits)
+    warnings = every_warning(fits)
+    listed = (
+        "<ul>" + "".join(f'<li class="warn">{html.escape(w)}</li>' for w in warnings) + "</ul>"
+        if warnings
+        else "<p>No warnings: every parameter is identified by the checks of docs/methods.md.</p>"
+    )
+    return (
+        '<section id="first-screen"><h2>The law</h2>'
+        + law_line
+        + "<h3>Compute-optimal exponent a (N<sub>opt</sub> ∝ C<sup>a</sup>)</h3>"
+        + table
+        + f"<p>{verdict}</p><p>{extrapolation_sentence(fits)}</p>"
+        + f"<h3>Warnings ({len(warnings)})</h3>{listed}</section>"
+    )
 
 
 def data_warnings(fits: dict) -> str:
@@ -177,6 +281,8 @@ section {{ margin: 2em 0; }}
 <h1>Scaling-law report</h1>
 <p>Fitted on {fits["data"]["runs_fitted"]} runs ({html.escape(fits["data"]["compute"])}). {boot_text}</p>
 {data_warnings(fits)}
+{first_screen(fits)}
+<h2>Every approach</h2>
 <ul>
 {summary}
 </ul>
