@@ -48,6 +48,8 @@ rule fit:
     input:
         table=rules.collect.output.runs,
         curves=rules.collect.output.curves,
+        # Its known entropy rate, on a calibration corpus, is compared with the fitted floors.
+        corpus="results/data/corpus.json",
         code=source_files("fit"),
     output:
         report("results/fits/fits.json", caption="captions/fits.rst", category="Fits"),
@@ -68,7 +70,7 @@ rule fit:
         predict=",".join(f"{flops:g}" for flops in config["fit"]["predict_flops"]),
         variant=fit_variant_args(),
     shell:
-        "python -m workflow.fit {input.table:q} --curves {input.curves:q} --out {output:q}"
+        "python -m workflow.fit {input.table:q} --curves {input.curves:q} --corpus-manifest {input.corpus:q} --out {output:q}"
         " --huber-delta {params.huber_delta} --refine {params.refine}"
         " --bootstrap {params.bootstrap} --seed {params.seed} --workers {threads} --predict={params.predict:q} {params.variant}"
         " --flop-convention {params.flop_convention} --parameter-count {params.parameter_count} > {log:q} 2>&1"

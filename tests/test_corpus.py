@@ -434,3 +434,19 @@ def test_rules_download_each_file_then_build(tmp_path):
     assert manifest["documents"] == 5 and manifest["dedup"] is True
     table = pl.read_parquet(work_path(workdir, "corpus", "documents.parquet"))
     assert table["text"].to_list() == DOCS[:2] + ["x", "y", "z"]
+
+
+def test_a_calibration_source_records_its_known_entropy(tmp_path):
+    """builtin zipf_markov: generated documents, and the manifest's exact entropy rate, also at top
+    level (known_entropy) when it is the only source; bad settings are one CorpusError line."""
+    source = {"name": "cal", "builtin": "zipf_markov", "settings": {"words": 100, "documents": 50, "seed": 1}}
+    manifest = build([source], {}, tmp_path / "docs.parquet", tmp_path / "corpus.json")
+    table = pl.read_parquet(tmp_path / "docs.parquet")
+    assert table.height == manifest["documents"] == 50 and table["text"][0].count(" ") == 199
+    entropy = manifest["sources"][0]["entropy"]
+    assert manifest["known_entropy"] == {"bits_per_byte": entropy["bits_per_byte"], "source": "cal"}
+    stdlib = {"name": "stdlib", "builtin": "stdlib", "glob": "abc.py"}
+    both = build([source, stdlib], {}, tmp_path / "both.parquet", tmp_path / "both.json")
+    assert "known_entropy" not in both
+    with pytest.raises(CorpusError, match=r"source 'cal': settings.words is 1, outside"):
+        build([{**source, "settings": {"words": 1}}], {}, tmp_path / "bad.parquet", tmp_path / "bad.json")

@@ -64,6 +64,7 @@ from polars.io.plugins import register_io_source
 
 from workflow.download import url_entries
 from workflow.io import CHUNK_BYTES, atomic_path, run_stage, sha256_bytes, sha256_file, write_json_atomic
+from workflow.zipf_markov import SourceSettingsError, read_zipf_markov
 
 
 class CorpusError(RuntimeError):
@@ -117,6 +118,18 @@ def read_stdlib(pattern: str = "**/*.py") -> tuple[list[dict], dict]:
         "skipped_not_utf8": skipped,
     }
     return documents, info
+
+
+def stdlib_batches(source: dict):
+    """The builtin reader of ``builtin: stdlib``: batches of (names, texts) and the source's info."""
+    documents, info = read_stdlib(source.get("glob", "**/*.py"))
+    chunks = (documents[i : i + BATCH_DOCUMENTS] for i in range(0, len(documents), BATCH_DOCUMENTS))
+    return (([d["name"] for d in chunk], [d["text"] for d in chunk]) for chunk in chunks), info
+
+
+# Builtin sources, one line each: name -> reader(source) giving batches of (names, texts) and the
+# source's manifest info.
+BUILTINS = {"stdlib": stdlib_batches, "zipf_markov": read_zipf_markov}
 
 
 def detect_compression(path: Path) -> str:
@@ -203,14 +216,13 @@ class _SourceReader:
         self.files: list[dict] = []
 
     def batches(self) -> Iterator[pl.DataFrame]:
-        if self.source.get("builtin") == "stdlib":
-            documents, self.info = read_stdlib(self.source.get("glob", "**/*.py"))
-            for i in range(0, len(documents), BATCH_DOCUMENTS):
-                chunk = documents[i : i + BATCH_DOCUMENTS]
-                yield pl.DataFrame(
-                    {"name": [d["name"] for d in chunk], "text": [d["text"] for d in chunk]},
-                    schema={"name": pl.String, "text": pl.String},
-                )
+        if builtin := self.source.get("builtin"):
+            try:
+                chunks, self.info = BUILTINS[builtin](self.source)
+            except SourceSettingsError as e:
+                raise CorpusError(str(e)) from None
+            for names, texts in chunks:
+                yield pl.DataFrame({"name": names, "text": texts}, schema={"name": pl.String, "text": pl.String})
             return
         entries = url_entries(self.source)
         if not entries:
@@ -492,6 +504,11 @@ def build(
         ],
         "documents_sha256": sha256_file(out_documents),
     }
+    # A corpus of one source whose entropy rate is known (a calibration source): later stages compare
+    # the fitted floor with it.
+    if len(manifest["sources"]) == 1 and "entropy" in manifest["sources"][0]:
+        source = manifest["sources"][0]
+        manifest["known_entropy"] = {"bits_per_byte": source["entropy"]["bits_per_byte"], "source": source["name"]}
     write_json_atomic(out_manifest, manifest)
     return manifest
 

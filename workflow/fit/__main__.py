@@ -22,10 +22,11 @@ from pathlib import Path
 import polars as pl
 from threadpoolctl import threadpool_limits
 
+from workflow.fit.calibration import calibration, calibration_lines
 from workflow.fit.common import HUBER_DELTA, FitError
 from workflow.fit.study import fit_table, read_table, summary_lines
 from workflow.fit.variant import Variant, parse_fixed
-from workflow.io import run_stage, write_json_atomic
+from workflow.io import read_json, run_stage, write_json_atomic
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="NAME=VALUE",
         help="Approach 3 with a parameter (E, A, B, alpha or beta) held at VALUE; repeatable",
+    )
+    parser.add_argument(
+        "--corpus-manifest",
+        type=Path,
+        help="the corpus manifest (results/data/corpus.json): where it records a known entropy rate, "
+        "the fitted floors are compared with it (the calibration section)",
     )
     parser.add_argument("--flop-convention", default=None, help="recorded in the output")
     parser.add_argument("--parameter-count", default=None, help="recorded in the output")
@@ -79,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.curves:
             curves = pl.read_parquet(args.curves) if args.curves.suffix == ".parquet" else pl.read_csv(args.curves)
         # One BLAS thread: L-BFGS on problems this small gains nothing from more.
+        table = read_table(args.table)
         with threadpool_limits(1):
             fits = fit_table(
-                read_table(args.table),
+                table,
                 curves=curves,
                 delta=args.huber_delta,
                 refine=args.refine or None,
@@ -95,8 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     except FitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    known = read_json(args.corpus_manifest).get("known_entropy") if args.corpus_manifest else None
+    if known:
+        fits["calibration"] = calibration(known, table, fits)
     write_json_atomic(args.out, fits)
-    for line in summary_lines(fits):
+    for line in summary_lines(fits) + calibration_lines(fits.get("calibration")):
         print(line)
     print(f"total: {time.perf_counter() - t0:.1f} s; wrote {args.out}")
     return 0

@@ -228,6 +228,14 @@ FITS_SCHEMA = {
             },
         },
         "seconds": {"type": "object", "additionalProperties": NUMBER},
+        # Only on a corpus of known entropy rate (workflow/fit/calibration.py).
+        "calibration": {
+            "type": "object",
+            "oneOf": [
+                SKIPPED,
+                {"required": ["true_bits_per_byte", "true_nats_per_token", "bytes_per_token", "floors"]},
+            ],
+        },
         "flop_convention": {"type": ["string", "null"]},
         "parameter_count": {"type": ["string", "null"]},
         "table": STRING,

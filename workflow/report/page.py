@@ -172,6 +172,33 @@ def every_warning(fits: dict) -> list[str]:
     return found
 
 
+def calibration_paragraph(fits: dict) -> str:
+    """On a corpus of known entropy rate: each fitted floor in bits per byte beside the true rate."""
+    section = fits.get("calibration")
+    if not section:
+        return ""
+    if "skipped" in section:
+        return f'<p class="warn">Calibration skipped: {html.escape(section["skipped"])}</p>'
+    rows = []
+    for name, floor in section["floors"].items():
+        ci = floor.get("interval_bits_per_byte")
+        rows.append(
+            f"<tr><td>{html.escape(name)}</td><td>{num(floor['E'], 4)}</td><td>{num(floor['bits_per_byte'], 4)}"
+            + (f" [{num(ci[0], 4)}, {num(ci[1], 4)}]" if ci else "")
+            + f"</td><td>{100 * floor['bias']:+.1f}%</td>"
+            + f"<td>{'' if floor['identified'] else 'not identified'}</td></tr>"
+        )
+    per_token = section["bytes_per_token"]
+    return (
+        f"<h3>Calibration against a known answer</h3><p>The corpus ({html.escape(str(section['source']))}) has an "
+        f"entropy rate of {section['true_bits_per_byte']:.4f} bits per byte, computed exactly; at "
+        f"{per_token['median']:.4f} bytes per token (measured on the validation set) that is "
+        f"{section['true_nats_per_token']:.4f} nats per token. Each fitted floor E, converted:</p>"
+        "<table><thead><tr><th>law</th><th>E (nats/token)</th><th>E (bits/byte)</th><th>bias</th><th></th></tr>"
+        "</thead><tbody>" + "".join(rows) + "</tbody></table>"
+    )
+
+
 def first_screen(fits: dict) -> str:
     """What a reader needs before any chart: the law with its intervals, the exponent a of Approaches 1,
     2 and 3 side by side and whether they agree, the extrapolation error, and every warning."""
@@ -195,6 +222,7 @@ def first_screen(fits: dict) -> str:
     return (
         '<section id="first-screen"><h2>The law</h2>'
         + law_line
+        + calibration_paragraph(fits)
         + "<h3>Compute-optimal exponent a (N<sub>opt</sub> ∝ C<sup>a</sup>)</h3>"
         + table
         + f"<p>{verdict}</p><p>{extrapolation_sentence(fits)}</p>"
