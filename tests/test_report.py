@@ -201,7 +201,9 @@ def test_first_screen_shows_the_law_the_exponents_side_by_side_and_every_warning
     changed["approach2"] = {"skipped": "no IsoFLOP budgets in this study"}
     changed["approach1"]["warnings"] = ["a warning of Approach 1"]
     changed["data"]["warnings"] = ["a warning about the table"]
+    changed["kaplan"]["L_N"]["E_note"] = "E is not identified: a note of the law"
     page = first_screen(changed)
+    assert "Kaplan laws, L_N: E is not identified: a note of the law" in page
     assert '<td colspan="2" class="warn">skipped: no IsoFLOP budgets in this study</td>' in page
     assert "Approach 1: a warning of Approach 1" in page and "data: a warning about the table" in page
     assert exponents_agree([[0.1, 0.3], [0.4, 0.6]]) == (False, None)

@@ -168,7 +168,14 @@ def every_warning(fits: dict) -> list[str]:
     """Every warning of the fit, each named by where it comes from: the data's, then each approach's."""
     found = [f"data: {w}" for w in fits["data"].get("warnings") or []]
     for a in APPROACHES:
-        found += [f"{a.title}: {w}" for w in (fits.get(a.name) or {}).get("warnings") or []]
+        section = fits.get(a.name) or {}
+        found += [f"{a.title}: {w}" for w in section.get("warnings") or []]
+        # Sections of several laws (the Kaplan-style ones) note an unidentified floor per law.
+        found += [
+            f"{a.title}, {name}: {law['E_note']}"
+            for name, law in sorted(section.items())
+            if isinstance(law, dict) and law.get("E_note")
+        ]
     return found
 
 
