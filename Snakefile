@@ -33,6 +33,10 @@ if not config["regenerate_from_results"]:
     include: "rules/train.smk"
     include: "rules/evaluate.smk"
 
+    if TUNING:
+
+        include: "rules/tune.smk"
+
 
 include: "rules/fit.smk"
 include: "rules/report.smk"

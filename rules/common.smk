@@ -8,13 +8,18 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from workflow.config import ConfigError, artefact_keys, check_config, expand_paths, spec_json, train_runtime_minutes
-from workflow.report import CHARTS as REPORT_CHARTS
+from workflow.report import CHARTS as REPORT_CHARTS, TUNE_CHARTS
+from workflow.tune import TUNING_FILE, apply_tuning, read_tuning, selection_plan, sweep_runs
 
 try:
     expand_paths(config)
     RUNS = check_config(config)
+    # The tune stage's sweep points (tune.enabled): training runs like the grid's, trained first.
+    SWEEP = sweep_runs(config, RUNS)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
+TUNING = bool(SWEEP)
+TRAINING_RUNS = {**RUNS, **SWEEP}
 
 WORK = config["work_dir"].rstrip("/")
 # Work-directory paths carry the key of the settings that made them (workflow.config.artefact_keys):
@@ -28,7 +33,7 @@ SOURCES = {source["name"]: source for source in config["corpus"]["sources"]}
 
 
 wildcard_constraints:
-    run="|".join(re.escape(run_id) for run_id in RUNS),
+    run="|".join(re.escape(run_id) for run_id in TRAINING_RUNS),
     source="|".join(re.escape(name) for name in SOURCES),
 
 
@@ -60,24 +65,41 @@ def fit_variant_args():
     return " ".join(args)
 
 
+def tuned(wildcards):
+    """A grid run of a tuned study waits for the tune checkpoint. Once the selection is made this is
+    no input at all, so a new selection retrains only the runs whose spec text (their tuned values)
+    changed, not every run whose input got a newer time stamp."""
+    if TUNING and wildcards.run in RUNS:
+        checkpoints.tune.get()
+    return []
+
+
 def run_spec(wildcards):
-    """The settings that define the run's result: Snakemake reruns the run when this text changes."""
-    return spec_json(RUNS[wildcards.run])
+    """The settings that define the run's result: Snakemake reruns the run when this text changes.
+    In a tuned study, a grid run's optimizer settings come from the tune checkpoint's tuning.json."""
+    spec = TRAINING_RUNS[wildcards.run]
+    if TUNING and wildcards.run in RUNS:
+        tuning = read_tuning(checkpoints.tune.get().output.tuning)
+        try:
+            spec = apply_tuning(spec, tuning, set(config["train"]["overrides"].get(wildcards.run, {})))
+        except ConfigError as error:
+            raise WorkflowError(str(error)) from None
+    return spec_json(spec)
 
 
 def run_execution(wildcards):
     """How the run is executed (a resource, so never compared: changing it never retrains)."""
-    return RUNS[wildcards.run].execution_json()
+    return TRAINING_RUNS[wildcards.run].execution_json()
 
 
 def train_runtime(wildcards, attempt):
     """Minutes of Slurm time for a run, from its FLOPs; more on each retry."""
-    return train_runtime_minutes(RUNS[wildcards.run], config["cluster"], attempt)
+    return train_runtime_minutes(TRAINING_RUNS[wildcards.run], config["cluster"], attempt)
 
 
 def train_gpus(wildcards):
     """GPUs of a run's Slurm job: train.devices (k > 1 runs DDP through torchrun), none on the CPU."""
-    spec = RUNS[wildcards.run]
+    spec = TRAINING_RUNS[wildcards.run]
     return 0 if spec.execution.device == "cpu" else spec.execution.devices
 
 
@@ -117,6 +139,16 @@ def local_source(wildcards):
 
 def run_files(pattern):
     return expand(pattern, run=sorted(RUNS))
+
+
+def sweep_files(pattern):
+    """The tune stage's sweep runs' files (none unless tune.enabled)."""
+    return expand(pattern, run=sorted(SWEEP))
+
+
+# The report draws the sweep when the study is tuned (results/tune/ from the tune checkpoint, or
+# from results/ alone when a reviewer regenerates it).
+SHOWN_CHARTS = {**REPORT_CHARTS, **(TUNE_CHARTS if TUNING else {})}
 
 
 REPORT_DIR = "results/report"

@@ -1,4 +1,4 @@
-# Report: eight Altair charts (self-contained HTML, SVG and PNG), their RST
+# Report: eight Altair charts (and the tune stage's sweep when the study is tuned) (self-contained HTML, SVG and PNG), their RST
 # captions with the fitted numbers, the parameters table and an index page.
 # The captions are written by the report job itself, so `snakemake --report`
 # shows the same numbers as results/report/index.html.
@@ -9,13 +9,14 @@ rule report:
         runs=rules.collect.output.runs,
         curves=rules.collect.output.curves,
         fits=rules.fit.output[0],
+        tune=[TUNING_FILE, "results/tune/sweep.csv"] if TUNING else [],
         code=source_files("report"),
     output:
-        **{f"{name}_svg": report_chart(name, title) for name, title in REPORT_CHARTS.items()},
-        **{f"{name}_{fmt}": f"{REPORT_DIR}/{name}.{fmt}" for name in REPORT_CHARTS for fmt in ("html", "png")},
+        **{f"{name}_svg": report_chart(name, title) for name, title in SHOWN_CHARTS.items()},
+        **{f"{name}_{fmt}": f"{REPORT_DIR}/{name}.{fmt}" for name in SHOWN_CHARTS for fmt in ("html", "png")},
         index=report(f"{REPORT_DIR}/index.html", caption=f"../{REPORT_DIR}/captions/index.rst", category="Report"),
         parameters=report(f"{REPORT_DIR}/parameters.csv", caption="captions/parameters.rst", category="Tables"),
-        captions=[f"{REPORT_DIR}/captions/{name}.rst" for name in [*REPORT_CHARTS, "index"]],
+        captions=[f"{REPORT_DIR}/captions/{name}.rst" for name in [*SHOWN_CHARTS, "index"]],
     log:
         "results/logs/report.log",
     conda:
@@ -23,6 +24,8 @@ rule report:
     threads: stage_threads("default")
     resources:
         mem_mb=stage_mem_mb("default"),
+    params:
+        tune=f"--tune-dir results/tune" if TUNING else "",
     shell:
         "python -m workflow.report --runs {input.runs:q} --curves {input.curves:q} --fits {input.fits:q}"
-        " --out-dir results/report > {log:q} 2>&1"
+        " {params.tune} --out-dir results/report > {log:q} 2>&1"

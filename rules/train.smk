@@ -9,6 +9,7 @@
 rule train:
     input:
         dataset=rules.dataset.output.shards,
+        tuned=tuned,
     output:
         summary="results/runs/{run}/summary.json",
         metrics="results/runs/{run}/metrics.csv",

@@ -22,10 +22,24 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "data" / "spec_json_sha256.json"
 
 
+def merged(base: dict, overlay: dict) -> dict:
+    """``overlay`` over ``base``, key by key (as Snakemake merges --configfile over config/config.yaml)."""
+    return {
+        k: merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+        for k, v in {**base, **overlay}.items()
+    }
+
+
 def shipped_configs() -> dict[str, dict]:
+    """Every shipped config; an overlay (a file without a train section) over config/config.yaml."""
     paths = [REPO / "config" / "config.yaml", REPO / "config" / "tiny.yaml"]
     paths += sorted((REPO / "config" / "experiments").glob("*.yaml"))
-    return {str(p.relative_to(REPO)): yaml.safe_load(p.read_text()) for p in paths}
+    default = yaml.safe_load(paths[0].read_text())
+    configs = {}
+    for path in paths:
+        config = yaml.safe_load(path.read_text())
+        configs[str(path.relative_to(REPO))] = config if "train" in config else merged(default, config)
+    return configs
 
 
 def variant_configs() -> dict[str, dict]:

@@ -260,8 +260,15 @@ def test_config_check_imports_no_heavy_package():
 import yaml
 from pathlib import Path
 import workflow.config
+def merged(base, overlay):
+    return {k: merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+            for k, v in {**base, **overlay}.items()}
+default = yaml.safe_load(Path("config/config.yaml").read_text())
 for path in ["config/config.yaml", "config/tiny.yaml", *sorted(Path("config/experiments").glob("*.yaml"))]:
-    runs = workflow.config.check_config(yaml.safe_load(Path(path).read_text()))
+    config = yaml.safe_load(Path(path).read_text())
+    if "train" not in config:  # an overlay on the default study (--configfile after config/config.yaml)
+        config = merged(default, config)
+    runs = workflow.config.check_config(config)
     print(path, len(runs))
 try:
     import numpy

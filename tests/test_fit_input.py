@@ -15,8 +15,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
 from helpers import REPO
+from spec_variants import shipped_configs
 
 from workflow.config import expand_runs
 from workflow.families import get_family
@@ -241,11 +241,9 @@ def test_real_tables_raise_no_warning(tmp_path, name):
 def test_flops_of_the_pipelines_own_conventions_raise_no_warning():
     """Every run of every shipped config, under every FLOP convention and parameter count: C is
     0.3 to 5.3 times 6 N D for the tiny models, inside the band."""
-    configs = [REPO / "config" / "config.yaml", REPO / "config" / "tiny.yaml"]
-    configs += sorted((REPO / "config" / "experiments").glob("*.yaml"))
     rows = []
-    for config in configs:
-        for spec in expand_runs(yaml.safe_load(config.read_text())).values():
+    for config in shipped_configs().values():
+        for spec in expand_runs(config).values():
             family = get_family(spec.model.family)
             counts = family.parameter_counts(spec.model)
             for convention in CONVENTIONS:

@@ -56,12 +56,13 @@ def test_the_blocker_refuses_heavy_imports(light_host):
         assert result.returncode != 0 and "not installed on this submit host" in result.stderr, name
 
 
-@pytest.mark.parametrize("config", ["config/config.yaml", "config/tiny.yaml"])
+@pytest.mark.parametrize("config", ["config/config.yaml", "config/tiny.yaml", "config/experiments/default_tuned.yaml"])
 def test_dry_run_needs_no_torch_scipy_or_altair(light_host, config):
     workdir, env = light_host
     result = dry_run(workdir, env, "--configfile", config)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "report" in result.stdout and "train" in result.stdout
+    assert ("checkpoint tune:" in result.stdout) == ("tuned" in config)
 
 
 def test_lstm_family_with_bare_shapes_dry_runs(light_host):

@@ -30,7 +30,7 @@ class CollectError(ValueError):
 # What collect reads from each run's files: one without them is damaged, or from another version.
 SUMMARY_KEYS = ("run_id", "points", "family", "grid", "schedule", "compute_budget", "model", "seed", "lr",
                 "parameters", "flops_per_token", "tokens_per_s", "mfu", "elapsed_s", "device", "kernels",
-                "dataset_train_tokens")  # fmt: skip
+                "dataset_train_tokens", "spec")  # fmt: skip
 EVALUATION_KEYS = ("run_id", "points")
 
 
@@ -61,6 +61,9 @@ def point_rows(summary: dict, evaluation: dict, flop_convention: str, parameter_
                 "vocab_size": summary["model"]["vocab_size"],
                 "seed": summary["seed"],
                 "lr": summary["lr"],
+                "batch_tokens": summary["spec"]["optim"]["batch_tokens"],
+                # Settings the tune stage chose, and from where: "lr (sweep)", "lr (rule)"; empty if untuned.
+                "tuned": ", ".join(f"{k} ({v})" for k, v in sorted(summary["spec"].get("tuned", {}).items())),
                 "params_total": summary["parameters"]["total"],
                 "params_non_embedding": summary["parameters"]["non_embedding"],
                 "params_embedding": summary["parameters"]["embedding"],

@@ -120,6 +120,10 @@ class RunSpec:
     # budget; () when no branch has one. Left out of the spec text while empty, so that adding it kept
     # the text (and the trained runs) of every study that has none.
     branch_compute_budgets: tuple[float | None, ...] = ()
+    # The optimizer settings the tune stage set, each with where its value came from: "sweep" (this
+    # shape's best sweep point) or "rule" (the power law in N fitted to the swept shapes). Left out of
+    # the spec text while empty, like branch_compute_budgets.
+    tuned: tuple[tuple[str, str], ...] = ()
 
     def result_dict(self) -> dict:
         """The settings that define the run's result, as plain JSON types."""
@@ -130,6 +134,10 @@ class RunSpec:
             spec["branch_compute_budgets"] = list(self.branch_compute_budgets)
         else:
             del spec["branch_compute_budgets"]
+        if self.tuned:
+            spec["tuned"] = dict(self.tuned)
+        else:
+            del spec["tuned"]
         return spec
 
     def point_budget(self, tokens: int) -> float | None:
@@ -159,6 +167,7 @@ class RunSpec:
                 "scaling": ScalingRules(**spec["scaling"]),
                 "branch_tokens": tuple(spec["branch_tokens"]),
                 "branch_compute_budgets": tuple(spec.get("branch_compute_budgets", ())),
+                "tuned": tuple(sorted(spec.get("tuned", {}).items())),
                 "execution": Execution(**spec["execution"]),
             }
         )

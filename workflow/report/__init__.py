@@ -2,7 +2,8 @@
 
 This file is the chart registry and stays free of heavy imports (the
 Snakefile imports it): one line per chart, its name and title. Chart NAME is
-drawn by ``workflow/report/charts/NAME.py``'s ``draw(runs, curves, fits)``;
+drawn by ``workflow/report/charts/NAME.py``'s ``draw(runs, curves, fits)`` (a tune chart's by
+``draw(sweep, tuning)``, from results/tune/);
 build.py writes the files and page.py the index page. CLI:
 ``python -m workflow.report`` (__main__.py).
 """
@@ -17,4 +18,6 @@ CHARTS = {
     "training_curves": "Training curves",
     "extrapolation": "Extrapolation check",
 }
+# Drawn only for a tuned study (tune.enabled), from results/tune/: ``draw(sweep, tuning)``.
+TUNE_CHARTS = {"tune_sweep": "Loss against learning rate per shape (tune sweep)"}
 FORMATS = ("html", "svg", "png")

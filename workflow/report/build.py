@@ -25,7 +25,7 @@ import polars as pl
 
 from workflow.fit.schema import LAYOUT
 from workflow.io import atomic_path, read_json, write_text_atomic
-from workflow.report import CHARTS, FORMATS
+from workflow.report import CHARTS, FORMATS, TUNE_CHARTS
 from workflow.report.common import law_text
 from workflow.report.page import allocation_sentences, index_page, parameters_table
 
@@ -34,8 +34,14 @@ def caption_rst(title: str, text: str) -> str:
     return f"{title}. {text}\n"
 
 
-def build_report(runs: pl.DataFrame, curves: pl.DataFrame, fits: dict, out_dir: Path) -> list[Path]:
+def build_report(
+    runs: pl.DataFrame, curves: pl.DataFrame, fits: dict, out_dir: Path, tune: tuple[pl.DataFrame, dict] | None = None
+) -> list[Path]:
+    """Every chart, caption and table; ``tune`` (the sweep table and tuning.json) adds the tune charts."""
     made = {name: importlib.import_module(f"workflow.report.charts.{name}").draw(runs, curves, fits) for name in CHARTS}
+    if tune is not None:
+        made |= {name: importlib.import_module(f"workflow.report.charts.{name}").draw(*tune) for name in TUNE_CHARTS}
+    titles = {**CHARTS, **TUNE_CHARTS}
     written = []
     for name, (chart, caption) in made.items():
         for fmt in FORMATS:
@@ -49,7 +55,7 @@ def build_report(runs: pl.DataFrame, curves: pl.DataFrame, fits: dict, out_dir: 
                     chart.save(str(tmp), format="svg")
             written.append(path)
         path = out_dir / "captions" / f"{name}.rst"
-        write_text_atomic(path, caption_rst(CHARTS[name], caption))
+        write_text_atomic(path, caption_rst(titles[name], caption))
         written.append(path)
     table = out_dir / "parameters.csv"
     with atomic_path(table) as tmp:
@@ -79,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", required=True, type=Path, help="runs table (parquet)")
     parser.add_argument("--curves", required=True, type=Path, help="curves table (parquet)")
     parser.add_argument("--fits", required=True, type=Path, help="fits.json")
+    parser.add_argument("--tune-dir", type=Path, help="results/tune of a tuned study (tuning.json, sweep.csv)")
     parser.add_argument("--out-dir", required=True, type=Path)
     args = parser.parse_args(argv)
     try:
@@ -95,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    written = build_report(pl.read_parquet(args.runs), pl.read_parquet(args.curves), fits, args.out_dir)
+    tune = None
+    if args.tune_dir is not None:
+        tune = (pl.read_csv(args.tune_dir / "sweep.csv"), read_json(args.tune_dir / "tuning.json"))
+    written = build_report(pl.read_parquet(args.runs), pl.read_parquet(args.curves), fits, args.out_dir, tune)
     print(f"report: {written[-1]}")
     return 0

@@ -14,7 +14,7 @@ import vl_convert
 from workflow.fit.bootstrap import prediction_key
 from workflow.fit.registry import APPROACHES, BY_NAME
 from workflow.fit.study import describe, shown
-from workflow.report import CHARTS
+from workflow.report import CHARTS, TUNE_CHARTS
 from workflow.report.common import axis_note, fitted, interval, num, with_interval
 
 
@@ -274,12 +274,15 @@ def index_page(specs: dict[str, dict], captions: dict[str, str], runs: pl.DataFr
         "loss",
         "bits_per_byte",
         "train_loss",
+        "lr",
+        "batch_tokens",
+        "tuned",
         "tokens_per_s",
         "device",
         "kernels",
     ]
     charts = "\n".join(
-        f'<section><h3>{html.escape(CHARTS[name])}</h3><div id="{name}" class="chart"></div>'
+        f'<section><h3>{html.escape({**CHARTS, **TUNE_CHARTS}[name])}</h3><div id="{name}" class="chart"></div>'
         f'<p class="caption">{html.escape(captions[name])}</p><p><a href="{name}.html">interactive</a> · '
         f'<a href="{name}.svg">SVG</a> · <a href="{name}.png">PNG</a></p></section>'
         for name in specs
