@@ -118,6 +118,39 @@ def test_selection_chooses_the_lowest_loss_and_fits_the_rule_for_the_rest(tuned_
     assert not any("L3-d96-h4" in w for w in tuning["warnings"])
 
 
+def test_apply_rule_gives_every_shape_the_fitted_law(tuned_config):
+    """tune.apply: rule: swept shapes too take the power law, smoothing single noisy sweep points."""
+    tuned_config["tune"]["apply"] = "rule"
+    _, _, plan = plan_and_runs(tuned_config)
+    tuning = select(plan, sweep_rows(plan, losses_for(plan, bowl({"L1-d32-h2": 1e-2, "L3-d96-h4": 3e-3}))))
+    rule = tuning["rules"]["lr"]
+    for shape in tuning["shapes"].values():
+        assert shape["source"] == {"lr": "rule"}
+        assert shape["values"]["lr"] == pytest.approx(rule["coefficient"] * shape["params"] ** rule["exponent"])
+    # The swept shapes still name their best sweep point.
+    assert tuning["shapes"]["L1-d32-h2"]["run_id"] == "tune_L1-d32-h2_lr0.01_D100k_s0"
+    assert tuning["apply"] == "rule"
+
+
+@pytest.mark.parametrize("apply", ["best", "rule"])
+def test_sweep_chart_draws_each_shapes_curve_at_its_best_other_settings(tuned_config, apply):
+    import polars as pl
+
+    from workflow.report.charts.tune_sweep import draw
+
+    tuned_config["tune"].update(apply=apply, values={"lr": [1e-3, 3e-3, 1e-2], "beta2": [0.95, 0.99]})
+    _, _, plan = plan_and_runs(tuned_config)
+    best = bowl({"L1-d32-h2": 1e-2, "L3-d96-h4": 3e-3})
+    rows = sweep_rows(plan, losses_for(plan, lambda shape, v: best(shape, v) + (v["beta2"] - 0.95)))
+    tuning = select(plan, rows)
+    chart, caption = draw(pl.DataFrame(rows), tuning)
+    spec = chart.to_dict()
+    curve = spec["hconcat"][0]["layer"][0]
+    points = spec["datasets"][curve["data"]["name"]]
+    assert len(points) == 6 and {p["beta2"] for p in points} == {0.95}  # one line per shape, at beta2 0.95
+    assert "lr*(N) =" in caption and ("tune.apply: rule" in caption) == (apply == "rule")
+
+
 def test_power_law_recovers_its_exponent():
     params = [1e4, 3e4, 1e5, 3e5]
     rule = fit_power_law(params, [0.5 * n**-0.35 for n in params])
@@ -219,11 +252,13 @@ def tune_tiny(values):
     return change
 
 
-def planned(workdir, config) -> dict[str, list[str]]:
-    """Rule -> the run wildcards of its jobs in a dry run (rules without one: [''])."""
+def planned(workdir, *args) -> dict[str, list[str]]:
+    """Rule -> the run wildcards of its jobs in a dry run with ``args`` (a config file alone is given
+    as --configfile; rules without a run wildcard: [''])."""
     from helpers import snakemake
 
-    out = snakemake(workdir, "-n", "--configfile", config).stdout
+    args = ("--configfile", *args) if len(args) == 1 else args
+    out = snakemake(workdir, "-n", *args).stdout
     jobs: dict[str, list[str]] = {}
     for block in re.split(r"\n(?=\[[^\n]*\]\n(?:rule|checkpoint) )", out)[1:]:
         rule = re.search(r"^(?:rule|checkpoint) (\w+):", block, flags=re.M).group(1)
@@ -310,3 +345,21 @@ def test_new_sweep_value_reruns_the_selection_and_retrains_only_changed_runs(tun
     snakemake(workdir, "results/tune/tuning.json", "--configfile", lower)
     assert json.loads((workdir / "results" / "tune" / "tuning.json").read_text())["shapes"] == after["shapes"]
     assert "train" not in planned(workdir, lower)
+
+
+@pytest.mark.pipeline
+def test_reviewer_redraws_a_tuned_studys_report_from_results_alone(tuned_study, tmp_path):
+    import shutil
+
+    from helpers import copy_pipeline, snakemake
+
+    source, _ = tuned_study
+    clone = copy_pipeline(tmp_path)
+    shutil.copytree(source / "results", clone / "results")
+    (clone / "results" / "report" / "tune_sweep.svg").unlink()
+    command = ("--forceall", "--configfile", "results/config.yaml", "--config", "regenerate_from_results=True")
+    jobs = planned(clone, *command)
+    assert set(jobs) == {"study_config", "collect", "fit", "report", "all"}
+    snakemake(clone, *command)
+    assert not (clone / "resources").exists()
+    assert (clone / "results" / "report" / "tune_sweep.svg").stat().st_size > 1000

@@ -128,6 +128,7 @@ def selection_plan(config: dict, runs: dict[str, RunSpec], sweep: dict[str, RunS
     return {
         "swept": keys,
         "values": {k: config["tune"]["values"][k] for k in keys},
+        "apply": config["tune"].get("apply", "best"),
         "parameter_count": "non_embedding",
         "micro_batch_tokens": config["train"]["micro_batch_size"] * config["train"]["seq_len"],
         "shapes": {label: non_embedding_params(model) for label, model in study_shapes({**runs, **sweep}).items()},

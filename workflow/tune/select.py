@@ -5,8 +5,9 @@ among those that completed. The learning rate and the batch size then get a powe
 non-embedding parameters), value*(N) = c N^k, fitted by least squares to (log N, log value) of the
 chosen points (numpy.polyfit); a shape the sweep left out takes the rule's value, the batch rounded
 to whole micro-batches. warmup_fraction and beta2 have no such law: a shape left out takes the
-value of the swept shape nearest in log N. A choice at either end of its swept values is warned:
-the optimum may lie outside the sweep.
+value of the swept shape nearest in log N. With ``tune.apply: rule`` every shape, swept or not,
+takes the rule's value: one noisy sweep point then moves no shape by itself. A choice at either end
+of its swept values is warned: the optimum may lie outside the sweep.
 """
 
 from __future__ import annotations
@@ -107,9 +108,10 @@ def select(plan: dict, rows: list[dict]) -> dict:
                 [plan["shapes"][s] for s in sorted(chosen)], [chosen[s][key] for s in sorted(chosen)]
             )
 
+    by_rule = plan.get("apply", "best") == "rule"
     shapes = {}
     for shape, params in sorted(plan["shapes"].items(), key=lambda item: item[1]):
-        if shape in chosen:
+        if shape in chosen and not (by_rule and rules):
             best = chosen[shape]
             shapes[shape] = {
                 "params": params,
@@ -120,6 +122,10 @@ def select(plan: dict, rows: list[dict]) -> dict:
             }
             continue
         nearest = min(chosen, key=lambda s: abs(math.log(plan["shapes"][s]) - math.log(params)))
+        if nearest == shape:  # a swept shape under apply: rule keeps its own value where no rule applies
+            nearest_source = "sweep"
+        else:
+            nearest_source = f"nearest ({nearest})"
         values, source = {}, {}
         for key in keys:
             if key in rules:
@@ -129,14 +135,22 @@ def select(plan: dict, rows: list[dict]) -> dict:
                     value = max(1, round(value / micro)) * micro
                 values[key], source[key] = value, "rule"
             else:
-                values[key], source[key] = chosen[nearest][key], f"nearest ({nearest})"
-        shapes[shape] = {"params": params, "values": values, "source": source, "run_id": None, "loss": None}
+                values[key], source[key] = chosen[nearest][key], nearest_source
+        best = chosen.get(shape, {})
+        shapes[shape] = {
+            "params": params,
+            "values": values,
+            "source": source,
+            "run_id": best.get("run_id"),
+            "loss": best.get("loss"),
+        }
     for shape in shapes.values():
         if "batch_tokens" in shape["values"]:
             shape["values"]["batch_tokens"] = int(shape["values"]["batch_tokens"])
     return {
         "swept": keys,
         "values": plan["values"],
+        "apply": plan.get("apply", "best"),
         "parameter_count": plan["parameter_count"],
         "selection": "lowest validation loss among completed sweep points",
         "shapes": shapes,

@@ -10,6 +10,10 @@ import polars as pl
 from workflow.report.common import HEIGHT, log_scale, num
 
 SWEEP_WIDTH = 380
+APPLIED = {
+    "best": "A swept shape trains with its best point's values; shapes left out of the sweep take the rule.",
+    "rule": "Every shape trains with the rule's values (tune.apply: rule).",
+}
 
 
 def swept_key(tuning: dict) -> str:
@@ -20,9 +24,9 @@ def swept_key(tuning: dict) -> str:
 def draw(sweep: pl.DataFrame, tuning: dict) -> tuple[alt.Chart, str]:
     key = swept_key(tuning)
     others = [k for k in tuning["swept"] if k != key]
-    # The other swept settings held at each shape's chosen values: one line per shape.
-    chosen_values = {s: e["values"] for s, e in tuning["shapes"].items() if e["source"].get(key) == "sweep"}
-    keep = [all(row[k] == chosen_values[row["shape"]][k] for k in others) for row in sweep.iter_rows(named=True)]
+    # The other swept settings held at each shape's best sweep point: one line per shape.
+    best = {row["shape"]: row for row in sweep.filter(pl.col("chosen")).iter_rows(named=True)}
+    keep = [all(row[k] == best[row["shape"]][k] for k in others) for row in sweep.iter_rows(named=True)]
     frame = sweep.filter(pl.Series(keep) & (pl.col("status") == "completed") & pl.col("loss").is_not_null())
     shape_order = [s for s, _ in sorted(tuning["shapes"].items(), key=lambda item: item[1]["params"])]
     color = alt.Color("shape:N", sort=shape_order, title="shape", scale=alt.Scale(scheme="viridis"))
@@ -92,7 +96,7 @@ def draw(sweep: pl.DataFrame, tuning: dict) -> tuple[alt.Chart, str]:
     values = ", ".join(f"{v:g}" for v in tuning["values"][key])
     caption = (
         f"Tune sweep: {sweep.height} sweep points over {key} values {values} "
-        f"at {', '.join(f'{t:,}' for t in tokens)} tokens; each shape takes the {key} of its lowest validation loss "
-        f"(diamonds), and shapes left out of the sweep take the rule. Chosen: {picks}. The {rule_text}.{warnings}"
+        f"at {', '.join(f'{t:,}' for t in tokens)} tokens; diamonds mark each shape's lowest validation loss. "
+        f"{APPLIED[tuning.get('apply', 'best')]} Trained with: {picks}. The {rule_text}.{warnings}"
     )
     return alt.hconcat(left, right).resolve_scale(color="shared"), caption
