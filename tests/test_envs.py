@@ -34,4 +34,5 @@ def test_every_rule_names_an_environment():
         if path.name == "common.smk":
             continue
         text = path.read_text()
-        assert text.count("rule ") == text.count("conda:"), path
+        jobs = re.findall(r"^\s*(?:rule|checkpoint) \w+:", text, flags=re.M)
+        assert jobs and len(jobs) == text.count("conda:"), path
