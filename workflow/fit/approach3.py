@@ -187,7 +187,8 @@ def fit_approach3(
             f"Approach 3 found non-positive exponents (alpha={best.x[3]:.3g}, beta={best.x[4]:.3g}): "
             f"loss does not fall with both N and D in these runs"
         )
-    fit = law_of(best.x) | {
+    # A fixed parameter is reported as given: its log round trip (exp(log E)) can move it by a rounding.
+    fit = law_of(best.x) | dict(variant.fixed) | {
         "form": variant.form,
         "variant": variant.describe(),
         "free_parameters": variant.free_parameters,
