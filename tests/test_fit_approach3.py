@@ -69,3 +69,16 @@ def test_degenerate_data_is_refused_by_name():
         fit_approach3(n[:3], d[:3], loss[:3])
     with pytest.raises(FitError, match="'loss' must hold positive"):
         fit_approach3(n, d, -loss)
+
+
+def test_a_floor_fitted_at_zero_is_unidentified_not_a_division_by_zero():
+    """E fitted to 0.0 exactly (it underflows when the data show no floor) with an interval from 0."""
+    from workflow.fit.approach3 import bootstrap_warnings
+
+    section = {"E": 0.0, "alpha": 0.3, "beta": 0.3, "free_parameters": ["E", "A", "B", "alpha", "beta"]}
+    warnings = bootstrap_warnings(section, {"E": [0.0, 1.2], "alpha": [0.25, 0.35], "beta": [0.2, 0.4]})
+    assert warnings == [
+        "E is not identified: its 95% bootstrap interval [0, 1.2] reaches its bound, 0 (the lower end is below "
+        "1% of the fitted 0)"
+    ]
+    assert section["unidentified"] == ["E"]

@@ -148,7 +148,7 @@ def bootstrap_warnings(section: dict, intervals: dict) -> list[str]:
         if name not in section.get("free_parameters", ("E", "alpha", "beta")) or name not in intervals:
             continue
         low, high = intervals[name]
-        if low < BOUND_FRACTION * section[name]:
+        if low <= 0 or low < BOUND_FRACTION * section[name]:  # a fitted value of 0 too: no span to take
             mark_unidentified(section, [name])
             warnings.append(
                 f"{name} is not identified: its 95% bootstrap interval [{low:.3g}, {high:.3g}] reaches its bound, "
@@ -188,21 +188,25 @@ def fit_approach3(
             f"loss does not fall with both N and D in these runs"
         )
     # A fixed parameter is reported as given: its log round trip (exp(log E)) can move it by a rounding.
-    fit = law_of(best.x) | dict(variant.fixed) | {
-        "form": variant.form,
-        "variant": variant.describe(),
-        "free_parameters": variant.free_parameters,
-        "log_params": dict(zip(PARAM_NAMES, map(float, best.x))),
-        "objective": float(best.fun),
-        "huber_delta": delta,
-        "starts": int(len(starts)),
-        "starts_refined": int(refined),
-        "runs": int(len(loss)),
-        "local_optima": [
-            {"objective": float(r.fun), "log_params": dict(zip(PARAM_NAMES, map(float, r.x)))} for r in optima
-        ],
-        "seconds": time.perf_counter() - t0,
-    }
+    fit = (
+        law_of(best.x)
+        | dict(variant.fixed)
+        | {
+            "form": variant.form,
+            "variant": variant.describe(),
+            "free_parameters": variant.free_parameters,
+            "log_params": dict(zip(PARAM_NAMES, map(float, best.x))),
+            "objective": float(best.fun),
+            "huber_delta": delta,
+            "starts": int(len(starts)),
+            "starts_refined": int(refined),
+            "runs": int(len(loss)),
+            "local_optima": [
+                {"objective": float(r.fun), "log_params": dict(zip(PARAM_NAMES, map(float, r.x)))} for r in optima
+            ],
+            "seconds": time.perf_counter() - t0,
+        }
+    )
     fit["unidentified"] = []
     fit["warnings"] = identification_warnings(fit, params, tokens, loss) + local_optima_warnings(fit, variant)
     return fit
