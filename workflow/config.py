@@ -105,7 +105,7 @@ def scaled_hyperparameters(train: dict, model: ModelConfig) -> tuple[float, int]
     return lr, batch
 
 
-def _spec(
+def build_spec(
     config: dict,
     run_id: str,
     model: ModelConfig,
@@ -115,6 +115,7 @@ def _spec(
     compute_budget: float | None,
     branch_tokens: list[int],
 ) -> RunSpec:
+    """One run's settings from the train section: its model, budget, seed and the grid that made it."""
     train = config["train"]
     lr, batch_tokens = scaled_hyperparameters(train, model)
     optim = OptimizerSettings(**{**{k: train[k] for k in OPTIM_KEYS}, "lr": lr, "batch_tokens": batch_tokens})
@@ -191,7 +192,7 @@ def expand_runs(config: dict) -> dict[str, RunSpec]:
                     add_branch(model, seed, tokens, None, "tokens", where)
                     continue
                 run_id = f"{shape_id(model)}_D{format_count(tokens)}_s{seed}"
-                add(_spec(config, run_id, model, tokens, seed, "tokens", None, [tokens]), where)
+                add(build_spec(config, run_id, model, tokens, seed, "tokens", None, [tokens]), where)
 
     iso = train["isoflop"]
     convention = config["fit"]["flop_convention"]
@@ -212,7 +213,7 @@ def expand_runs(config: dict) -> dict[str, RunSpec]:
                     add_branch(model, seed, tokens, float(budget), "isoflop", where)
                     continue
                 run_id = f"{shape_id(model)}_C{format_flops(budget)}_s{seed}"
-                add(_spec(config, run_id, model, tokens, seed, "isoflop", float(budget), [tokens]), where)
+                add(build_spec(config, run_id, model, tokens, seed, "isoflop", float(budget), [tokens]), where)
 
     for (label, seed), (model, points, grids, where) in branches.items():
         tokens = sorted(points)
@@ -220,7 +221,7 @@ def expand_runs(config: dict) -> dict[str, RunSpec]:
         # Named after its longest branch: its tokens, or the IsoFLOP budget it trains to.
         length = f"-C{format_flops(longest)}" if longest is not None else format_count(tokens[-1])
         run_id = f"{label}_WSD{length}_s{seed}"
-        spec = _spec(config, run_id, model, tokens[-1], seed, "+".join(grids), None, tokens)
+        spec = build_spec(config, run_id, model, tokens[-1], seed, "+".join(grids), None, tokens)
         if any(points[t] is not None for t in tokens):
             spec = dataclasses.replace(spec, branch_compute_budgets=tuple(points[t] for t in tokens))
         add(spec, where)

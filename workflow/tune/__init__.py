@@ -24,7 +24,7 @@ import itertools
 import json
 from pathlib import Path
 
-from workflow.config import ConfigError, _spec, check_run, format_count, model_settings, shape_id
+from workflow.config import ConfigError, build_spec, check_run, format_count, model_settings, shape_id
 from workflow.families import get_family
 from workflow.spec import ModelConfig, RunSpec
 
@@ -114,7 +114,7 @@ def sweep_runs(config: dict, runs: dict[str, RunSpec]) -> dict[str, RunSpec]:
                     f"s{tune['seed']}",
                 ]
             )
-            spec = _spec(config, run_id, model, tokens, tune["seed"], "tune", None, [tokens])
+            spec = build_spec(config, run_id, model, tokens, tune["seed"], "tune", None, [tokens])
             spec = dataclasses.replace(spec, optim=dataclasses.replace(spec.optim, **values))
             check_run(spec, f"tune (sweep run {run_id})")
             sweep[run_id] = spec
