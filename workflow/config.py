@@ -416,10 +416,15 @@ def config_files_in(snakemake_args: list[str]) -> list[Path]:
 
 
 def check_files(paths: list[Path]) -> dict[str, RunSpec]:
-    """Load, merge (later files win, key by key), validate and expand config files; ConfigError names
-    the file and line of a YAML syntax error, or the key of a bad value. Snakemake reads config files
-    before the Snakefile and reports a syntax error without either, so `./pipeline.sh run` calls this
+    """The runs of config files (``load_config_files``). Snakemake reads config files before the
+    Snakefile and reports a syntax error without file or line, so `./pipeline.sh run` calls this
     first."""
+    return check_config(load_config_files(paths))
+
+
+def load_config_files(paths: list[Path]) -> dict:
+    """Load, merge (later files win, key by key), validate and expand config files; ConfigError names
+    the file and line of a YAML syntax error, or the key of a bad value."""
     from snakemake.utils import update_config
     from snakemake_interface_common.exceptions import WorkflowError
 
@@ -445,7 +450,7 @@ def check_files(paths: list[Path]) -> dict[str, RunSpec]:
     except WorkflowError as e:
         raise ConfigError(schema_error_line(str(e))) from None
     expand_paths(config)
-    return check_config(config)
+    return config
 
 
 def validate_config(config: dict, schema: str | os.PathLike) -> None:

@@ -9,6 +9,9 @@ A family module (``gpt.py``, ``lstm.py``) gives:
 ``parameter_counts(cfg)``   exact counts for the model (a ``ParameterCounts``);
 ``flops_per_token(convention, cfg)``
                             training FLOPs per token under each convention of ``workflow.flops``;
+``saved_activations_per_token(cfg)``
+                            elements the forward pass keeps for the backward pass per token (the
+                            memory plan, ``workflow.plan``);
 ``model_class()``           the torch module in ``workflow.model``, imported only when called.
 
 Importing a family imports no torch: the config check runs without it. A new

@@ -37,6 +37,19 @@ def parameter_counts(cfg: ModelConfig) -> ParameterCounts:
     return ParameterCounts(total=total, embedding=embedding, non_embedding=non_embedding, head=head)
 
 
+def saved_activations_per_token(cfg: ModelConfig) -> float:
+    """Elements the forward pass keeps per token for the backward pass (the logits aside), as counted
+    on workflow.model.GPT's autograd graph on the CPU (tests/test_plan.py counts them with
+    saved-tensor hooks). Per block: the MLP's hidden before and after GELU (2f); the fused QKV
+    output, the attention output and its contiguous copy (5d), and the rotated Q and K with their
+    pieces (3d) under rotary positions; each norm 2.5d (RMSNorm) or 1.25d (LayerNorm). Then 3d for
+    the embedding and the final norm."""
+    d, f = cfg.d_model, cfg.mlp_ratio * cfg.d_model
+    attention = 5 * d + (3 * d if cfg.positions == "rotary" else 0)
+    norm = 2.5 * d if cfg.norm == "rmsnorm" else 1.25 * d
+    return cfg.n_layer * (2 * f + attention + 2 * norm) + 3 * d
+
+
 def flops_per_token(convention: str, cfg: ModelConfig) -> float:
     counts = parameter_counts(cfg)
     L, d, T, V = cfg.n_layer, cfg.d_model, cfg.seq_len, cfg.vocab_size

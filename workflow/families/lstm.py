@@ -32,6 +32,13 @@ def parameter_counts(cfg: ModelConfig) -> ParameterCounts:
     return ParameterCounts(total=total, embedding=embedding, non_embedding=non_embedding, head=head)
 
 
+def saved_activations_per_token(cfg: ModelConfig) -> float:
+    """Elements the forward pass keeps per token for the backward pass (the logits aside), as counted
+    on torch.nn.LSTM's autograd graph on the CPU (tests/test_plan.py): about 17d per layer (the
+    gates before and after their nonlinearities, the cell states, the outputs), 2d outside."""
+    return cfg.n_layer * 17 * cfg.d_model + 2 * cfg.d_model
+
+
 def flops_per_token(convention: str, cfg: ModelConfig) -> float:
     counts = parameter_counts(cfg)
     if convention == "kaplan":
