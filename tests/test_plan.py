@@ -1,7 +1,6 @@
 """The plan before submission: the memory model against the autograd graph and against measured peak
 memory on the CPU, and the CLI on every shipped config."""
 
-import os
 import subprocess
 import sys
 import time
@@ -77,14 +76,31 @@ MEASURED = [
 ]
 
 
+# The trainer's CLI, which writes its own peak resident memory (VmHWM, which exec resets) at exit.
+# rusage's ru_maxrss would not do: Linux carries the forking parent's high-water mark (here pytest's,
+# often larger than the run's) into the child across exec.
+REPORTS_PEAK = """
+import atexit, runpy, sys
+path = sys.argv.pop(1)
+def report():
+    status = open("/proc/self/status").read()
+    peak = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+    open(path, "w").write(peak.split()[1])
+atexit.register(report)
+sys.argv[0] = "workflow.train"
+runpy.run_module("workflow.train", run_name="__main__")
+"""
+
+
 def peak_bytes(spec, dataset_manifest, root) -> int:
-    """Peak resident memory of the trainer's process for the run (its own rusage, from wait4)."""
-    process = subprocess.Popen(
-        train_command(spec, dataset_manifest, root), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    """Peak resident memory of the trainer's process for the run."""
+    report = root.with_suffix(".peak")
+    command = train_command(spec, dataset_manifest, root)
+    result = subprocess.run(
+        [sys.executable, "-c", REPORTS_PEAK, str(report), *command[3:]], capture_output=True, text=True, timeout=300
     )
-    _, status, usage = os.wait4(process.pid, 0)
-    assert status == 0, process.stderr.read().decode()[-2000:]
-    return usage.ru_maxrss * 1024
+    assert result.returncode == 0, result.stderr[-2000:]
+    return int(report.read_text()) * 1024
 
 
 def measured_spec(family, n_layer, d_model, n_head, seq_len, micro_batch):
