@@ -363,3 +363,17 @@ def test_reviewer_redraws_a_tuned_studys_report_from_results_alone(tuned_study, 
     snakemake(clone, *command)
     assert not (clone / "resources").exists()
     assert (clone / "results" / "report" / "tune_sweep.svg").stat().st_size > 1000
+
+
+@pytest.mark.pipeline
+@pytest.mark.browser
+def test_tuned_report_renders_its_sweep_in_a_headless_browser(tuned_study):
+    from tests.browser import load
+    from workflow.report import CHARTS, TUNE_CHARTS
+
+    workdir, _ = tuned_study
+    page = load(workdir / "results" / "report" / "index.html")
+    body = page.body()
+    assert body.get("data-report-status") == "done", page.console
+    assert body.get("data-errors") == "[]", body.get("data-errors")
+    assert {attrs["id"] for attrs in page.with_attribute("data-rendered")} == set(CHARTS) | set(TUNE_CHARTS)
