@@ -363,21 +363,25 @@ def check_config(config: dict) -> dict[str, RunSpec]:
     return expand_runs(config)
 
 
+def trained_tokens(spec: RunSpec) -> float:
+    """Tokens a run trains: its budget, plus under WSD every cooldown branch but the last (extra work)."""
+    tokens = spec.tokens
+    if spec.schedule == "wsd":
+        tokens += sum(b * spec.wsd_decay_fraction for b in spec.branch_tokens[:-1])
+    return tokens
+
+
+def training_seconds(spec: RunSpec, cluster: dict) -> float:
+    """A run's estimated training time: its PaLM FLOPs over cluster.train_flops_per_s per device."""
+    per_token = get_family(spec.model.family).flops_per_token("palm", spec.model)
+    return per_token * trained_tokens(spec) / (cluster["train_flops_per_s"] * spec.execution.devices)
+
+
 def train_runtime_minutes(spec: RunSpec, cluster: dict, attempt: int = 1) -> int:
     """Slurm time limit for a run: its training FLOPs over an assumed throughput,
     times a safety factor, times the attempt (a retry after a time limit resumes
     from its checkpoint with more time), at least ``min_runtime_minutes``."""
-    per_token = get_family(spec.model.family).flops_per_token("palm", spec.model)
-    tokens = spec.tokens
-    if spec.schedule == "wsd":  # every cooldown branch but the last is extra work
-        tokens += sum(b * spec.wsd_decay_fraction for b in spec.branch_tokens[:-1])
-    seconds = (
-        per_token
-        * tokens
-        / (cluster["train_flops_per_s"] * spec.execution.devices)
-        * cluster["runtime_factor"]
-        * attempt
-    )
+    seconds = training_seconds(spec, cluster) * cluster["runtime_factor"] * attempt
     return max(cluster["min_runtime_minutes"], math.ceil(seconds / 60))
 
 

@@ -27,7 +27,15 @@ import argparse
 import sys
 from dataclasses import dataclass
 
-from workflow.config import ConfigError, check_config, config_files_in, load_config_files, train_runtime_minutes
+from workflow.config import (
+    ConfigError,
+    check_config,
+    config_files_in,
+    load_config_files,
+    train_runtime_minutes,
+    trained_tokens,
+    training_seconds,
+)
 from workflow.families import get_family
 from workflow.io import run_stage
 from workflow.spec import RunSpec
@@ -132,11 +140,9 @@ def plan_rows(config: dict, runs: dict[str, RunSpec], device_memory: float) -> t
                 f"run {run_id} needs {ddp.total / GIB:.1f} GiB per device under DDP, more than {where}; "
                 f"it would fit with {what_fits(spec, limit)}"
             )
-        tokens = spec.tokens + sum(b * spec.wsd_decay_fraction for b in spec.branch_tokens[:-1]) * (
-            spec.schedule == "wsd"
-        )
+        tokens = trained_tokens(spec)
         flops = family.flops_per_token("palm", spec.model) * tokens
-        seconds = flops / (cluster["train_flops_per_s"] * spec.execution.devices)
+        seconds = training_seconds(spec, cluster)
         rows.append(
             {
                 "run_id": run_id,
