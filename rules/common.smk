@@ -9,7 +9,7 @@ from urllib.request import url2pathname
 
 from workflow.config import ConfigError, artefact_keys, check_config, expand_paths, spec_json, train_runtime_minutes
 from workflow.report import CHARTS as REPORT_CHARTS, TUNE_CHARTS
-from workflow.tune import TUNING_FILE, apply_tuning, read_tuning, selection_plan, sweep_runs
+from workflow.tune import SWEEP_TABLE, TUNING_FILE, apply_tuning, read_tuning, selection_plan, sweep_runs
 
 try:
     expand_paths(config)

@@ -1,5 +1,5 @@
-# Report: eight Altair charts (and the tune stage's sweep when the study is tuned) (self-contained HTML, SVG and PNG), their RST
-# captions with the fitted numbers, the parameters table and an index page.
+# Report: eight Altair charts, and the tune stage's sweep when the study is tuned (self-contained
+# HTML, SVG and PNG), their RST captions with the fitted numbers, the parameters table and an index page.
 # The captions are written by the report job itself, so `snakemake --report`
 # shows the same numbers as results/report/index.html.
 
@@ -9,7 +9,7 @@ rule report:
         runs=rules.collect.output.runs,
         curves=rules.collect.output.curves,
         fits=rules.fit.output[0],
-        tune=[TUNING_FILE, "results/tune/sweep.csv"] if TUNING else [],
+        tune=[TUNING_FILE, SWEEP_TABLE] if TUNING else [],
         code=source_files("report"),
     output:
         **{f"{name}_svg": report_chart(name, title) for name, title in SHOWN_CHARTS.items()},
@@ -25,7 +25,7 @@ rule report:
     resources:
         mem_mb=stage_mem_mb("default"),
     params:
-        tune=f"--tune-dir results/tune" if TUNING else "",
+        tune="--tune-dir results/tune" if TUNING else "",
     shell:
         "python -m workflow.report --runs {input.runs:q} --curves {input.curves:q} --fits {input.fits:q}"
         " {params.tune} --out-dir results/report > {log:q} 2>&1"

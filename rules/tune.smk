@@ -11,7 +11,7 @@ checkpoint tune:
         code=source_files("tune"),
     output:
         tuning=TUNING_FILE,
-        sweep=report("results/tune/sweep.csv", caption="captions/sweep.rst", category="Tables"),
+        sweep=report(SWEEP_TABLE, caption="captions/sweep.rst", category="Tables"),
     log:
         "results/logs/tune.log",
     conda:

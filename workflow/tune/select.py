@@ -144,9 +144,6 @@ def select(plan: dict, rows: list[dict]) -> dict:
             "run_id": best.get("run_id"),
             "loss": best.get("loss"),
         }
-    for shape in shapes.values():
-        if "batch_tokens" in shape["values"]:
-            shape["values"]["batch_tokens"] = int(shape["values"]["batch_tokens"])
     return {
         "swept": keys,
         "values": plan["values"],

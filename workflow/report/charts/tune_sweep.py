@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 
 from workflow.report.common import HEIGHT, log_scale, num
+from workflow.tune.select import rule_value
 
 SWEEP_WIDTH = 380
 APPLIED = {
@@ -44,12 +45,12 @@ def draw(sweep: pl.DataFrame, tuning: dict) -> tuple[alt.Chart, str]:
             x=x, y=alt.Y("loss:Q", scale=alt.Scale(zero=False), title="validation loss"), color=color, tooltip=tooltip
         )
     )
-    best = (
+    diamonds = (
         alt.Chart(frame.filter(pl.col("chosen")))
         .mark_point(size=260, shape="diamond", filled=False, strokeWidth=2.5)
         .encode(x=x, y="loss:Q", color=color, tooltip=tooltip)
     )
-    left = (lines + best).properties(
+    left = (lines + diamonds).properties(
         title=f"Validation loss against {key}; diamonds: chosen", width=SWEEP_WIDTH, height=HEIGHT
     )
 
@@ -75,18 +76,14 @@ def draw(sweep: pl.DataFrame, tuning: dict) -> tuple[alt.Chart, str]:
     )  # fmt: skip
     right = points
     rule = tuning["rules"].get(key)
-    rule_text = "no rule in N (fewer than two swept shapes)"
+    law = rule_text = "no rule in N (fewer than two swept shapes)"
     if rule:
         grid = np.geomspace(chosen["params"].min(), chosen["params"].max(), 50)
-        line = pl.DataFrame({"params": grid, "value": rule["coefficient"] * grid ** rule["exponent"]})
+        line = pl.DataFrame({"params": grid, "value": rule_value(rule, grid)})
         right = alt.Chart(line).mark_line(color="black", strokeDash=[4, 3]).encode(x=n_axis, y=y_axis) + points
-        rule_text = (
-            f"fitted rule {key}*(N) = {num(rule['coefficient'], 3)} N^{num(rule['exponent'], 3)} "
-            f"over {rule['shapes']} swept shapes (log RMS {num(rule['log_rms'], 2)})"
-        )
-    right = right.properties(
-        title=f"Chosen {key} against N; dashed: {rule_text.split(' over')[0]}", width=SWEEP_WIDTH, height=HEIGHT
-    )
+        law = f"fitted rule {key}*(N) = {num(rule['coefficient'], 3)} N^{num(rule['exponent'], 3)}"
+        rule_text = f"{law} over {rule['shapes']} swept shapes (log RMS {num(rule['log_rms'], 2)})"
+    right = right.properties(title=f"Chosen {key} against N; dashed: {law}", width=SWEEP_WIDTH, height=HEIGHT)
 
     picks = "; ".join(
         f"{s}: {key} {num(float(e['values'][key]), 3)} ({e['source'][key]})" for s, e in tuning["shapes"].items()
