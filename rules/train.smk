@@ -23,6 +23,11 @@ rule train:
         mem_mb=stage_mem_mb("train"),
         runtime=train_runtime,
         gpu=train_gpus,
+        nodes=train_nodes,
+        tasks=train_nodes,
+        mpi=train_mpi,
+        gres=train_gres,
+        tasks_per_gpu=train_tasks_per_gpu,
         execution=run_execution,
     params:
         spec=run_spec,

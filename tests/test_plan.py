@@ -11,7 +11,7 @@ from helpers import REPO, tiny_spec, train_command
 from spec_variants import shipped_configs
 
 from workflow.families import get_family
-from workflow.plan import BYTES_PER_PARAMETER, GIB, memory_per_device
+from workflow.plan import BYTES_PER_PARAMETER, GIB, memory_per_device, shards, slurm_request
 from workflow.spec import ModelConfig
 
 GPT = ModelConfig(vocab_size=384, seq_len=64, n_layer=2, d_model=256, n_head=4)
@@ -179,6 +179,33 @@ def test_a_cpu_study_is_checked_against_the_host_memory_it_asks_for(tmp_path):
     result = plan("--configfile", str(config))
     assert result.returncode == 1
     assert "more than resources.train.mem_mb = 1 MB" in result.stderr
+
+
+def test_auto_shards_only_where_ddp_does_not_fit_on_more_than_one_device():
+    spec = tiny_spec()
+    ddp = memory_per_device(spec, sharded=False).total
+
+    def with_execution(**changes):
+        return replace(spec, execution=replace(spec.execution, **changes))
+
+    assert not shards(with_execution(devices=2), limit=ddp * 2)  # auto: DDP fits
+    assert shards(with_execution(devices=2), limit=ddp / 2)  # auto: it does not
+    assert shards(with_execution(devices=1, nodes=2), limit=ddp / 2)  # two nodes of one device
+    assert not shards(with_execution(devices=1), limit=ddp / 2)  # one device: nothing to shard over
+    assert not shards(with_execution(devices=2, shard="none"), limit=ddp / 2)
+    assert shards(with_execution(devices=2, shard="full"), limit=ddp * 2)
+    # Sharded over the world of n nodes x k devices.
+    assert memory_per_device(with_execution(devices=2, nodes=2), sharded=True) == memory_per_device(
+        spec, sharded=True, devices=4
+    )
+
+
+def test_slurm_request_of_a_multi_node_run_asks_for_a_task_and_the_gpus_of_each_node():
+    spec = tiny_spec()
+    cluster = {"train_flops_per_s": 1e12, "runtime_factor": 2, "min_runtime_minutes": 10}
+    gpu = replace(spec, execution=replace(spec.execution, device="cuda", devices=4, nodes=2))
+    assert "--nodes=2 --ntasks=2 --gres=gpu:4 --cpus-per-task=" in slurm_request(gpu, cluster, 1000)
+    assert "--gpus=4 " in slurm_request(replace(gpu, execution=replace(gpu.execution, nodes=1)), cluster, 1000)
 
 
 def test_gib_is_binary():

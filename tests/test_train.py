@@ -1,6 +1,9 @@
 import json
 import math
+import os
+import shutil
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import replace
@@ -15,6 +18,7 @@ from workflow.io import read_json
 from workflow.train import (
     APEX_INSTALL_HINT,
     TrainError,
+    launch_command,
     lr_multiplier,
     peak_flops_per_s,
     resolve_kernels,
@@ -208,6 +212,28 @@ def test_kernel_selection():
     assert resolve_kernels("torch", torch.device("cpu")) == "torch"
 
 
+def test_launch_command_is_torchrun_on_one_node_and_srun_of_one_torchrun_per_node_on_several():
+    execution = tiny_spec(devices=4).execution
+    one_node = launch_command(execution, ["--spec", "{}"], env={})
+    assert one_node[1:4] == ["-m", "torch.distributed.run", "--nproc-per-node=4"] and "--standalone" in one_node
+    assert one_node[-4:] == ["-m", "workflow.train", "--spec", "{}"]
+
+    two_nodes = replace(execution, nodes=2, threads=8)
+    bin_dir = shutil.which("python3").rsplit("/", 1)[0]
+    with pytest.raises(TrainError, match="inside a Slurm job of 2 nodes"):
+        launch_command(two_nodes, [], env={"PATH": bin_dir})
+    if shutil.which("srun") is None:
+        with pytest.raises(TrainError, match="srun is not on"):
+            launch_command(two_nodes, [], env={"SLURM_JOB_ID": "12345", "PATH": bin_dir})
+        return
+    command = launch_command(two_nodes, ["--spec", "{}"], env={"SLURM_JOB_ID": "12345", "PATH": os.environ["PATH"]})
+    assert command[:4] == ["srun", "--ntasks=2", "--cpus-per-task=8", "--kill-on-bad-exit=1"]
+    assert "--nnodes=2" in command and "--nproc-per-node=4" in command and "--standalone" not in command
+    # Every node's torchrun meets at the first node (where the job's command runs), on the job's own port.
+    assert f"--rdzv-endpoint={socket.gethostname()}:{29500 + 12345 % 10000}" in command
+    assert "--rdzv-id=slurm-12345" in command and command[-2:] == ["--spec", "{}"]
+
+
 def test_apex_request_fails_the_run_at_start(dataset_manifest, tmp_path):
     result = train_cli(tiny_spec(kernels="apex"), dataset_manifest, tmp_path)
     assert result.returncode == 1
@@ -274,3 +300,82 @@ def test_ddp_run_checkpoints_on_sigterm_and_resumes(dataset_manifest, tmp_path):
     whole = train_cli(spec, dataset_manifest, tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr
     assert losses(tmp_path) == pytest.approx(losses(tmp_path / "whole"), rel=1e-6)
+
+
+@pytest.mark.slow
+def test_two_process_sharded_matches_ddp_and_one_device(dataset_manifest, tmp_path):
+    """shard: full on 2 gloo processes (FSDP2): each holds half of every parameter and AdamW state,
+    and the losses and final weights match DDP and a single device up to floating-point noise."""
+    single = tiny_spec(tokens=16_384, micro_batch_size=4, threads=2)
+    one = train_run(single, dataset_manifest, tmp_path / "one" / "run", tmp_path / "one" / "work" / "weights")
+    for shard in ("none", "full"):
+        spec = replace(single, execution=replace(single.execution, devices=2, shard=shard))
+        result = train_cli(spec, dataset_manifest, tmp_path / shard)
+        assert result.returncode == 0, result.stderr
+        summary = read_json(tmp_path / shard / "run" / "summary.json")
+        assert summary["devices"] == 2 and summary["sharding"] == shard, summary["sharding_reason"]
+        assert losses(tmp_path / shard) == pytest.approx(losses(tmp_path / "one"), rel=1e-5)
+    assert losses(tmp_path / "full") == pytest.approx(losses(tmp_path / "none"), rel=1e-5)
+    point = one["points"][0]["point_id"]
+    for name, tensor in weights(tmp_path / "one", point).items():
+        torch.testing.assert_close(weights(tmp_path / "full", point)[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.slow
+def test_sharded_checkpoint_resumes_on_another_number_of_devices(dataset_manifest, tmp_path):
+    """A sharded run stopped by SIGTERM leaves a torch.distributed.checkpoint directory written by both
+    processes; the run resumes from it at the same step on one device, and again from that device's
+    checkpoint as 2 sharded processes; every loss matches the uninterrupted run."""
+    spec = tiny_spec(tokens=64_000, micro_batch_size=4, checkpoint_every=10_000, log_every=5, threads=2)
+    sharded = replace(spec, execution=replace(spec.execution, devices=2, shard="full"))
+    whole = train_cli(spec, dataset_manifest, tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+
+    process = train_cli(sharded, dataset_manifest, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "step" in process.stdout.readline()  # under way (rank 0's first progress line)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode != 0 and "checkpoint saved at step" in err, err
+    checkpoint = tmp_path / "work" / "checkpoint.dcp"
+    assert (checkpoint / ".metadata").exists() and not (tmp_path / "work" / "checkpoint.pt").exists()
+    assert len(list(checkpoint.glob("*.distcp"))) == 2  # one file of shards per process
+
+    one_device = train_cli(spec, dataset_manifest, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = one_device.stdout.readline()
+    assert "resumed from the checkpoint at step" in line and "(sharded, written by 2 processes)" in line, line
+    one_device.send_signal(signal.SIGTERM)
+    _, err = one_device.communicate(timeout=120)
+    assert one_device.returncode == 128 + signal.SIGTERM, err
+    assert (tmp_path / "work" / "checkpoint.pt").exists() and not checkpoint.exists()
+
+    resumed = train_cli(sharded, dataset_manifest, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from the checkpoint at step" in resumed.stdout
+    summary = read_json(tmp_path / "run" / "summary.json")
+    assert summary["sharding"] == "full" and summary["resumed_from_step"] > 0
+    assert losses(tmp_path) == pytest.approx(losses(tmp_path / "whole"), rel=1e-5)
+    assert not checkpoint.exists() and not (tmp_path / "work" / "checkpoint.pt").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["gpt", "lstm"])
+def test_sharded_wsd_run_matches_one_device_at_every_branch(dataset_manifest, tmp_path, family):
+    """Each cooldown branch of a sharded WSD run trains from a copy of the sharded state and restores
+    it; every loss of the stable run and of each branch matches one device. The GPT shards per block;
+    the LSTM, with no blocks, as one unit. (Weights are compared in the cosine test: over these longer
+    runs AdamW turns summation-order noise into differences of order lr, under DDP alike.)"""
+    spec = replace(
+        tiny_spec(schedule="wsd", tokens=24_576, micro_batch_size=4, threads=2, family=family, n_layer=2),
+        run_id="L2-d32-h2_WSD24k_s0" if family == "gpt" else "lstm-L2-d32_WSD24k_s0",
+        branch_tokens=(8_192, 24_576),
+    )
+    one = train_run(spec, dataset_manifest, tmp_path / "one" / "run", tmp_path / "one" / "work" / "weights")
+    sharded = replace(spec, execution=replace(spec.execution, devices=2, shard="full"))
+    result = train_cli(sharded, dataset_manifest, tmp_path / "two")
+    assert result.returncode == 0, result.stderr
+    two = read_json(tmp_path / "two" / "run" / "summary.json")
+    assert two["sharding"] == "full" and len(two["points"]) == 2
+    assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-5)
+    for mine, reference in zip(two["points"], one["points"]):
+        branch = [row["train_loss"] for row in mine["cooldown_rows"]]
+        assert branch == pytest.approx([row["train_loss"] for row in reference["cooldown_rows"]], rel=1e-5)

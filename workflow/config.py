@@ -130,7 +130,8 @@ def build_spec(
         optim=optim,
         scaling=ScalingRules(**train["scaling"]),
         **{k: train[k] for k in RUN_KEYS},
-        execution=Execution(**{k: train[k] for k in EXECUTION_KEYS}),
+        # shard and nodes have defaults (configs written before them still hold)
+        execution=Execution(**{k: train[k] for k in EXECUTION_KEYS if k in train}),
     )
 
 
@@ -276,11 +277,13 @@ def check_run(spec: RunSpec, where: str) -> None:
                 f"the same number of whole steps of batch_tokens = {optim.batch_tokens}; move one budget"
             )
     accumulation = optim.batch_tokens // step_rows
-    if accumulation % spec.execution.devices:
+    world = spec.execution.world_size
+    if accumulation % world:
+        among = f"{world} devices" if spec.execution.nodes == 1 else f"{world} devices ({spec.execution.nodes} nodes)"
         raise ConfigError(
             f"config error at {where}: run {spec.run_id} has {accumulation} micro-batches per step "
             f"(batch_tokens {optim.batch_tokens} / {step_rows}), which do not divide among its "
-            f"{spec.execution.devices} devices; change micro_batch_size or devices"
+            f"{among}; change micro_batch_size, devices or nodes"
         )
 
 
@@ -374,7 +377,7 @@ def trained_tokens(spec: RunSpec) -> float:
 def training_seconds(spec: RunSpec, cluster: dict) -> float:
     """A run's estimated training time: its PaLM FLOPs over cluster.train_flops_per_s per device."""
     per_token = get_family(spec.model.family).flops_per_token("palm", spec.model)
-    return per_token * trained_tokens(spec) / (cluster["train_flops_per_s"] * spec.execution.devices)
+    return per_token * trained_tokens(spec) / (cluster["train_flops_per_s"] * spec.execution.world_size)
 
 
 def train_runtime_minutes(spec: RunSpec, cluster: dict, attempt: int = 1) -> int:

@@ -135,6 +135,11 @@ class LanguageModel(nn.Module):
         loss = self.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
         return logits, loss
 
+    def shard_units(self) -> list[nn.Module]:
+        """The submodules that a fully sharded run gathers one at a time (workflow.train); what is left,
+        embedding and head among it, is the root's unit. A family without repeated blocks has none."""
+        return []
+
     def optimizer_groups(self, weight_decay: float) -> list[dict]:
         """Decay matrices (weights, embeddings), not gains and biases."""
         params = {id(p): p for p in self.parameters()}.values()  # tied weights once
@@ -161,6 +166,9 @@ class GPT(LanguageModel):
         for name, p in self.named_parameters():
             if name.endswith(("attn.proj.weight", "mlp.down.weight")):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    def shard_units(self) -> list[nn.Module]:
+        return list(self.blocks)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

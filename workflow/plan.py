@@ -81,7 +81,7 @@ def memory_per_device(spec: RunSpec, sharded: bool, devices: int | None = None, 
     """The run's memory on each of its devices, under DDP or fully sharded."""
     family = get_family(spec.model.family)
     counts = family.parameter_counts(spec.model)
-    k = devices or spec.execution.devices
+    k = devices or spec.execution.world_size
     states = {name: size * counts.total for name, size in BYTES_PER_PARAMETER.items()}
     if sharded:
         # Each device keeps 1/k of every state, and gathers one block's full weights at a time.
@@ -89,6 +89,15 @@ def memory_per_device(spec: RunSpec, sharded: bool, devices: int | None = None, 
         states = {name: value / k for name, value in states.items()}
         states["weights"] += BYTES_PER_PARAMETER["weights"] * block
     return MemoryEstimate(**states, activations=activation_bytes(spec, micro_batch))
+
+
+def shards(spec: RunSpec, limit: float) -> bool:
+    """Whether the run trains fully sharded: train.shard "full", or "auto" where it runs on more than
+    one device and its DDP estimate exceeds ``limit`` bytes per device. The trainer asks the same
+    question with its GPU's memory; the plan with --device-memory-gb."""
+    if spec.execution.shard == "auto":
+        return spec.execution.world_size > 1 and memory_per_device(spec, sharded=False).total > limit
+    return spec.execution.shard == "full" and spec.execution.world_size > 1
 
 
 def largest_micro_batch(spec: RunSpec, limit: float, sharded: bool, devices: int) -> int | None:
@@ -105,10 +114,10 @@ def what_fits(spec: RunSpec, limit: float) -> str:
     """The changes that bring a run under ``limit`` bytes per device, in words: a smaller micro-batch
     (gradient accumulation keeps batch_tokens), sharding over more devices, or both."""
     options = []
-    micro = largest_micro_batch(spec, limit, False, spec.execution.devices)
+    micro = largest_micro_batch(spec, limit, False, spec.execution.world_size)
     if micro is not None:
         options.append(f"micro_batch_size {micro} under DDP")
-    counts = [k for k in (1, 2, 4, 8, 16, 32, 64) if k >= spec.execution.devices]
+    counts = [k for k in (1, 2, 4, 8, 16, 32, 64) if k >= spec.execution.world_size]
     for k in counts:
         if memory_per_device(spec, True, devices=k).total <= limit:
             options.append(f"fully sharded over {k} devices")
@@ -120,6 +129,18 @@ def what_fits(spec: RunSpec, limit: float) -> str:
                 options.append(f"micro_batch_size {micro}, fully sharded over {k} devices")
                 break
     return "; or ".join(options) if options else "no micro-batch or sharding up to 64 devices: a smaller shape"
+
+
+def slurm_request(spec: RunSpec, cluster: dict, mem_mb: int) -> str:
+    """The sbatch options the Slurm profile gives a run's job (rules/common.smk): on n > 1 nodes, n tasks
+    (one torchrun each) and the GPUs of each node; memory and CPUs are per node and per task."""
+    execution = spec.execution
+    gpus = 0 if execution.device == "cpu" else execution.devices
+    if execution.nodes > 1:
+        where = f"--nodes={execution.nodes} --ntasks={execution.nodes}" + (f" --gres=gpu:{gpus}" if gpus else "")
+    else:
+        where = f"--gpus={gpus}"
+    return f"--time={train_runtime_minutes(spec, cluster)} {where} --cpus-per-task={execution.threads} --mem={mem_mb}M"
 
 
 def plan_rows(config: dict, runs: dict[str, RunSpec], device_memory: float) -> tuple[list[dict], list[str]]:
@@ -134,10 +155,13 @@ def plan_rows(config: dict, runs: dict[str, RunSpec], device_memory: float) -> t
         sharded = memory_per_device(spec, sharded=True)
         cpu = device_kind(spec) == "cpu"
         limit = host_memory if cpu else device_memory
-        if ddp.total > limit:
+        mode = "FSDP" if shards(spec, limit) else "DDP"
+        needed = (sharded if mode == "FSDP" else ddp).total
+        if needed > limit:
             where = f"resources.train.mem_mb = {limit / 2**20:.0f} MB" if cpu else f"{limit / GIB:.0f} GiB per GPU"
+            over = f"{spec.execution.world_size} devices" if mode == "FSDP" else "DDP"
             errors.append(
-                f"run {run_id} needs {ddp.total / GIB:.1f} GiB per device under DDP, more than {where}; "
+                f"run {run_id} needs {needed / GIB:.1f} GiB per device under {over}, more than {where}; "
                 f"it would fit with {what_fits(spec, limit)}"
             )
         tokens = trained_tokens(spec)
@@ -155,13 +179,10 @@ def plan_rows(config: dict, runs: dict[str, RunSpec], device_memory: float) -> t
                 "optimizer_gib": ddp.optimizer / GIB,
                 "activations_gib": ddp.activations / GIB,
                 "memory_sharded_gib": sharded.total / GIB,
+                "mode": mode,
                 "hours": seconds / 3600,
-                "device_hours": seconds * spec.execution.devices / 3600,
-                "slurm": (
-                    f"--time={train_runtime_minutes(spec, cluster)} "
-                    f"--gpus={0 if cpu else spec.execution.devices} --cpus-per-task={spec.execution.threads} "
-                    f"--mem={config['resources']['train']['mem_mb']}M"
-                ),
+                "device_hours": seconds * spec.execution.world_size / 3600,
+                "slurm": slurm_request(spec, cluster, config["resources"]["train"]["mem_mb"]),
                 # A checkpoint (weights and AdamW state) and each point's weights.
                 "disk_bytes": 12 * counts.total + 4 * counts.total * len(spec.branch_tokens),
             }
@@ -171,13 +192,15 @@ def plan_rows(config: dict, runs: dict[str, RunSpec], device_memory: float) -> t
 
 def render(rows: list[dict]) -> str:
     header = (
-        f"{'run':<34} {'params':>9} {'PaLM FLOPs':>10} {'DDP GiB':>8} {'(act.)':>7} {'FSDP GiB':>8} {'hours':>7}  slurm"
+        f"{'run':<34} {'params':>9} {'PaLM FLOPs':>10} {'DDP GiB':>8} {'(act.)':>7} {'FSDP GiB':>8} {'mode':>4} "
+        f"{'hours':>7}  slurm"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(
             f"{r['run_id']:<34} {r['params']:>9.3g} {r['flops_palm']:>10.3g} {r['memory_ddp_gib']:>8.2f} "
-            f"{r['activations_gib']:>7.2f} {r['memory_sharded_gib']:>8.2f} {r['hours']:>7.3g}  {r['slurm']}"
+            f"{r['activations_gib']:>7.2f} {r['memory_sharded_gib']:>8.2f} {r['mode']:>4} {r['hours']:>7.3g}  "
+            f"{r['slurm']}"
         )
     device_hours = sum(r["device_hours"] for r in rows)
     disk = sum(r["disk_bytes"] for r in rows)

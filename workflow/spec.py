@@ -96,6 +96,15 @@ class Execution:
     checkpoint_every: int
     peak_flops: float | None
     allow_repeated_epochs: bool  # a guard: it decides whether a run may start, not what it learns
+    # "none" (DDP: every device holds the whole model and its AdamW state), "full" (FSDP: each holds
+    # 1/world of them), or "auto" (full where the memory plan says DDP does not fit the device).
+    shard: str = "auto"
+    nodes: int = 1  # Slurm nodes, each running `devices` processes
+
+    @property
+    def world_size(self) -> int:
+        """Training processes of the run: one per device on each node."""
+        return self.nodes * self.devices
 
 
 @dataclass(frozen=True)

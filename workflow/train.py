@@ -16,12 +16,22 @@ checkpoints every ``checkpoint_every`` steps and when Slurm sends SIGTERM or
 SIGUSR1, then exits; started again, it resumes from the checkpoint and, on the
 CPU, reproduces the uninterrupted run bit for bit.
 
-A run with ``devices`` = k > 1 is launched through torchrun (DDP): the job's
+A run with ``devices`` = k > 1 is launched through torchrun: the job's
 command starts one process per device, each takes its k-th share of every
 step's micro-batches (the same windows a single device would read), gradients
-are averaged across processes, and rank 0 alone writes checkpoints and
-outputs. On the CPU the gloo backend stands in for NCCL, which is how the
-tests check that 2 processes match one device up to floating-point noise.
+are averaged across processes, and rank 0 alone writes outputs. With ``nodes``
+= n > 1 the job's command starts one torchrun per node through ``srun``, with
+the rendezvous on the first node of the allocation: n x k processes.
+
+The processes either each hold the whole model and its AdamW state (DDP,
+``shard: none``) or 1/world of them (FSDP2's ``fully_shard``, ``shard: full``;
+``auto`` picks full where ``workflow.plan`` says DDP does not fit the GPU's
+memory). A sharded run checkpoints with ``torch.distributed.checkpoint``, each
+process writing its own shards, so it resumes at the same step on another
+number of devices, sharded or not; an unsharded run keeps one file written by
+rank 0. On the CPU the gloo backend stands in for NCCL, which is how the
+tests check that 2 processes, replicated or sharded, match one device up to
+floating-point noise.
 
 A loss that becomes NaN or inf, or blows up past twice that of a uniform
 prediction (2 ln V), stops the run with status ``diverged``; the job still
@@ -44,6 +54,7 @@ import platform
 import queue
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
@@ -53,15 +64,23 @@ import numpy as np
 import polars as pl
 import torch
 import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_state_dict,
+)
+from torch.distributed.fsdp import fully_shard
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from workflow import __version__, flops
+from workflow import __version__, flops, plan
 from workflow.config import format_count, format_flops
 from workflow.io import atomic_path, disk_full, move_aside, read_json, run_stage, write_json_atomic
 from workflow.model import build_model
 from workflow.shards import ShardError, StepBatches, data_identity, describe_identity, load_split
-from workflow.spec import RunSpec
+from workflow.spec import Execution, RunSpec
 
 APEX_INSTALL_HINT = (
     "NVIDIA Apex is not importable. Install it with conda-forge's 'nvidia-apex' package "
@@ -118,18 +137,43 @@ class Distributed:
             dist.destroy_process_group()
 
 
-def launch_command(devices: int, argv: list[str]) -> list[str]:
-    """torchrun on this node with one process per device, each running this module."""
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={devices}",
-        "-m",
-        "workflow.train",
-        *argv,
+def launch_command(execution: Execution, argv: list[str], env: dict[str, str] | None = None) -> list[str]:
+    """The command that starts a run's processes, each running this module with ``argv``.
+
+    One node: torchrun with one process per device. ``nodes`` = n > 1: srun starts one torchrun per
+    node of the job's Slurm allocation (n tasks, one per node), and the torchruns meet at a c10d
+    rendezvous on the first node, which is where the job's own command runs. Node ranks then follow
+    from the rendezvous: every node gets the same command.
+    """
+    env = os.environ if env is None else env
+    torchrun = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={execution.devices}"]
+    module = ["-m", "workflow.train", *argv]
+    if execution.nodes == 1:
+        return [*torchrun, "--standalone", *module]
+    job = env.get("SLURM_JOB_ID")
+    if not job:
+        raise TrainError(
+            f"train.nodes is {execution.nodes}: a multi-node run starts its processes with srun inside a "
+            f"Slurm job of {execution.nodes} nodes (snakemake --profile slurm); set nodes to 1 to run it here"
+        )
+    if shutil.which("srun", path=env.get("PATH")) is None:
+        raise TrainError(f"train.nodes is {execution.nodes} but srun is not on this Slurm job's PATH")
+    # A port of its own per job, so two jobs sharing a first node do not meet at one rendezvous.
+    endpoint = f"{socket.gethostname()}:{29500 + int(job) % 10000}"
+    srun = [
+        "srun",
+        f"--ntasks={execution.nodes}",
+        f"--cpus-per-task={execution.threads}",
+        # A node whose torchrun fails ends the others, rather than leaving them waiting for it.
+        "--kill-on-bad-exit=1",
     ]
+    rendezvous = [
+        f"--nnodes={execution.nodes}",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint={endpoint}",
+        f"--rdzv-id=slurm-{job}",
+    ]
+    return [*srun, *torchrun, *rendezvous, *module]
 
 
 def apex_available() -> bool:
@@ -307,17 +351,18 @@ class Trainer:
         self.spec, self.out_dir, self.weights_dir, self.checkpoint_path = spec, out_dir, weights_dir, checkpoint
         self.staging_dir = checkpoint.parent / f"{checkpoint.stem}-points"
         self.run_id = spec.run_id
+        self.sharded_checkpoint_path = checkpoint.with_suffix(".dcp")
         self.dist = Distributed()
-        if self.dist.world != spec.execution.devices:
+        if self.dist.world != spec.execution.world_size:
             raise TrainError(
-                f"run {self.run_id} asks for {spec.execution.devices} device(s) but runs in "
-                f"{self.dist.world} process(es); start it with 'python -m workflow.train', "
-                f"which launches torchrun itself"
+                f"run {self.run_id} asks for {spec.execution.world_size} device(s) ({spec.execution.nodes} "
+                f"node(s) x {spec.execution.devices}) but runs in {self.dist.world} process(es); start it "
+                f"with 'python -m workflow.train', which launches torchrun (and srun) itself"
             )
         self.device = self.dist.start(resolve_device(spec.execution.device))
         self.kernels = resolve_kernels(spec.execution.kernels, self.device)
         # The job's CPU threads are shared by its processes.
-        torch.set_num_threads(max(1, spec.execution.threads // self.dist.world))
+        torch.set_num_threads(max(1, spec.execution.threads // spec.execution.devices))
         torch.manual_seed(spec.seed)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -368,10 +413,18 @@ class Trainer:
         actual = sum(p.numel() for p in {id(p): p for p in self.model.parameters()}.values())
         assert actual == self.counts.total, f"parameter count {actual} != analytic {self.counts.total}"
         self.per_token = flops.all_conventions(**self.cfg.to_dict())
+        self.sharded, self.shard_reason = self.choose_sharding()
+        if self.sharded:
+            # Each block is its own FSDP unit (its weights are gathered just before it runs and freed
+            # after); the root holds the rest, the tied embedding and head among it. The parameters stay
+            # fp32 and autocast casts them as under DDP, so both modes compute the same thing.
+            for unit in self.model.shard_units():
+                fully_shard(unit)
+            fully_shard(self.model)
         self.optimizer, optimizer_kernel = make_optimizer(
             self.model,
             self.device,
-            self.kernels,
+            "torch" if self.sharded else self.kernels,  # apex's FusedAdam takes no sharded (DTensor) parameters
             lr=optim.lr,
             betas=(optim.beta1, optim.beta2),
             eps=optim.eps,
@@ -388,10 +441,12 @@ class Trainer:
             "attention": self.model.sequence_kernel,
             "compile": bool(spec.execution.compile),
         }
-        # DDP broadcasts rank 0's initial weights and averages gradients across ranks.
+        # DDP broadcasts rank 0's initial weights and averages gradients across ranks. Under
+        # fully_shard each rank keeps its shard of the weights every rank built alike from the seed,
+        # and gradients are reduce-scattered (averaged) instead.
         self.wrapped = (
             DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
-            if self.dist.world > 1
+            if self.dist.world > 1 and not self.sharded
             else self.model
         )
         self.forward = torch.compile(self.wrapped) if spec.execution.compile else self.wrapped
@@ -416,12 +471,28 @@ class Trainer:
         # a signal landing on one rank just after the all-reduce counts at the next step.
         self.stop_agreed = False
 
+    def choose_sharding(self) -> tuple[bool, str]:
+        """(shard?, why) from train.shard: "auto" asks the memory plan with this GPU's memory."""
+        execution = self.spec.execution
+        if self.dist.world == 1:
+            return False, "one device"
+        if execution.shard != "auto":
+            return execution.shard == "full", f"train.shard {execution.shard}"
+        if self.device.type != "cuda":
+            return False, "auto: the CPU's processes share the host's memory"
+        memory = torch.cuda.get_device_properties(self.device).total_memory
+        needed = plan.memory_per_device(self.spec, sharded=False).total
+        verdict = plan.shards(self.spec, memory)
+        return verdict, f"auto: DDP needs {needed / plan.GIB:.1f} GiB of the GPU's {memory / plan.GIB:.0f} GiB"
+
     # -- checkpoints
 
     def state(self) -> dict:
+        """The run's progress; with the model and optimizer unless the run is sharded (those go to
+        torch.distributed.checkpoint, beside this)."""
+        weights = {} if self.sharded else {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
         return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            **weights,
             "step": self.step,
             "rows": self.rows,
             "points": self.points,
@@ -431,13 +502,41 @@ class Trainer:
             "processed_steps": self.processed_steps,
             "pending_losses": self.pending_losses,
             "torch_rng": torch.get_rng_state(),
+            "world_size": self.dist.world,
             "spec": self.spec.result_dict(),
             "data": self.data,
         }
 
     def save_checkpoint(self) -> None:
+        if not self.sharded:
+            if self.dist.main:
+                self.write_state(self.state(), self.checkpoint_path, "the checkpoint")
+                # A sharded checkpoint of an earlier attempt (on another number of devices) is older.
+                shutil.rmtree(self.sharded_checkpoint_path, ignore_errors=True)
+            return
+        # Every rank writes its shards into a directory under a temporary name; rank 0 adds the
+        # progress and renames it into place once all ranks are done, so a killed job leaves the
+        # previous checkpoint intact.
+        final = self.sharded_checkpoint_path
+        partial = final.with_name(f".{final.name}.partial")
         if self.dist.main:
-            self.write_state(self.state(), self.checkpoint_path, "the checkpoint")
+            shutil.rmtree(partial, ignore_errors=True)
+        dist.barrier()
+        model_state, optimizer_state = get_state_dict(self.model, self.optimizer)
+        try:
+            dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=partial)
+        except Exception as e:  # noqa: BLE001 - DCP gathers every rank's failure into one exception
+            raise TrainError(self.write_failure(e, final, "the sharded checkpoint")) from None
+        if self.dist.main:
+            self.write_state(self.state(), partial / "progress.pt", "the checkpoint's progress")
+            previous = final.with_name(f".{final.name}.previous")
+            shutil.rmtree(previous, ignore_errors=True)
+            if final.exists():
+                final.rename(previous)
+            partial.rename(final)
+            shutil.rmtree(previous, ignore_errors=True)
+            self.checkpoint_path.unlink(missing_ok=True)
+        dist.barrier()
 
     def write_state(self, state: dict, path: Path, what: str) -> None:
         """torch.save under a temporary name, renamed into place: the previous file stays intact until
@@ -446,28 +545,46 @@ class Trainer:
             with atomic_path(path) as tmp:
                 torch.save(state, tmp)
         except (OSError, RuntimeError) as e:
-            # torch.save reports a short write as an opaque RuntimeError ("unexpected pos"): name a
-            # full disk when the file system has less room than the last checkpoint took.
-            kept = self.checkpoint_path.stat().st_size if self.checkpoint_path.exists() else 0
-            free = shutil.disk_usage(path.parent).free
-            cause = (
-                f"No space left on device: {free} bytes free on the filesystem of {path.parent}"
-                if disk_full(e) or free <= max(kept, 1 << 20)
-                else str(e)
-            )
-            state_now = "the previous checkpoint is intact" if kept else "there is no earlier checkpoint"
-            raise TrainError(
-                f"run {self.run_id}: writing {what} {path} at step {self.step} failed ({cause}); {state_now}. "
-                f"Free space in the work directory, then rerun: the run resumes from its last checkpoint"
-            ) from None
+            raise TrainError(self.write_failure(e, path, what)) from None
+
+    def write_failure(self, error: Exception, path: Path, what: str) -> str:
+        """One line for a failed write. torch.save reports a short write as an opaque RuntimeError
+        ("unexpected pos"): name a full disk when the file system has less room than the last
+        checkpoint took."""
+        kept = self.checkpoint_path.stat().st_size if self.checkpoint_path.exists() else 0
+        kept = kept or (1 if self.sharded_checkpoint_path.exists() else 0)
+        free = shutil.disk_usage(path.parent if path.parent.exists() else self.checkpoint_path.parent).free
+        cause = (
+            f"No space left on device: {free} bytes free on the filesystem of {path.parent}"
+            if disk_full(error) or free <= max(kept, 1 << 20)
+            else str(error).splitlines()[0]
+            if str(error)
+            else type(error).__name__
+        )
+        state_now = "the previous checkpoint is intact" if kept else "there is no earlier checkpoint"
+        return (
+            f"run {self.run_id}: writing {what} {path} at step {self.step} failed ({cause}); {state_now}. "
+            f"Free space in the work directory, then rerun: the run resumes from its last checkpoint"
+        )
+
+    def latest_checkpoint(self) -> Path | None:
+        """The checkpoint to resume from: the unsharded file or the sharded directory (whichever the
+        last attempt wrote: saving one removes the other, so both exist only after a crash between)."""
+        found = [p for p in (self.checkpoint_path, self.sharded_checkpoint_path) if p.exists()]
+        return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
     def load_checkpoint(self) -> bool:
         """Resume from the checkpoint when it was made by these settings on this data; otherwise set
-        it aside (with the points it staged) and start afresh, saying why in one line."""
-        if not self.checkpoint_path.exists():
+        it aside (with the points it staged) and start afresh, saying why in one line. Either kind of
+        checkpoint loads into either kind of run, on any number of devices."""
+        source = self.latest_checkpoint()
+        if source is None:
             return False
+        sharded_source = source.is_dir()
         try:
-            state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+            state = torch.load(
+                source / "progress.pt" if sharded_source else source, map_location=self.device, weights_only=False
+            )
             recorded_spec, recorded_data = state["spec"], state.get("data")
         except Exception as e:  # a truncated or foreign file: torch raises many kinds
             self.set_aside("damaged", f"cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
@@ -482,24 +599,56 @@ class Trainer:
         if recorded_spec != self.spec.result_dict():
             self.set_aside("other-settings", "is from other settings")
             return False
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if sharded_source:
+            # Reshards to this run's layout: one full copy per rank, or 1/world shards.
+            model_state, optimizer_state = get_state_dict(self.model, self.optimizer)
+            dcp.load({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=source)
+            set_state_dict(self.model, self.optimizer, model_state_dict=model_state, optim_state_dict=optimizer_state)
+        elif self.sharded:
+            # The whole model from an unsharded attempt: each rank keeps its shard of it.
+            set_state_dict(
+                self.model,
+                self.optimizer,
+                model_state_dict=state["model"],
+                optim_state_dict=self.keyed_by_name(state["optimizer"]),
+                options=StateDictOptions(full_state_dict=True),
+            )
+        else:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         self.step, self.rows, self.points = state["step"], state["rows"], state["points"]
         self.status, self.elapsed, self.wait = state["status"], state["elapsed"], state["wait"]
         self.processed_steps, self.pending_losses = state["processed_steps"], state["pending_losses"]
         self.resumed_from = self.step
         if self.dist.main:
-            print(f"{self.run_id}: resumed from the checkpoint at step {self.step}", flush=True)
+            layout = f" (sharded, written by {state['world_size']} processes)" if sharded_source else ""
+            print(f"{self.run_id}: resumed from the checkpoint at step {self.step}{layout}", flush=True)
         return True
+
+    def keyed_by_name(self, optimizer_state: dict) -> dict:
+        """An optimizer state dict keyed by parameter position (torch.optim's own) re-keyed by parameter
+        name, the form torch.distributed.checkpoint's set_state_dict takes. The positions follow the
+        optimizer's groups, which ``optimizer_groups`` builds in the same order every time."""
+        names = {id(p): name for name, p in self.model.named_parameters()}
+        groups = [[names[id(p)] for p in group["params"]] for group in self.optimizer.param_groups]
+        state, param_groups = {}, []
+        for saved, names_of_group in zip(optimizer_state["param_groups"], groups):
+            kept = optimizer_state["state"]
+            state.update({name: kept[i] for i, name in zip(saved["params"], names_of_group) if i in kept})
+            param_groups.append({**saved, "params": names_of_group})
+        return {"state": state, "param_groups": param_groups}
 
     def set_aside(self, reason: str, why: str) -> None:
         """Move the checkpoint and its staged points to ``*.REASON`` (replacing older ones) and say so."""
         if self.dist.main:
-            aside = move_aside(self.checkpoint_path, reason)
+            source = self.latest_checkpoint() or self.checkpoint_path
+            aside = move_aside(source, reason)
+            move_aside(self.checkpoint_path, reason)
+            move_aside(self.sharded_checkpoint_path, reason)
             move_aside(self.staging_dir, reason)
             print(
-                f"{self.run_id}: checkpoint {self.checkpoint_path} {why}; set aside as {aside.name}, starting afresh",
+                f"{self.run_id}: checkpoint {source} {why}; set aside as {aside.name}, starting afresh",
                 file=sys.stderr,
                 flush=True,
             )
@@ -523,9 +672,9 @@ class Trainer:
         self.wait += time.perf_counter() - t0
         micro_batches = list(zip(x_step.chunk(self.local_accumulation), y_step.chunk(self.local_accumulation)))
         for i, (x, y) in enumerate(micro_batches):
-            # Under DDP, gradients are averaged across ranks on the last micro-batch only.
+            # Gradients are averaged across ranks on the last micro-batch only.
             sync = self.dist.world == 1 or i == len(micro_batches) - 1
-            with contextlib.nullcontext() if sync else self.wrapped.no_sync():
+            with self.gradient_sync(sync):
                 with self.autocast:
                     _, loss = self.forward(x, y)
                 (loss / self.local_accumulation).backward()
@@ -544,6 +693,17 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.processed_steps += 1
         return total
+
+    def gradient_sync(self, sync: bool):
+        """A context in which backward passes average gradients across ranks, or accumulate them locally."""
+        if sync:
+            return contextlib.nullcontext()
+        if self.sharded:
+            self.model.set_requires_gradient_sync(False)
+            restore = contextlib.ExitStack()
+            restore.callback(self.model.set_requires_gradient_sync, True)
+            return restore
+        return self.wrapped.no_sync()
 
     def run_steps(self, start: int, end: int, lr_of_step, rows: list[dict], branch: str | None = None) -> str:
         """Train steps start..end-1; returns 'completed' or 'diverged'.
@@ -618,12 +778,18 @@ class Trainer:
         tokens = steps * self.batch_tokens
         compute_budget = self.spec.point_budget(budget)
         pid = point_id(self.run_id, budget, self.spec.schedule, compute_budget)
+        # The whole model on rank 0 (a collective when sharded: every rank takes part).
+        weights = (
+            get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+            if self.sharded
+            else self.model.state_dict()
+        )
         # Staged beside the checkpoint (not a Snakemake output, so a rerun of
         # an interrupted job keeps the points already made).
         if self.dist.main:
             point = {
                 "model_config": self.cfg.to_dict(),
-                "model": self.model.state_dict(),
+                "model": weights,
                 "point_id": pid,
                 "status": status,
                 "step": steps,
@@ -740,7 +906,10 @@ class Trainer:
             "seed": self.spec.seed,
             "device": self.device.type,
             "devices": self.dist.world,
+            "nodes": self.spec.execution.nodes,
             "distributed_backend": self.dist.backend,
+            "sharding": "full" if self.sharded else "none",
+            "sharding_reason": self.shard_reason,
             "device_name": (torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else cpu_name()),
             "precision": "bf16-autocast" if self.device.type == "cuda" else "fp32",
             "kernels": self.kernels,
@@ -760,7 +929,9 @@ class Trainer:
             "execution": dataclasses.asdict(self.spec.execution),
         }
         write_json_atomic(self.out_dir / "summary.json", summary)
-        self.checkpoint_path.unlink(missing_ok=True)  # finished: the weights are saved per point
+        # Finished: the weights are saved per point.
+        self.checkpoint_path.unlink(missing_ok=True)
+        shutil.rmtree(self.sharded_checkpoint_path, ignore_errors=True)
         return summary
 
 
@@ -785,13 +956,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True, type=Path, help="resumable checkpoint (work dir)")
     args = parser.parse_args(argv)
     spec = RunSpec.from_json(args.spec, args.execution)
-    if spec.execution.devices > 1 and "WORLD_SIZE" not in os.environ:
-        # k devices: become torchrun, which starts k copies of this command.
-        # exec keeps the job's process id, so Slurm's signals reach torchrun,
-        # which passes them on to the training processes.
-        command = launch_command(spec.execution.devices, sys.argv[1:] if argv is None else argv)
+    if spec.execution.world_size > 1 and "WORLD_SIZE" not in os.environ:
+        # k devices: become torchrun, which starts k copies of this command (on n nodes: become
+        # srun, which starts a torchrun on each). exec keeps the job's process id, so Slurm's
+        # signals reach torchrun, which passes them on to the training processes.
+        try:
+            command = launch_command(spec.execution, sys.argv[1:] if argv is None else argv)
+        except TrainError as e:
+            print(f"error: run {spec.run_id}: {e}", file=sys.stderr)
+            return 1
         sys.stdout.flush()
-        os.execv(command[0], command)
+        os.execvp(command[0], command)
     try:
         summary = train_run(spec, args.dataset, args.out_dir, args.weights, args.checkpoint)
     except TrainError as e:
