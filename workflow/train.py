@@ -48,6 +48,7 @@ import argparse
 import contextlib
 import copy
 import dataclasses
+import gc
 import math
 import os
 import platform
@@ -361,7 +362,7 @@ class Trainer:
             )
         self.device = self.dist.start(resolve_device(spec.execution.device))
         self.kernels = resolve_kernels(spec.execution.kernels, self.device)
-        # The job's CPU threads are shared by its processes.
+        # A node's CPU threads (train.threads, one Slurm task per node) are shared by its processes.
         torch.set_num_threads(max(1, spec.execution.threads // spec.execution.devices))
         torch.manual_seed(spec.seed)
         if self.device.type == "cuda":
@@ -484,6 +485,21 @@ class Trainer:
         needed = plan.memory_per_device(self.spec, sharded=False).total
         verdict = plan.shards(self.spec, memory)
         return verdict, f"auto: DDP needs {needed / plan.GIB:.1f} GiB of the GPU's {memory / plan.GIB:.0f} GiB"
+
+    def close(self, together: bool) -> None:
+        """Leave the process group. Its gloo threads free each finished collective's tensors, which takes
+        the GIL; if the group's last reference went with the DDP module (its reducer holds one) at the end
+        of train_run, the destructor would wait for those threads while holding the GIL: a deadlock seen
+        under Slurm. So the ranks first meet at a barrier (every earlier collective is then done and freed,
+        since the barrier's wait releases the GIL), then the DDP and FSDP state goes while the group
+        lives, then the group."""
+        if self.dist.backend is None or not dist.is_initialized():
+            return
+        if together:
+            dist.barrier()
+        self.wrapped = self.forward = self.model = self.optimizer = None
+        gc.collect()
+        self.dist.stop()
 
     # -- checkpoints
 
@@ -940,10 +956,16 @@ def train_run(
 ) -> dict:
     checkpoint = checkpoint or weights_dir.parent / "checkpoint.pt"
     trainer = Trainer(spec, dataset_manifest, out_dir, weights_dir, checkpoint)
+    together = False  # whether every rank ends here at once (a signal stops all at the same step)
     try:
-        return trainer.train()
+        summary = trainer.train()
+        together = True
+        return summary
+    except StopForSignal:
+        together = True
+        raise
     finally:
-        trainer.dist.stop()
+        trainer.close(together)
 
 
 def main(argv: list[str] | None = None) -> int:
