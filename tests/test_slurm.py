@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import polars as pl
 import pytest
@@ -187,3 +188,69 @@ def test_two_device_run_launches_torchrun_inside_its_slurm_job(tmp_path):
     assert summary["devices"] == 2 and summary["distributed_backend"] == "gloo"
     assert summary["status"] == "completed"
     print(f"two-process run in Slurm job {[j for j, r in submitted if r == 'train'][0]}")
+
+
+def test_two_node_sharded_run_through_slurm_matches_one_device_and_resumes_after_sigterm(tmp_path):
+    """train.nodes: 2 with shard: full, through the Slurm profile. The job asks for 2 tasks (mpi: the
+    trainer starts them itself), the trainer calls srun, and each task's torchrun meets the other at the
+    rendezvous on the job's first node: 2 sharded processes. This cluster has one node, so the test adds
+    `--set-resources train:nodes=1` and the 2 tasks stand in for 2 nodes. The job is signalled as before
+    a time limit, checkpoints (torch.distributed.checkpoint) and its retry resumes; the losses equal a
+    one-device run outside Slurm."""
+    workdir = slurm_pipeline(tmp_path)
+    config = yaml.safe_load((workdir / "config" / "tiny.yaml").read_text())
+    config["train"]["grid"] = {
+        "shapes": [{"n_layer": 2, "d_model": 48, "n_head": 4}],
+        "token_budgets": [512_000],
+        "seeds": [0],
+    }
+    config["train"].update(nodes=2, devices=1, threads=1, shard="full", micro_batch_size=8, checkpoint_every=50)
+    (workdir / "config" / "nodes.yaml").write_text(yaml.safe_dump(config))
+    run_id = "L2-d48-h4_D512k_s0"
+    target = f"results/runs/{run_id}/summary.json"
+
+    def checkpoint_written() -> bool:
+        return any((workdir / "resources").glob(f"runs/*/{run_id}/checkpoint.dcp/.metadata"))
+
+    env = dict(os.environ, PYTHONPATH=str(workdir), PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
+    command = [sys.executable, "-m", "snakemake", target, "--cores", "2", *OVERRIDES]
+    command += ["--set-resources", "train:nodes=1", "--configfile", "config/nodes.yaml"]
+    process = subprocess.Popen(
+        command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while not checkpoint_written() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        assert checkpoint_written(), "the two-task training job never wrote a sharded checkpoint"
+        jobs = subprocess.run(["squeue", "-h", "-o", "%i %D %C", "-t", "RUNNING"], capture_output=True, text=True)
+        running = [line.split() for line in jobs.stdout.splitlines()]
+        assert running, "no running Slurm job to signal"
+        steps = subprocess.run(["squeue", "-h", "-s", "-o", "%i %N"], capture_output=True, text=True).stdout
+        for job_id, *_ in running:
+            subprocess.run(["scancel", "--signal=TERM", job_id], check=True)
+        out, _ = process.communicate(timeout=900)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, out[-5000:]
+    # The job held 2 CPUs (2 tasks of train.threads = 1), and the trainer's srun made a numbered step of
+    # it (the batch step aside), which ran the tasks.
+    assert running[0][2] == "2", running
+    assert re.search(rf"^{running[0][0]}\.\d+ ", steps, re.MULTILINE), steps
+    log = (workdir / "results" / "logs" / "train" / f"{run_id}.log").read_text()
+    summary = read_json(workdir / target)
+    assert summary["devices"] == 2 and summary["nodes"] == 2 and summary["sharding"] == "full", log
+    assert summary["resumed_from_step"] is not None and summary["resumed_from_step"] > 0, log
+    assert "resumed from the checkpoint at step" in log and "(sharded, written by 2 processes)" in log
+
+    spec = expand_runs(config)[run_id]
+    one_device = replace(spec, execution=replace(spec.execution, nodes=1, devices=1, threads=2))
+    train_run(one_device, work_path(workdir, "dataset", "manifest.json"), tmp_path / "one", tmp_path / "one" / "w")
+    resumed = pl.read_csv(workdir / "results" / "runs" / run_id / "metrics.csv")["train_loss"].to_list()
+    whole = pl.read_csv(tmp_path / "one" / "metrics.csv")["train_loss"].to_list()
+    assert resumed == pytest.approx(whole, rel=1e-5)
+    print(
+        f"two-task job(s) {[job for job, *_ in running]} signalled; resumed from step {summary['resumed_from_step']}; "
+        f"final loss {resumed[-1]:.6f} against one device's {whole[-1]:.6f}"
+    )

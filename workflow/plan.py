@@ -3,8 +3,9 @@
     python -m workflow.plan [--configfile FILE ...] [--device-memory-gb 80]
 
 reads the same config files as Snakemake (config/config.yaml, then each --configfile) and prints,
-for every training run: its parameters and FLOPs, the estimated memory per device, the estimated
-time from ``cluster.train_flops_per_s``, and the Slurm request that follows; then the study's
+for every training run: its parameters and FLOPs, the estimated memory per device under DDP and fully
+sharded and which of the two it trains in (``train.shard``, ``shards``), the estimated time from
+``cluster.train_flops_per_s``, and the Slurm request that follows; then the study's
 GPU-hours and work-directory disk. A run whose estimate does not fit its device (a GPU of
 ``--device-memory-gb``, or ``resources.train.mem_mb`` for a study on the CPU) fails the plan with a
 line naming the run and what would fit.
