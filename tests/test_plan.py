@@ -194,6 +194,7 @@ def test_auto_shards_only_where_ddp_does_not_fit_on_more_than_one_device():
     assert not shards(with_execution(devices=1), limit=ddp / 2)  # one device: nothing to shard over
     assert not shards(with_execution(devices=2, shard="none"), limit=ddp / 2)
     assert shards(with_execution(devices=2, shard="full"), limit=ddp * 2)
+    assert not shards(with_execution(devices=2), limit=None)  # auto on the CPU: the host's memory
     # Sharded over the world of n nodes x k devices.
     assert memory_per_device(with_execution(devices=2, nodes=2), sharded=True) == memory_per_device(
         spec, sharded=True, devices=4

@@ -1,6 +1,6 @@
 """The pipeline through `snakemake --profile slurm` on a real Slurm cluster.
 
-CI starts a single-node cluster (.ci/slurm-cluster.sh) and sets REQUIRE_SLURM=1,
+CI starts a cluster of two node entries on its one host (.ci/slurm-cluster.sh) and sets REQUIRE_SLURM=1,
 so there these tests must run; elsewhere they skip when sbatch is absent.
 """
 
@@ -49,7 +49,7 @@ OVERRIDES = [
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: .*/rule_(\w+)/")
 
 
-# The CI cluster is one small node: one thread and little memory per job.
+# The CI cluster is two small nodes on one host: one thread and little memory per job.
 SMALL_CLUSTER = {
     "default": {"threads": 1, "mem_mb": 1000},
     "tokenizer": {"threads": 1, "mem_mb": 2000},
@@ -87,48 +87,69 @@ def test_tiny_study_through_slurm(tmp_path):
     assert not SUBMITTED.findall(second.stdout + second.stderr)
 
 
-def test_signalled_training_job_resumes_from_its_checkpoint(tmp_path):
-    workdir = slurm_pipeline(tmp_path)
+LONG_RUN = "L2-d48-h4_D512k_s0"
+
+
+def long_run_config(workdir, name: str, **train) -> dict:
+    """config/NAME.yaml: tiny.yaml with one run long enough to be signalled while it trains, with changes
+    to its train section; the config, as written."""
     config = yaml.safe_load((workdir / "config" / "tiny.yaml").read_text())
     config["train"]["grid"] = {
         "shapes": [{"n_layer": 2, "d_model": 48, "n_head": 4}],
         "token_budgets": [512_000],
         "seeds": [0],
     }
-    config["train"]["checkpoint_every"] = 50
-    (workdir / "config" / "resume.yaml").write_text(yaml.safe_dump(config))
-    run_id = "L2-d48-h4_D512k_s0"
-    target = f"results/runs/{run_id}/summary.json"
+    config["train"].update(checkpoint_every=50, **train)
+    (workdir / "config" / f"{name}.yaml").write_text(yaml.safe_dump(config))
+    return config
 
-    def checkpoint_written() -> bool:  # under the run directory keyed by the dataset's settings
-        return any((workdir / "resources").glob(f"runs/*/{run_id}/checkpoint.pt"))
 
+def signal_after_checkpoint(workdir, args: list[str], checkpoint: str):
+    """Snakemake with ``args`` (the target before --configfile, which takes any later word as one more
+    config file). Once a file matching ``resources/CHECKPOINT`` exists, every running job gets SIGTERM,
+    as Slurm sends it before a time limit or a preemption (--signal=TERM@...); Snakemake runs on to its
+    end. Returns its exit status and output, the signalled jobs ([id, nodes, CPUs]) and their steps."""
     env = dict(os.environ, PYTHONPATH=str(workdir), PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
     process = subprocess.Popen(
-        # The target first: --configfile would take any later word as one more config file.
-        [sys.executable, "-m", "snakemake", target, "--cores", "2", *OVERRIDES, "--configfile", "config/resume.yaml"],
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
         cwd=workdir,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+    def checkpoint_written() -> bool:  # under the run directory keyed by the dataset's settings
+        return any((workdir / "resources").glob(checkpoint))
+
     try:
         deadline = time.monotonic() + 600
         while not checkpoint_written() and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.2)
-        assert checkpoint_written(), "the training job never wrote a checkpoint"
-        jobs = subprocess.run(["squeue", "-h", "-o", "%i %j", "-t", "RUNNING"], capture_output=True, text=True)
-        job_ids = [line.split()[0] for line in jobs.stdout.splitlines()]
-        assert job_ids, "no running Slurm job to signal"
-        # What Slurm does before a time limit or a preemption (--signal=TERM@...).
-        for job_id in job_ids:
+        assert checkpoint_written(), f"the training job never wrote {checkpoint}"
+        jobs = subprocess.run(["squeue", "-h", "-o", "%i %D %C", "-t", "RUNNING"], capture_output=True, text=True)
+        running = [line.split() for line in jobs.stdout.splitlines()]
+        assert running, "no running Slurm job to signal"
+        steps = subprocess.run(["squeue", "-h", "-s", "-o", "%i %N"], capture_output=True, text=True).stdout
+        for job_id, *_ in running:
             subprocess.run(["scancel", "--signal=TERM", job_id], check=True)
         out, _ = process.communicate(timeout=900)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 0, out
+    return process.returncode, out, running, steps
+
+
+def test_signalled_training_job_resumes_from_its_checkpoint(tmp_path):
+    workdir = slurm_pipeline(tmp_path)
+    config = long_run_config(workdir, "resume")
+    run_id = LONG_RUN
+    target = f"results/runs/{run_id}/summary.json"
+    status, out, running, _ = signal_after_checkpoint(
+        workdir, [target, *OVERRIDES, "--configfile", "config/resume.yaml"], f"runs/*/{run_id}/checkpoint.pt"
+    )
+    job_ids = [job for job, *_ in running]
+    assert status == 0, out
     log = (workdir / "results" / "logs" / "train" / f"{run_id}.log").read_text()
     summary = read_json(workdir / target)
     assert summary["resumed_from_step"] is not None and summary["resumed_from_step"] > 0, log
@@ -190,54 +211,39 @@ def test_two_device_run_launches_torchrun_inside_its_slurm_job(tmp_path):
     print(f"two-process run in Slurm job {[j for j, r in submitted if r == 'train'][0]}")
 
 
+def partition_nodes() -> int:
+    """Nodes of the test partition (CI's cluster has two node entries on its one host)."""
+    listing = subprocess.run(["sinfo", "-h", "-N", "-p", PARTITION, "-o", "%N"], capture_output=True, text=True)
+    return len(set(listing.stdout.split()))
+
+
 def test_two_node_sharded_run_through_slurm_matches_one_device_and_resumes_after_sigterm(tmp_path):
-    """train.nodes: 2 with shard: full, through the Slurm profile. The job asks for 2 tasks (mpi: the
-    trainer starts them itself), the trainer calls srun, and each task's torchrun meets the other at the
-    rendezvous on the job's first node: 2 sharded processes. This cluster has one node, so the test adds
-    `--set-resources train:nodes=1` and the 2 tasks stand in for 2 nodes. The job is signalled as before
-    a time limit, checkpoints (torch.distributed.checkpoint) and its retry resumes; the losses equal a
-    one-device run outside Slurm."""
+    """train.nodes: 2 with shard: full, through the Slurm profile. The job asks for 2 nodes and 2 tasks
+    (mpi: the trainer starts them itself), the trainer calls srun, and each node's torchrun meets the
+    other at the rendezvous on the job's first node: 2 sharded processes, one per node. The job is
+    signalled as before a time limit, checkpoints (torch.distributed.checkpoint) and its retry resumes;
+    the losses equal a one-device run outside Slurm. On a partition of one node the 2 tasks stand in for
+    2 nodes (`--set-resources train:nodes=1`)."""
     workdir = slurm_pipeline(tmp_path)
-    config = yaml.safe_load((workdir / "config" / "tiny.yaml").read_text())
-    config["train"]["grid"] = {
-        "shapes": [{"n_layer": 2, "d_model": 48, "n_head": 4}],
-        "token_budgets": [512_000],
-        "seeds": [0],
-    }
-    config["train"].update(nodes=2, devices=1, threads=1, shard="full", micro_batch_size=8, checkpoint_every=50)
-    (workdir / "config" / "nodes.yaml").write_text(yaml.safe_dump(config))
-    run_id = "L2-d48-h4_D512k_s0"
+    config = long_run_config(workdir, "nodes", nodes=2, devices=1, threads=1, shard="full", micro_batch_size=8)
+    run_id = LONG_RUN
     target = f"results/runs/{run_id}/summary.json"
-
-    def checkpoint_written() -> bool:
-        return any((workdir / "resources").glob(f"runs/*/{run_id}/checkpoint.dcp/.metadata"))
-
-    env = dict(os.environ, PYTHONPATH=str(workdir), PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
-    command = [sys.executable, "-m", "snakemake", target, "--cores", "2", *OVERRIDES]
-    command += ["--set-resources", "train:nodes=1", "--configfile", "config/nodes.yaml"]
-    process = subprocess.Popen(
-        command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    nodes = min(2, partition_nodes())
+    stand_in = ["--set-resources", "train:nodes=1"] if nodes == 1 else []
+    status, out, running, steps = signal_after_checkpoint(
+        workdir,
+        [target, *OVERRIDES, *stand_in, "--configfile", "config/nodes.yaml"],
+        f"runs/*/{run_id}/checkpoint.dcp/.metadata",
     )
-    try:
-        deadline = time.monotonic() + 600
-        while not checkpoint_written() and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.2)
-        assert checkpoint_written(), "the two-task training job never wrote a sharded checkpoint"
-        jobs = subprocess.run(["squeue", "-h", "-o", "%i %D %C", "-t", "RUNNING"], capture_output=True, text=True)
-        running = [line.split() for line in jobs.stdout.splitlines()]
-        assert running, "no running Slurm job to signal"
-        steps = subprocess.run(["squeue", "-h", "-s", "-o", "%i %N"], capture_output=True, text=True).stdout
-        for job_id, *_ in running:
-            subprocess.run(["scancel", "--signal=TERM", job_id], check=True)
-        out, _ = process.communicate(timeout=900)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, out[-5000:]
-    # The job held 2 CPUs (2 tasks of train.threads = 1), and the trainer's srun made a numbered step of
-    # it (the batch step aside), which ran the tasks.
-    assert running[0][2] == "2", running
-    assert re.search(rf"^{running[0][0]}\.\d+ ", steps, re.MULTILINE), steps
+    assert status == 0, out[-5000:]
+    # The job held `nodes` nodes and 2 CPUs (2 tasks of train.threads = 1); the trainer's srun made a
+    # numbered step of it (the batch step aside) that ran on all of them.
+    job, job_nodes, cpus = running[0]
+    assert (int(job_nodes), cpus) == (nodes, "2"), running
+    step = re.search(rf"^{job}\.\d+ (\S+)", steps, re.MULTILINE)
+    assert step, steps
+    hostnames = subprocess.run(["scontrol", "show", "hostnames", step.group(1)], capture_output=True, text=True)
+    assert len(hostnames.stdout.split()) == nodes, steps
     log = (workdir / "results" / "logs" / "train" / f"{run_id}.log").read_text()
     summary = read_json(workdir / target)
     assert summary["devices"] == 2 and summary["nodes"] == 2 and summary["sharding"] == "full", log
@@ -251,6 +257,6 @@ def test_two_node_sharded_run_through_slurm_matches_one_device_and_resumes_after
     whole = pl.read_csv(tmp_path / "one" / "metrics.csv")["train_loss"].to_list()
     assert resumed == pytest.approx(whole, rel=1e-5)
     print(
-        f"two-task job(s) {[job for job, *_ in running]} signalled; resumed from step {summary['resumed_from_step']}; "
+        f"job {job} on {step.group(1)} ({nodes} node(s)) signalled; resumed from step {summary['resumed_from_step']}; "
         f"final loss {resumed[-1]:.6f} against one device's {whole[-1]:.6f}"
     )

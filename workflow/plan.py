@@ -92,12 +92,15 @@ def memory_per_device(spec: RunSpec, sharded: bool, devices: int | None = None, 
     return MemoryEstimate(**states, activations=activation_bytes(spec, micro_batch))
 
 
-def shards(spec: RunSpec, limit: float) -> bool:
+def shards(spec: RunSpec, limit: float | None) -> bool:
     """Whether the run trains fully sharded: train.shard "full", or "auto" where it runs on more than
-    one device and its DDP estimate exceeds ``limit`` bytes per device. The trainer asks the same
-    question with its GPU's memory; the plan with --device-memory-gb."""
+    one GPU and its DDP estimate exceeds ``limit`` bytes per GPU. The trainer asks the same question
+    with its GPU's memory; the plan with --device-memory-gb. On the CPU (``limit`` None) auto never
+    shards: the processes share one host's memory, which the plan checks against the job's own."""
     if spec.execution.shard == "auto":
-        return spec.execution.world_size > 1 and memory_per_device(spec, sharded=False).total > limit
+        if limit is None or spec.execution.world_size == 1:
+            return False
+        return memory_per_device(spec, sharded=False).total > limit
     return spec.execution.shard == "full" and spec.execution.world_size > 1
 
 
@@ -156,7 +159,7 @@ def plan_rows(config: dict, runs: dict[str, RunSpec], device_memory: float) -> t
         sharded = memory_per_device(spec, sharded=True)
         cpu = device_kind(spec) == "cpu"
         limit = host_memory if cpu else device_memory
-        mode = "FSDP" if shards(spec, limit) else "DDP"
+        mode = "FSDP" if shards(spec, None if cpu else limit) else "DDP"
         needed = (sharded if mode == "FSDP" else ddp).total
         if needed > limit:
             where = f"resources.train.mem_mb = {limit / 2**20:.0f} MB" if cpu else f"{limit / GIB:.0f} GiB per GPU"

@@ -480,7 +480,7 @@ class Trainer:
         if execution.shard != "auto":
             return execution.shard == "full", f"train.shard {execution.shard}"
         if self.device.type != "cuda":
-            return False, "auto: the CPU's processes share the host's memory"
+            return plan.shards(self.spec, None), "auto: the CPU's processes share the host's memory"
         memory = torch.cuda.get_device_properties(self.device).total_memory
         needed = plan.memory_per_device(self.spec, sharded=False).total
         verdict = plan.shards(self.spec, memory)
