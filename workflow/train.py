@@ -55,7 +55,6 @@ import platform
 import queue
 import shutil
 import signal
-import socket
 import sys
 import threading
 import time
@@ -79,9 +78,10 @@ from tqdm import tqdm
 from workflow import __version__, flops, plan
 from workflow.config import format_count, format_flops
 from workflow.io import atomic_path, disk_full, move_aside, read_json, run_stage, write_json_atomic
+from workflow.launch import LaunchError, launch_command
 from workflow.model import build_model
 from workflow.shards import ShardError, StepBatches, data_identity, describe_identity, load_split
-from workflow.spec import Execution, RunSpec
+from workflow.spec import RunSpec
 
 APEX_INSTALL_HINT = (
     "NVIDIA Apex is not importable. Install it with conda-forge's 'nvidia-apex' package "
@@ -136,45 +136,6 @@ class Distributed:
     def stop(self) -> None:
         if self.backend is not None and dist.is_initialized():
             dist.destroy_process_group()
-
-
-def launch_command(execution: Execution, argv: list[str], env: dict[str, str] | None = None) -> list[str]:
-    """The command that starts a run's processes, each running this module with ``argv``.
-
-    One node: torchrun with one process per device. ``nodes`` = n > 1: srun starts one torchrun per
-    node of the job's Slurm allocation (n tasks, one per node), and the torchruns meet at a c10d
-    rendezvous on the first node, which is where the job's own command runs. Node ranks then follow
-    from the rendezvous: every node gets the same command.
-    """
-    env = os.environ if env is None else env
-    torchrun = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={execution.devices}"]
-    module = ["-m", "workflow.train", *argv]
-    if execution.nodes == 1:
-        return [*torchrun, "--standalone", *module]
-    job = env.get("SLURM_JOB_ID")
-    if not job:
-        raise TrainError(
-            f"train.nodes is {execution.nodes}: a multi-node run starts its processes with srun inside a "
-            f"Slurm job of {execution.nodes} nodes (snakemake --profile slurm); set nodes to 1 to run it here"
-        )
-    if shutil.which("srun", path=env.get("PATH")) is None:
-        raise TrainError(f"train.nodes is {execution.nodes} but srun is not on this Slurm job's PATH")
-    # A port of its own per job, so two jobs sharing a first node do not meet at one rendezvous.
-    endpoint = f"{socket.gethostname()}:{29500 + int(job) % 10000}"
-    srun = [
-        "srun",
-        f"--ntasks={execution.nodes}",
-        f"--cpus-per-task={execution.threads}",
-        # A node whose torchrun fails ends the others, rather than leaving them waiting for it.
-        "--kill-on-bad-exit=1",
-    ]
-    rendezvous = [
-        f"--nnodes={execution.nodes}",
-        "--rdzv-backend=c10d",
-        f"--rdzv-endpoint={endpoint}",
-        f"--rdzv-id=slurm-{job}",
-    ]
-    return [*srun, *torchrun, *rendezvous, *module]
 
 
 def apex_available() -> bool:
@@ -541,7 +502,7 @@ class Trainer:
         model_state, optimizer_state = get_state_dict(self.model, self.optimizer)
         try:
             dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=partial)
-        except Exception as e:  # noqa: BLE001 - DCP gathers every rank's failure into one exception
+        except (OSError, RuntimeError, dcp.CheckpointException) as e:  # DCP gathers every rank's failures
             raise TrainError(self.write_failure(e, final, "the sharded checkpoint")) from None
         if self.dist.main:
             self.write_state(self.state(), partial / "progress.pt", "the checkpoint's progress")
@@ -570,13 +531,10 @@ class Trainer:
         kept = self.checkpoint_path.stat().st_size if self.checkpoint_path.exists() else 0
         kept = kept or (1 if self.sharded_checkpoint_path.exists() else 0)
         free = shutil.disk_usage(path.parent if path.parent.exists() else self.checkpoint_path.parent).free
-        cause = (
-            f"No space left on device: {free} bytes free on the filesystem of {path.parent}"
-            if disk_full(error) or free <= max(kept, 1 << 20)
-            else str(error).splitlines()[0]
-            if str(error)
-            else type(error).__name__
-        )
+        if disk_full(error) or free <= max(kept, 1 << 20):
+            cause = f"No space left on device: {free} bytes free on the filesystem of {path.parent}"
+        else:
+            cause = str(error).splitlines()[0] if str(error) else type(error).__name__
         state_now = "the previous checkpoint is intact" if kept else "there is no earlier checkpoint"
         return (
             f"run {self.run_id}: writing {what} {path} at step {self.step} failed ({cause}); {state_now}. "
@@ -618,7 +576,15 @@ class Trainer:
         if sharded_source:
             # Reshards to this run's layout: one full copy per rank, or 1/world shards.
             model_state, optimizer_state = get_state_dict(self.model, self.optimizer)
-            dcp.load({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=source)
+            try:
+                dcp.load({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=source)
+            except (Exception, dcp.CheckpointException) as e:  # a missing or truncated shard file, on any rank
+                # The load may have written into the model already: set the checkpoint aside and end
+                # this attempt, so that the next one starts afresh from the seed.
+                detail = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}" if str(e) else type(e).__name__
+                self.set_aside("damaged", f"cannot be read ({detail})")
+                damaged = f"run {self.run_id}: its sharded checkpoint was damaged; rerun to start afresh"
+                raise TrainError(damaged) from None
             set_state_dict(self.model, self.optimizer, model_state_dict=model_state, optim_state_dict=optimizer_state)
         elif self.sharded:
             # The whole model from an unsharded attempt: each rank keeps its shard of it.
@@ -648,9 +614,9 @@ class Trainer:
         optimizer's groups, which ``optimizer_groups`` builds in the same order every time."""
         names = {id(p): name for name, p in self.model.named_parameters()}
         groups = [[names[id(p)] for p in group["params"]] for group in self.optimizer.param_groups]
+        kept = optimizer_state["state"]
         state, param_groups = {}, []
         for saved, names_of_group in zip(optimizer_state["param_groups"], groups):
-            kept = optimizer_state["state"]
             state.update({name: kept[i] for i, name in zip(saved["params"], names_of_group) if i in kept})
             param_groups.append({**saved, "params": names_of_group})
         return {"state": state, "param_groups": param_groups}
@@ -984,7 +950,7 @@ def main(argv: list[str] | None = None) -> int:
         # signals reach torchrun, which passes them on to the training processes.
         try:
             command = launch_command(spec.execution, sys.argv[1:] if argv is None else argv)
-        except TrainError as e:
+        except LaunchError as e:
             print(f"error: run {spec.run_id}: {e}", file=sys.stderr)
             return 1
         sys.stdout.flush()

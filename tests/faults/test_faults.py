@@ -406,6 +406,39 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_run_restarts(dataset_manifest
     assert "Traceback" not in rerun.stderr and read_json(tmp_path / "run" / "summary.json")["status"] == "completed"
 
 
+def test_a_damaged_sharded_checkpoint_is_set_aside_then_the_run_restarts(dataset_manifest, tmp_path):
+    """A sharded checkpoint missing one process's shard file: the resumed run ends with one line naming
+    it, set aside as checkpoint.dcp.damaged (the load may have written into the model, so this attempt
+    stops); the next attempt (Snakemake's retry) starts afresh and ends where a clean run ends."""
+    from dataclasses import replace
+
+    spec = tiny_spec(tokens=64_000, micro_batch_size=4, checkpoint_every=40, log_every=5, threads=2)
+    spec = replace(spec, execution=replace(spec.execution, devices=2, shard="full"))
+    process = train_cli(spec, dataset_manifest, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / "work" / "checkpoint.dcp"
+    wait_for(checkpoint / ".metadata", process)
+    process.send_signal(signal.SIGTERM)  # torchrun passes it on; SIGKILL would orphan its workers
+    process.wait(timeout=120)
+    shards = sorted(checkpoint.glob("*.distcp"))
+    assert len(shards) == 2
+    shards[1].unlink()
+    damaged = train_cli(spec, dataset_manifest, tmp_path)
+    assert damaged.returncode == 1, damaged.stderr
+    assert f"checkpoint {checkpoint} cannot be read (" in damaged.stderr, damaged.stderr
+    assert "set aside as checkpoint.dcp.damaged" in damaged.stderr and "Traceback" not in damaged.stderr
+    assert "its sharded checkpoint was damaged; rerun to start afresh" in damaged.stderr
+    assert (tmp_path / "work" / "checkpoint.dcp.damaged").is_dir() and not checkpoint.exists()
+    rerun = train_cli(spec, dataset_manifest, tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resumed from the checkpoint" not in rerun.stdout
+    clean = train_cli(spec, dataset_manifest, tmp_path / "clean")
+    assert clean.returncode == 0, clean.stderr
+    losses = [
+        pl.read_csv(root / "run" / "metrics.csv")["train_loss"].to_list() for root in (tmp_path, tmp_path / "clean")
+    ]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+
+
 def evaluate_cli(root: Path, dataset_manifest: Path) -> subprocess.CompletedProcess:
     return cli(
         "workflow.evaluate",
