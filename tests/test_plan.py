@@ -60,10 +60,34 @@ def test_model_states_take_16_bytes_a_parameter_under_ddp_and_a_share_when_shard
     ddp = memory_per_device(spec, sharded=False)
     assert (ddp.weights, ddp.gradients, ddp.optimizer) == (4 * total, 4 * total, 8 * total)
     assert sum(BYTES_PER_PARAMETER.values()) == 16
+    assert memory_per_device(spec, sharded=True, devices=4).activations == ddp.activations  # own micro-batches
+
+
+@pytest.mark.parametrize("family", ["gpt", "lstm"])
+def test_sharded_states_are_a_share_plus_the_units_gathered_whole(family):
+    """Each of k devices keeps 1/k of every state; a GPT gathers its root unit (embedding, head) and one
+    block's weights and holds one unit's gradients whole, an LSTM (one unit) the whole model's."""
+    spec = tiny_spec(family=family, n_layer=24, d_model=256, n_head=4)
+    counts = get_family(family).parameter_counts(spec.model)
+    ddp = memory_per_device(spec, sharded=False)
     sharded = memory_per_device(spec, sharded=True, devices=4)
-    assert sharded.optimizer == ddp.optimizer / 4 and sharded.gradients == ddp.gradients / 4
-    assert ddp.weights / 4 < sharded.weights < ddp.weights  # its share, plus one gathered block
-    assert sharded.activations == ddp.activations  # each device runs its own micro-batches
+    assert sharded.optimizer == ddp.optimizer / 4
+    if family == "gpt":
+        block, root = counts.non_embedding / 24, counts.total - counts.non_embedding
+        assert sharded.weights == pytest.approx(ddp.weights / 4 + 4 * (root + block))
+        assert sharded.gradients == pytest.approx(ddp.gradients / 4 + 4 * max(root, block))
+        assert sharded.total - sharded.activations < (ddp.total - ddp.activations) / 2
+    else:
+        assert sharded.weights == ddp.weights / 4 + 4 * counts.total
+        assert sharded.gradients == ddp.gradients / 4 + 4 * counts.total
+
+
+@pytest.mark.parametrize("family", ["gpt", "lstm"])
+def test_the_plan_and_the_model_agree_on_the_units_a_sharded_run_gathers(family):
+    from workflow.model import build_model
+
+    spec = tiny_spec(family=family, n_layer=2)
+    assert bool(build_model(spec.model).shard_units()) == get_family(family).SHARDED_PER_LAYER
 
 
 # Measured on the real trainer: (family, n_layer, d_model, n_head, seq_len, micro_batch), large enough

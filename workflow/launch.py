@@ -16,6 +16,9 @@ import sys
 
 from workflow.spec import Execution
 
+# How long torchrun waits for its processes to checkpoint after a signal before it kills them.
+SHUTDOWN_SECONDS = 240
+
 
 class LaunchError(RuntimeError):
     pass
@@ -67,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main as torchrun
 
+    # Slurm signals a job 300 s before its time limit (the profile's --signal=TERM@300); torchrun passes
+    # the signal on and, by default, kills its processes 30 s later, too soon for a large sharded run to
+    # finish its step and checkpoint.
+    os.environ.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", str(SHUTDOWN_SECONDS))
     try:
         torchrun(argv)
     except SignalException as stop:

@@ -18,8 +18,8 @@ The memory model (docs/methods.md, "Memory and time plan"), in bytes, for P para
                    log-softmax, and the logits' gradient)
 
 Under DDP every device holds all 16P; fully sharded (FSDP), each holds 16P / k plus the gathered
-weights of the largest block. Saved elements per token come from the family
-(``saved_activations_per_token``). No torch here: the plan runs on a login node in seconds.
+weights of the root unit and one block, and one unit's unsharded gradients. Saved elements per
+token come from the family (``saved_activations_per_token``). No torch here: the plan runs on a login node in seconds.
 """
 
 from __future__ import annotations
@@ -85,10 +85,19 @@ def memory_per_device(spec: RunSpec, sharded: bool, devices: int | None = None, 
     k = devices or spec.execution.world_size
     states = {name: size * counts.total for name, size in BYTES_PER_PARAMETER.items()}
     if sharded:
-        # Each device keeps 1/k of every state, and gathers one block's full weights at a time.
-        block = (counts.total - counts.embedding) / max(1, spec.model.n_layer)
+        # Each device keeps 1/k of every state. It gathers the whole weights of one unit at a time (a
+        # block), beside the root unit's (embedding, untied head, final norm), which stay gathered from
+        # the forward pass to the backward; and it holds one unit's whole gradients until they are
+        # reduce-scattered. A family without blocks is one unit: the whole model.
         states = {name: value / k for name, value in states.items()}
-        states["weights"] += BYTES_PER_PARAMETER["weights"] * block
+        if family.SHARDED_PER_LAYER:
+            block = counts.non_embedding / max(1, spec.model.n_layer)
+            root = counts.total - counts.non_embedding
+            gathered, unit = root + block, max(root, block)
+        else:
+            gathered = unit = counts.total
+        states["weights"] += BYTES_PER_PARAMETER["weights"] * gathered
+        states["gradients"] += BYTES_PER_PARAMETER["gradients"] * unit
     return MemoryEstimate(**states, activations=activation_bytes(spec, micro_batch))
 
 
@@ -96,7 +105,7 @@ def shards(spec: RunSpec, limit: float | None) -> bool:
     """Whether the run trains fully sharded: train.shard "full", or "auto" where it runs on more than
     one GPU and its DDP estimate exceeds ``limit`` bytes per GPU. The trainer asks the same question
     with its GPU's memory; the plan with --device-memory-gb. On the CPU (``limit`` None) auto never
-    shards: the processes share one host's memory, which the plan checks against the job's own."""
+    shards: the processes share the host's memory."""
     if spec.execution.shard == "auto":
         if limit is None or spec.execution.world_size == 1:
             return False

@@ -137,6 +137,18 @@ class Distributed:
         if self.backend is not None and dist.is_initialized():
             dist.destroy_process_group()
 
+    def gather(self, value) -> list:
+        """``value`` from every rank, in rank order (``[value]`` without a launch)."""
+        if self.world == 1:
+            return [value]
+        values = [None] * self.world
+        dist.all_gather_object(values, value)
+        return values
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
 
 def apex_available() -> bool:
     try:
@@ -301,6 +313,16 @@ def point_id(run_id: str, tokens: int, schedule: str, compute_budget: float | No
     return f"{run_id}@C{format_flops(compute_budget)}" if compute_budget else f"{run_id}@D{format_count(tokens)}"
 
 
+def first_cause(error: BaseException) -> BaseException:
+    """The first rank's own exception inside torch.distributed.checkpoint's CheckpointException (whose
+    text is the list of ranks), which names the file; any other exception as it is."""
+    failures = getattr(error, "failures", None)
+    if isinstance(failures, dict) and failures:
+        cause, _trace = next(iter(failures.values()))
+        return cause
+    return error
+
+
 class StopForSignal(Exception):
     """Slurm asked the job to stop (SIGTERM or SIGUSR1), or Ctrl-C (SIGINT): checkpoint, then exit."""
 
@@ -442,7 +464,8 @@ class Trainer:
             return execution.shard == "full", f"train.shard {execution.shard}"
         if self.device.type != "cuda":
             return plan.shards(self.spec, None), "auto: the CPU's processes share the host's memory"
-        memory = torch.cuda.get_device_properties(self.device).total_memory
+        # Every rank must decide alike: the smallest GPU of the run decides.
+        memory = min(self.dist.gather(torch.cuda.get_device_properties(self.device).total_memory))
         needed = plan.memory_per_device(self.spec, sharded=False).total
         verdict = plan.shards(self.spec, memory)
         return verdict, f"auto: DDP needs {needed / plan.GIB:.1f} GiB of the GPU's {memory / plan.GIB:.0f} GiB"
@@ -489,13 +512,12 @@ class Trainer:
             if self.dist.main:
                 self.write_state(self.state(), self.checkpoint_path, "the checkpoint")
                 # A sharded checkpoint of an earlier attempt (on another number of devices) is older.
-                shutil.rmtree(self.sharded_checkpoint_path, ignore_errors=True)
+                self.remove_sharded_checkpoints()
             return
         # Every rank writes its shards into a directory under a temporary name; rank 0 adds the
         # progress and renames it into place once all ranks are done, so a killed job leaves the
         # previous checkpoint intact.
-        final = self.sharded_checkpoint_path
-        partial = final.with_name(f".{final.name}.partial")
+        final, partial, previous = self.sharded_checkpoint_paths()
         if self.dist.main:
             shutil.rmtree(partial, ignore_errors=True)
         dist.barrier()
@@ -503,10 +525,9 @@ class Trainer:
         try:
             dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=partial)
         except (OSError, RuntimeError, dcp.CheckpointException) as e:  # DCP gathers every rank's failures
-            raise TrainError(self.write_failure(e, final, "the sharded checkpoint")) from None
+            raise TrainError(self.write_failure(first_cause(e), final, "the sharded checkpoint")) from None
         if self.dist.main:
             self.write_state(self.state(), partial / "progress.pt", "the checkpoint's progress")
-            previous = final.with_name(f".{final.name}.previous")
             shutil.rmtree(previous, ignore_errors=True)
             if final.exists():
                 final.rename(previous)
@@ -541,37 +562,56 @@ class Trainer:
             f"Free space in the work directory, then rerun: the run resumes from its last checkpoint"
         )
 
+    def sharded_checkpoint_paths(self) -> tuple[Path, Path, Path]:
+        """The sharded checkpoint, the one being written (complete once it holds progress.pt, written
+        last) and the one it replaces (present only between the two renames of a save)."""
+        final = self.sharded_checkpoint_path
+        return final, final.with_name(f".{final.name}.partial"), final.with_name(f".{final.name}.previous")
+
+    def remove_sharded_checkpoints(self) -> None:
+        for path in self.sharded_checkpoint_paths():
+            shutil.rmtree(path, ignore_errors=True)
+
     def latest_checkpoint(self) -> Path | None:
-        """The checkpoint to resume from: the unsharded file or the sharded directory (whichever the
-        last attempt wrote: saving one removes the other, so both exist only after a crash between)."""
-        found = [p for p in (self.checkpoint_path, self.sharded_checkpoint_path) if p.exists()]
+        """The checkpoint to resume from: the unsharded file or the sharded directory, whichever the
+        last attempt wrote (saving one removes the other, so both exist only after a crash between).
+        A job killed between the two renames of a sharded save left no checkpoint.dcp: then the
+        complete new one, or else the previous one."""
+        final, partial, previous = self.sharded_checkpoint_paths()
+        sharded = [final] if final.exists() else [p for p in (partial, previous) if (p / "progress.pt").exists()]
+        found = [p for p in (self.checkpoint_path, *sharded[:1]) if p.exists()]
         return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
     def load_checkpoint(self) -> bool:
         """Resume from the checkpoint when it was made by these settings on this data; otherwise set
         it aside (with the points it staged) and start afresh, saying why in one line. Either kind of
         checkpoint loads into either kind of run, on any number of devices."""
-        source = self.latest_checkpoint()
+        # Rank 0 picks the checkpoint, and every rank reads that one: all resume, or none does.
+        source = self.dist.gather(self.latest_checkpoint())[0]
         if source is None:
             return False
         sharded_source = source.is_dir()
+        state, problem = None, None
         try:
-            state = torch.load(
-                source / "progress.pt" if sharded_source else source, map_location=self.device, weights_only=False
-            )
+            # A whole model for a sharded run stays on the CPU: set_state_dict moves each rank's shard.
+            where = "cpu" if self.sharded else self.device
+            progress = source / "progress.pt" if sharded_source else source
+            state = torch.load(progress, map_location=where, weights_only=False)
             recorded_spec, recorded_data = state["spec"], state.get("data")
         except Exception as e:  # a truncated or foreign file: torch raises many kinds
-            self.set_aside("damaged", f"cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
-            return False
-        if recorded_data != self.data:
-            self.set_aside(
-                "other-data",
-                f"was trained on other data ({describe_identity(recorded_data)}; this run's: "
-                f"{describe_identity(self.data)})",
-            )
-            return False
-        if recorded_spec != self.spec.result_dict():
-            self.set_aside("other-settings", "is from other settings")
+            problem = ("damaged", f"cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+        else:
+            if recorded_data != self.data:
+                problem = (
+                    "other-data",
+                    f"was trained on other data ({describe_identity(recorded_data)}; this run's: "
+                    f"{describe_identity(self.data)})",
+                )
+            elif recorded_spec != self.spec.result_dict():
+                problem = ("other-settings", "is from other settings")
+        problem = next((p for p in self.dist.gather(problem) if p is not None), None)
+        if problem is not None:
+            self.set_aside(source, *problem)
             return False
         if sharded_source:
             # Reshards to this run's layout: one full copy per rank, or 1/world shards.
@@ -581,8 +621,8 @@ class Trainer:
             except (Exception, dcp.CheckpointException) as e:  # a missing or truncated shard file, on any rank
                 # The load may have written into the model already: set the checkpoint aside and end
                 # this attempt, so that the next one starts afresh from the seed.
-                detail = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}" if str(e) else type(e).__name__
-                self.set_aside("damaged", f"cannot be read ({detail})")
+                cause = first_cause(e)
+                self.set_aside(source, "damaged", f"cannot be read ({type(cause).__name__}: {cause})")
                 damaged = f"run {self.run_id}: its sharded checkpoint was damaged; rerun to start afresh"
                 raise TrainError(damaged) from None
             set_state_dict(self.model, self.optimizer, model_state_dict=model_state, optim_state_dict=optimizer_state)
@@ -598,7 +638,7 @@ class Trainer:
         else:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # loaded onto the run's device, but a CPU generator's
         self.step, self.rows, self.points = state["step"], state["rows"], state["points"]
         self.status, self.elapsed, self.wait = state["status"], state["elapsed"], state["wait"]
         self.processed_steps, self.pending_losses = state["processed_steps"], state["pending_losses"]
@@ -621,19 +661,22 @@ class Trainer:
             param_groups.append({**saved, "params": names_of_group})
         return {"state": state, "param_groups": param_groups}
 
-    def set_aside(self, reason: str, why: str) -> None:
-        """Move the checkpoint and its staged points to ``*.REASON`` (replacing older ones) and say so."""
+    def set_aside(self, source: Path, reason: str, why: str) -> None:
+        """Move the checkpoint ``source``, any other, and the staged points to ``*.REASON`` (replacing
+        older ones) and say so; every rank waits until it is done."""
         if self.dist.main:
-            source = self.latest_checkpoint() or self.checkpoint_path
             aside = move_aside(source, reason)
             move_aside(self.checkpoint_path, reason)
             move_aside(self.sharded_checkpoint_path, reason)
             move_aside(self.staging_dir, reason)
+            for leftover in self.sharded_checkpoint_paths()[1:]:
+                shutil.rmtree(leftover, ignore_errors=True)
             print(
                 f"{self.run_id}: checkpoint {source} {why}; set aside as {aside.name}, starting afresh",
                 file=sys.stderr,
                 flush=True,
             )
+        self.dist.barrier()
 
     def _on_signal(self, signum, _frame) -> None:
         self.signal_received = signum
@@ -678,13 +721,11 @@ class Trainer:
 
     def gradient_sync(self, sync: bool):
         """A context in which backward passes average gradients across ranks, or accumulate them locally."""
-        if sync:
+        # A sharded run reduce-scatters every micro-batch's gradients: deferring it would keep every
+        # unsharded gradient on each device until the step's last micro-batch, which is the memory
+        # sharding exists to save.
+        if sync or self.sharded:
             return contextlib.nullcontext()
-        if self.sharded:
-            self.model.set_requires_gradient_sync(False)
-            restore = contextlib.ExitStack()
-            restore.callback(self.model.set_requires_gradient_sync, True)
-            return restore
         return self.wrapped.no_sync()
 
     def run_steps(self, start: int, end: int, lr_of_step, rows: list[dict], branch: str | None = None) -> str:
@@ -913,7 +954,7 @@ class Trainer:
         write_json_atomic(self.out_dir / "summary.json", summary)
         # Finished: the weights are saved per point.
         self.checkpoint_path.unlink(missing_ok=True)
-        shutil.rmtree(self.sharded_checkpoint_path, ignore_errors=True)
+        self.remove_sharded_checkpoints()
         return summary
 
 

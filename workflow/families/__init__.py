@@ -4,6 +4,8 @@ A family module (``gpt.py``, ``lstm.py``) gives:
 
 ``NAME``                    the value of ``family`` in configs and specs;
 ``SHAPE_KEYS``              the keys a grid shape must give;
+``SHARDED_PER_LAYER``       whether a fully sharded run gathers one layer at a time (the model's
+                            ``shard_units``) or the whole model (the memory plan);
 ``label(cfg)``              the run-id prefix, e.g. ``L2-d64-h4``;
 ``validate(cfg)``           raises ValueError for settings the model cannot be built with;
 ``parameter_counts(cfg)``   exact counts for the model (a ``ParameterCounts``);

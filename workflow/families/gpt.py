@@ -11,6 +11,8 @@ from workflow.spec import ModelConfig, ParameterCounts
 
 NAME = "gpt"
 SHAPE_KEYS = ("n_layer", "d_model", "n_head")
+# Fully sharded, each transformer block is a unit of its own (workflow.model.GPT.shard_units).
+SHARDED_PER_LAYER = True
 
 
 def label(cfg: ModelConfig) -> str:

@@ -12,6 +12,8 @@ from workflow.spec import ModelConfig, ParameterCounts
 
 NAME = "lstm"
 SHAPE_KEYS = ("n_layer", "d_model")
+# Fully sharded, torch.nn.LSTM is one module: the whole model is one unit.
+SHARDED_PER_LAYER = False
 
 
 def label(cfg: ModelConfig) -> str:
