@@ -424,7 +424,8 @@ def test_a_damaged_sharded_checkpoint_is_set_aside_then_the_run_restarts(dataset
     shards[1].unlink()
     damaged = train_cli(spec, dataset_manifest, tmp_path)
     assert damaged.returncode == 1, damaged.stderr
-    assert f"checkpoint {checkpoint} cannot be read (" in damaged.stderr, damaged.stderr
+    assert f"checkpoint {checkpoint} cannot be read (FileNotFoundError: " in damaged.stderr, damaged.stderr
+    assert shards[1].name in damaged.stderr  # the missing file, named
     assert "set aside as checkpoint.dcp.damaged" in damaged.stderr and "Traceback" not in damaged.stderr
     assert "its sharded checkpoint was damaged; rerun to start afresh" in damaged.stderr
     assert (tmp_path / "work" / "checkpoint.dcp.damaged").is_dir() and not checkpoint.exists()
@@ -437,6 +438,31 @@ def test_a_damaged_sharded_checkpoint_is_set_aside_then_the_run_restarts(dataset
         pl.read_csv(root / "run" / "metrics.csv")["train_loss"].to_list() for root in (tmp_path, tmp_path / "clean")
     ]
     assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+
+
+def test_a_job_killed_between_the_renames_of_a_sharded_save_resumes(dataset_manifest, tmp_path):
+    """A sharded save moves the old checkpoint.dcp aside, then renames the new one into place. Killed
+    between the two, the job left no checkpoint.dcp; the rerun resumes from the complete new one, or
+    from the previous one, and ends where an uninterrupted run ends."""
+    from dataclasses import replace
+
+    spec = tiny_spec(tokens=64_000, micro_batch_size=4, checkpoint_every=10_000, log_every=5, threads=2)
+    spec = replace(spec, execution=replace(spec.execution, devices=2, shard="full"))
+    clean = train_cli(spec, dataset_manifest, tmp_path / "clean")
+    assert clean.returncode == 0, clean.stderr
+    for left in (".checkpoint.dcp.partial", ".checkpoint.dcp.previous"):
+        root = tmp_path / left
+        process = train_cli(spec, dataset_manifest, root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert "step" in process.stdout.readline()  # under way
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=120)
+        (root / "work" / "checkpoint.dcp").rename(root / "work" / left)
+        rerun = train_cli(spec, dataset_manifest, root)
+        assert rerun.returncode == 0, rerun.stderr
+        assert "resumed from the checkpoint at step" in rerun.stdout, left
+        assert not (root / "work" / left).exists()
+        losses = [pl.read_csv(r / "run" / "metrics.csv")["train_loss"].to_list() for r in (root, tmp_path / "clean")]
+        assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
 
 def evaluate_cli(root: Path, dataset_manifest: Path) -> subprocess.CompletedProcess:
