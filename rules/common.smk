@@ -7,7 +7,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from workflow.config import ConfigError, artefact_keys, check_config, expand_paths, spec_json, train_runtime_minutes
+from workflow.config import (
+    ConfigError,
+    artefact_keys,
+    check_config,
+    expand_paths,
+    spec_json,
+    train_runtime_minutes,
+    train_slurm_resources,
+)
 from workflow.report import CHARTS as REPORT_CHARTS, TUNE_CHARTS
 from workflow.tune import SWEEP_TABLE, TUNING_FILE, apply_tuning, read_tuning, selection_plan, sweep_runs
 
@@ -97,42 +105,10 @@ def train_runtime(wildcards, attempt):
     return train_runtime_minutes(TRAINING_RUNS[wildcards.run], config["cluster"], attempt)
 
 
-def train_gpus(wildcards):
-    """GPUs of a one-node run's Slurm job: train.devices (k > 1 runs torchrun), none on the CPU."""
-    execution = TRAINING_RUNS[wildcards.run].execution
-    if execution.nodes > 1:
-        return None  # per node, as gres (train_gres)
-    return 0 if execution.device == "cpu" else execution.devices
-
-
-# A run on n > 1 nodes (train.nodes) asks the Slurm executor plugin for n nodes and n tasks, one per
-# node, and for its GPUs per node as gres (its `gpu` key counts GPUs per job). `mpi` tells the plugin
-# that the job's command starts its own tasks: the trainer calls srun, one torchrun per node. A
-# resource that is None is left out, so one-node runs ask for what they always did.
-
-
-def multi_node(wildcards):
-    execution = TRAINING_RUNS[wildcards.run].execution
-    return execution if execution.nodes > 1 else None
-
-
-def train_nodes(wildcards):
-    execution = multi_node(wildcards)
-    return execution and execution.nodes
-
-
-def train_mpi(wildcards):
-    return "srun" if multi_node(wildcards) else None
-
-
-def train_gres(wildcards):
-    execution = multi_node(wildcards)
-    return f"gpu:{execution.devices}" if execution and execution.device != "cpu" else None
-
-
-def train_tasks_per_gpu(wildcards):
-    """0 stops the plugin from turning `tasks` into --ntasks-per-gpu on a GPU job."""
-    return 0 if train_gres(wildcards) else None
+def train_slurm(key):
+    """An input function for one of a training job's Slurm resources (workflow.config's
+    train_slurm_resources: GPUs, and for a multi-node run its nodes, tasks and GPUs per node)."""
+    return lambda wildcards: train_slurm_resources(TRAINING_RUNS[wildcards.run].execution)[key]
 
 
 # Evaluation scores a run on one device: a GPU unless the study trains on the CPU.

@@ -22,12 +22,12 @@ rule train:
     resources:
         mem_mb=stage_mem_mb("train"),
         runtime=train_runtime,
-        gpu=train_gpus,
-        nodes=train_nodes,
-        tasks=train_nodes,
-        mpi=train_mpi,
-        gres=train_gres,
-        tasks_per_gpu=train_tasks_per_gpu,
+        gpu=train_slurm("gpu"),
+        nodes=train_slurm("nodes"),
+        tasks=train_slurm("tasks"),
+        mpi=train_slurm("mpi"),
+        gres=train_slurm("gres"),
+        tasks_per_gpu=train_slurm("tasks_per_gpu"),
         execution=run_execution,
     params:
         spec=run_spec,

@@ -388,6 +388,27 @@ def train_runtime_minutes(spec: RunSpec, cluster: dict, attempt: int = 1) -> int
     return max(cluster["min_runtime_minutes"], math.ceil(seconds / 60))
 
 
+def train_slurm_resources(execution: Execution) -> dict[str, int | str | None]:
+    """The Slurm executor plugin's resources for a run's training job; None leaves a key out, so a
+    one-node run asks for what it always did. One node: `gpu` GPUs (none on the CPU). n > 1 nodes: n
+    nodes and n tasks, one per node (the trainer calls srun, one torchrun each), `gres` for the GPUs
+    of each node (the plugin's `gpu` counts the job's), `tasks_per_gpu` 0 so that the plugin does not
+    turn `tasks` into --ntasks-per-gpu, and `mpi`, which tells it that the job's command starts its
+    own tasks."""
+    gpus = 0 if execution.device == "cpu" else execution.devices
+    if execution.nodes == 1:
+        return {"gpu": gpus, "nodes": None, "tasks": None, "mpi": None, "gres": None, "tasks_per_gpu": None}
+    per_node = f"gpu:{gpus}" if gpus else None
+    return {
+        "gpu": None,
+        "nodes": execution.nodes,
+        "tasks": execution.nodes,
+        "mpi": "srun",
+        "gres": per_node,
+        "tasks_per_gpu": 0 if per_node else None,
+    }
+
+
 def write_study_config(config: dict, path: Path) -> None:
     """The study's validated config, kept in results/ so that a reviewer can
     regenerate the fits and the report from results/ alone."""

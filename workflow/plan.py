@@ -34,6 +34,7 @@ from workflow.config import (
     config_files_in,
     load_config_files,
     train_runtime_minutes,
+    train_slurm_resources,
     trained_tokens,
     training_seconds,
 )
@@ -145,15 +146,16 @@ def what_fits(spec: RunSpec, limit: float) -> str:
 
 
 def slurm_request(spec: RunSpec, cluster: dict, mem_mb: int) -> str:
-    """The sbatch options the Slurm profile gives a run's job (rules/common.smk): on n > 1 nodes, n tasks
-    (one torchrun each) and the GPUs of each node; memory and CPUs are per node and per task."""
-    execution = spec.execution
-    gpus = 0 if execution.device == "cpu" else execution.devices
-    if execution.nodes > 1:
-        where = f"--nodes={execution.nodes} --ntasks={execution.nodes}" + (f" --gres=gpu:{gpus}" if gpus else "")
-    else:
-        where = f"--gpus={gpus}"
-    return f"--time={train_runtime_minutes(spec, cluster)} {where} --cpus-per-task={execution.threads} --mem={mem_mb}M"
+    """The sbatch options the Slurm profile gives a run's job, from the resources the train rule asks
+    for (``train_slurm_resources``) as the executor plugin turns them into flags; memory and CPUs are
+    per node and per task."""
+    resources = train_slurm_resources(spec.execution)
+    flags = {"nodes": "--nodes={}", "tasks": "--ntasks={}", "gpu": "--gpus={}", "gres": "--gres={}"}
+    where = " ".join(flag.format(resources[key]) for key, flag in flags.items() if resources[key] is not None)
+    return (
+        f"--time={train_runtime_minutes(spec, cluster)} {where} --cpus-per-task={spec.execution.threads} "
+        f"--mem={mem_mb}M"
+    )
 
 
 def plan_rows(config: dict, runs: dict[str, RunSpec], device_memory: float) -> tuple[list[dict], list[str]]:

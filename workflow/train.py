@@ -697,9 +697,11 @@ class Trainer:
         self.wait += time.perf_counter() - t0
         micro_batches = list(zip(x_step.chunk(self.local_accumulation), y_step.chunk(self.local_accumulation)))
         for i, (x, y) in enumerate(micro_batches):
-            # Gradients are averaged across ranks on the last micro-batch only.
-            sync = self.dist.world == 1 or i == len(micro_batches) - 1
-            with self.gradient_sync(sync):
+            # Under DDP, gradients are averaged across ranks on the last micro-batch only. A sharded run
+            # reduce-scatters every micro-batch's: deferring it would keep every unsharded gradient on
+            # each device until the last one, which is the memory sharding exists to save.
+            sync = self.dist.world == 1 or self.sharded or i == len(micro_batches) - 1
+            with contextlib.nullcontext() if sync else self.wrapped.no_sync():
                 with self.autocast:
                     _, loss = self.forward(x, y)
                 (loss / self.local_accumulation).backward()
@@ -718,15 +720,6 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.processed_steps += 1
         return total
-
-    def gradient_sync(self, sync: bool):
-        """A context in which backward passes average gradients across ranks, or accumulate them locally."""
-        # A sharded run reduce-scatters every micro-batch's gradients: deferring it would keep every
-        # unsharded gradient on each device until the step's last micro-batch, which is the memory
-        # sharding exists to save.
-        if sync or self.sharded:
-            return contextlib.nullcontext()
-        return self.wrapped.no_sync()
 
     def run_steps(self, start: int, end: int, lr_of_step, rows: list[dict], branch: str | None = None) -> str:
         """Train steps start..end-1; returns 'completed' or 'diverged'.
