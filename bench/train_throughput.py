@@ -1,7 +1,7 @@
 """Training throughput of the pipeline's model and optimizer, kernel settings side by side.
 
 For each shape and each kernel setting, one child process builds the model with
-``workflow.model.build_model``, its optimizer with ``workflow.train.make_optimizer``,
+``workflow.model.build_model``, its optimizer with ``workflow.train.kernels.make_optimizer``,
 warms up, then times a fixed number of optimizer steps on random tokens and
 reports tokens/s, MFU (PaLM FLOP convention, as nanoGPT counts it) and peak
 memory. Settings:
@@ -33,10 +33,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workflow import flops  # noqa: E402
+from workflow import families  # noqa: E402
 from workflow.model import build_model  # noqa: E402
 from workflow.spec import ModelConfig  # noqa: E402
-from workflow.train import apex_available, apex_cross_entropy, cpu_name, make_optimizer, peak_flops_per_s  # noqa: E402
+from workflow.train.kernels import apex_available, apex_cross_entropy, make_optimizer, peak_flops_per_s  # noqa: E402
+from workflow.train.record import cpu_name  # noqa: E402
 
 SHAPES = {
     "gpt2-124M": dict(n_layer=12, d_model=768, n_head=12, seq_len=1024, vocab_size=50304),
@@ -106,12 +107,12 @@ def measure(shape_name: str, setting: str, batch: int, steps: int, warmup: int) 
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
     tokens_per_s = steps * batch * cfg.seq_len / elapsed
-    per_token = flops.flops_per_token("palm", **cfg.to_dict())
+    per_token = families.flops_per_token("palm", cfg)
     peak = peak_flops_per_s(device, None)
     return {
         "shape": shape_name,
         "setting": setting,
-        "params_total": flops.parameter_counts(**cfg.to_dict()).total,
+        "params_total": families.parameter_counts(cfg).total,
         "batch_sequences": batch,
         "seq_len": cfg.seq_len,
         "steps": steps,

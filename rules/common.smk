@@ -7,15 +7,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from workflow.config import (
-    ConfigError,
-    artefact_keys,
-    check_config,
-    expand_paths,
-    spec_json,
-    train_runtime_minutes,
-    train_slurm_resources,
-)
+from workflow.config import ConfigError, check_config, expand_paths, spec_json
+from workflow.names import artefact_keys
+from workflow.slurm_resources import train_runtime_minutes, train_slurm_resources
 from workflow.report import CHARTS as REPORT_CHARTS, TUNE_CHARTS
 from workflow.tune import SWEEP_TABLE, TUNING_FILE, apply_tuning, read_tuning, selection_plan, sweep_runs
 
@@ -30,7 +24,7 @@ TUNING = bool(SWEEP)
 TRAINING_RUNS = {**RUNS, **SWEEP}
 
 WORK = config["work_dir"].rstrip("/")
-# Work-directory paths carry the key of the settings that made them (workflow.config.artefact_keys):
+# Work-directory paths carry the key of the settings that made them (workflow.names.artefact_keys):
 # studies sharing one work_dir (scratch) reuse what is identical and never read each other's artefacts.
 KEYS = artefact_keys(config)
 CORPUS_DIR = f"{WORK}/corpus/{KEYS['corpus']}"
@@ -106,7 +100,7 @@ def train_runtime(wildcards, attempt):
 
 
 def train_slurm(key):
-    """An input function for one of a training job's Slurm resources (workflow.config's
+    """An input function for one of a training job's Slurm resources (workflow.slurm_resources's
     train_slurm_resources: GPUs, and for a multi-node run its nodes, tasks and GPUs per node)."""
     return lambda wildcards: train_slurm_resources(TRAINING_RUNS[wildcards.run].execution)[key]
 

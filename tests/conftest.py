@@ -57,7 +57,7 @@ def documents_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer_path(documents_path, tmp_path_factory) -> Path:
-    from workflow.io import write_bytes_atomic
+    from workflow.files import write_bytes_atomic
     from workflow.tokenizer import train_tokenizer
 
     texts = pl.read_parquet(documents_path)["text"].to_list()

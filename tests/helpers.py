@@ -107,7 +107,7 @@ def train_cli(spec, dataset_manifest: Path, root: Path, **popen):
 
 def work_path(workdir: Path, stage: str, *rest: str) -> Path:
     """A path under the study's work directory (resources/): STAGE/KEY/REST..., where KEY names the
-    settings that made the artefact (workflow.config.artefact_keys); one study has one key per stage."""
+    settings that made the artefact (workflow.names.artefact_keys); one study has one key per stage."""
     keyed = sorted(p for p in (workdir / "resources" / stage).iterdir() if p.is_dir())
     assert len(keyed) == 1, f"expected one {stage} key under {workdir / 'resources' / stage}, found {keyed}"
     return keyed[0].joinpath(*rest)

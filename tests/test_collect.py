@@ -5,8 +5,8 @@ from helpers import tiny_spec
 
 from workflow.collect import CollectError, collect
 from workflow.evaluate import evaluate_run
-from workflow.io import write_json_atomic
-from workflow.train import train_run
+from workflow.files import write_json_atomic
+from workflow.train.trainer import train_run
 
 
 @pytest.fixture(scope="module")

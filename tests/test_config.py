@@ -9,8 +9,9 @@ from helpers import REPO
 from snakemake.utils import validate
 from snakemake_interface_common.exceptions import WorkflowError
 
-from workflow.config import ConfigError, check_config, expand_runs, format_count, format_flops, spec_json
-from workflow.families import get_family
+from workflow import families
+from workflow.config import ConfigError, check_config, expand_runs, spec_json
+from workflow.names import format_count, format_flops
 
 SCHEMA = str(REPO / "config" / "config.schema.yaml")
 
@@ -32,7 +33,7 @@ def test_default_study_is_designed_to_show_a_law(default_config):
     budgets: dict[float, int] = {}
     params, tokens = [], []
     for spec in runs.values():
-        n = get_family(spec.model.family).parameter_counts(spec.model).non_embedding
+        n = families.parameter_counts(spec.model).non_embedding
         for t, budget in zip(spec.branch_tokens, spec.branch_compute_budgets):
             params.append(n)
             tokens.append(t)
@@ -83,9 +84,7 @@ def test_isoflop_tokens_from_budget(config):
     }
     runs = expand_runs(config)
     spec = runs["L2-d64-h4_C1e12_s0"]
-    from workflow.flops import flops_per_token
-
-    per_token = flops_per_token(config["fit"]["flop_convention"], **spec.model.to_dict())
+    per_token = families.flops_per_token(config["fit"]["flop_convention"], spec.model)
     assert spec.tokens == int(1e12 // per_token)
     assert spec.compute_budget == 1e12
 
@@ -135,7 +134,9 @@ def test_schema_errors_name_the_key(config, change, message):
 
 def test_batch_must_be_reachable_by_accumulation(config):
     config["train"]["batch_tokens"] = 3000
-    with pytest.raises(ConfigError, match="train.batch_tokens: 3000 is not a multiple of micro_batch_size x seq_len"):
+    with pytest.raises(
+        ConfigError, match="config error at train.batch_tokens: 3000 is not a multiple of micro_batch_size x seq_len"
+    ):
         check_config(config)
 
 
@@ -161,7 +162,7 @@ def test_wsd_isoflop_budgets_are_branches_of_one_run_per_shape(config):
     budgets = dict(zip(both.branch_tokens, both.branch_compute_budgets))
     assert [budgets[t] for t in train["grid"]["token_budgets"]] == [None, None, None]
     assert sorted(b for b in budgets.values() if b) == [3.0e11, 1.2e12]
-    per_token = get_family("gpt").flops_per_token("6N", both.model)
+    per_token = families.flops_per_token("6N", both.model)
     assert both.point_budget(max(both.branch_tokens)) == 1.2e12 and max(both.branch_tokens) == 1.2e12 // per_token
     iso = runs["L4-d128-h4_WSD-C1.2e12_s0"]
     assert iso.grid == "isoflop" and iso.branch_compute_budgets == (3.0e11, 1.2e12)
@@ -227,7 +228,7 @@ def test_lr_and_batch_follow_rules_in_n(config):
 
 
 def test_train_runtime_grows_with_flops_and_attempt(config):
-    from workflow.config import train_runtime_minutes
+    from workflow.slurm_resources import train_runtime_minutes
 
     runs = expand_runs(config)
     cluster = {"train_flops_per_s": 1e9, "runtime_factor": 2.0, "min_runtime_minutes": 1}
@@ -314,7 +315,7 @@ def test_paths_expand_home_and_variables(config, monkeypatch):
 
 
 def test_artefact_keys_cover_the_settings_upstream(config):
-    from workflow.config import artefact_keys
+    from workflow.names import artefact_keys
 
     base = artefact_keys(config)
     assert base == artefact_keys(copy.deepcopy(config))

@@ -3,7 +3,7 @@ import polars as pl
 import sentencepiece as spm
 
 from workflow.dataset import is_validation
-from workflow.io import read_json, sha256_file
+from workflow.files import read_json, sha256_file
 from workflow.shards import load_split
 
 

@@ -4,8 +4,8 @@ import pytest
 from helpers import tiny_spec
 
 from workflow.evaluate import evaluate_run
-from workflow.io import read_json, write_json_atomic
-from workflow.train import train_run
+from workflow.files import read_json, write_json_atomic
+from workflow.train.trainer import train_run
 
 
 def score(tmp_path, dataset_manifest, batch_size):

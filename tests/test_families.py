@@ -1,11 +1,11 @@
-"""Each model family in one module: labels, counts and classes agree with the rest of the pipeline."""
+"""Each model family in one module: labels, counts, validation and classes agree with the rest of the pipeline."""
 
 import pytest
 import torch
 
-from workflow import flops
+from workflow import families
 from workflow.families import FAMILIES, get_family
-from workflow.model import GPT, LSTM, build_model
+from workflow.model import GPT, LSTM, MODELS, build_model
 from workflow.spec import ModelConfig
 
 
@@ -30,19 +30,42 @@ def test_shape_keys():
     assert get_family("lstm").SHAPE_KEYS == ("n_layer", "d_model")
 
 
+def test_every_family_has_a_model_class_and_every_model_class_a_family():
+    assert set(MODELS) == set(FAMILIES)
+
+
 @pytest.mark.parametrize(("family", "cls"), [("gpt", GPT), ("lstm", LSTM)])
-def test_family_names_its_model_class(family, cls):
-    assert get_family(family).model_class() is cls
+def test_build_model_builds_the_class_of_the_family(family, cls):
+    assert MODELS[family] is cls
     assert type(build_model(model(family=family))) is cls
+
+
+def test_validate_dispatches_to_the_family():
+    with pytest.raises(ValueError, match="unknown model family 'rnn'; choose one of gpt, lstm"):
+        families.validate(model(family="rnn"))
+    with pytest.raises(ValueError, match="n_head=3 does not divide d_model=32"):
+        families.validate(model(n_head=3))
+    with pytest.raises(ValueError, match="rotary positions need an even head size, got 3"):
+        families.validate(model(d_model=9, n_head=3))
+    # An LSTM has no heads: n_head is recorded but not checked.
+    families.validate(model(family="lstm", d_model=9, n_head=2))
+    families.validate(model())
+
+
+def test_families_import_no_model():
+    """A family module names no torch module: workflow.model.MODELS maps families to classes."""
+    for family in FAMILIES.values():
+        assert not hasattr(family, "model_class")
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_family_counts_every_convention(family):
     cfg = model(family=family)
-    for convention in flops.CONVENTIONS:
-        assert get_family(family).flops_per_token(convention, cfg) == flops.flops_per_token(convention, **cfg.to_dict())
-        assert flops.flops_per_token(convention, **cfg.to_dict()) > 0
-    counts = get_family(family).parameter_counts(cfg)
+    for convention in families.CONVENTIONS:
+        assert get_family(family).flops_per_token(convention, cfg) == families.flops_per_token(convention, cfg)
+        assert families.flops_per_token(convention, cfg) > 0
+    counts = families.parameter_counts(cfg)
+    assert counts == get_family(family).parameter_counts(cfg)
     torch.manual_seed(0)
     unique = {id(p): p for p in build_model(cfg).parameters()}.values()
     assert sum(p.numel() for p in unique) == counts.total

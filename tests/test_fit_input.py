@@ -18,11 +18,10 @@ import pytest
 from helpers import REPO
 from spec_variants import shipped_configs
 
+from workflow import families
 from workflow.config import expand_runs
-from workflow.families import get_family
 from workflow.fit import read_table, study_of
 from workflow.fit.checks import LOSS_MAX_NATS, plausibility
-from workflow.flops import CONVENTIONS
 
 SHARED = REPO.parent / "shared" / "data"
 EXTERNAL = SHARED / "external"
@@ -244,12 +243,11 @@ def test_flops_of_the_pipelines_own_conventions_raise_no_warning():
     rows = []
     for config in shipped_configs().values():
         for spec in expand_runs(config).values():
-            family = get_family(spec.model.family)
-            counts = family.parameter_counts(spec.model)
-            for convention in CONVENTIONS:
+            counts = families.parameter_counts(spec.model)
+            for convention in families.CONVENTIONS:
                 for count in ("non_embedding", "total"):
                     params = getattr(counts, count)
-                    flops = family.flops_per_token(convention, spec.model) * spec.tokens
+                    flops = families.flops_per_token(convention, spec.model) * spec.tokens
                     rows.append({"params": params, "tokens": spec.tokens, "loss": 3.0, "flops": flops})
     table = pl.DataFrame(rows)
     ratio = table["flops"] / (6 * table["params"].cast(pl.Float64) * table["tokens"])

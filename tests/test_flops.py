@@ -1,4 +1,4 @@
-"""Each FLOP convention against a count made by hand for one shape.
+"""The counts of ``workflow.families``: each FLOP convention against a count made by hand for one shape.
 
 Shape: L=2 layers, d=64, 4 heads, T=128, V=1000, MLP ratio 4, no bias, tied
 embeddings, LayerNorm, learned positions. Per block: attention 4 d^2 = 16384, MLP 8 d^2 = 32768, two norm
@@ -6,12 +6,15 @@ gains 128 -> 49280. Two blocks 98560, final norm 64 -> non-embedding 98624.
 Embeddings: V d = 64000 and T d = 8192 -> 72192. Total 170816.
 """
 
+from dataclasses import replace
+
 import pytest
 
-from workflow import flops
-from workflow.model import ModelConfig, build_model
+from workflow import families
+from workflow.model import build_model
+from workflow.spec import ModelConfig
 
-SHAPE = dict(
+SHAPE = ModelConfig(
     vocab_size=1000,
     seq_len=128,
     n_layer=2,
@@ -22,12 +25,12 @@ SHAPE = dict(
     norm="layernorm",
     positions="learned",
 )
-ROTARY = dict(SHAPE, norm="rmsnorm", positions="rotary")
-LSTM = dict(vocab_size=1000, seq_len=128, n_layer=2, d_model=64, family="lstm")
+ROTARY = replace(SHAPE, norm="rmsnorm", positions="rotary")
+LSTM = ModelConfig(vocab_size=1000, seq_len=128, n_layer=2, d_model=64, family="lstm")
 
 
 def test_parameter_counts_by_hand():
-    counts = flops.parameter_counts(**SHAPE)
+    counts = families.parameter_counts(SHAPE)
     assert counts.non_embedding == 98_624
     assert counts.embedding == 72_192
     assert counts.total == 170_816
@@ -35,41 +38,41 @@ def test_parameter_counts_by_hand():
 
 
 def test_rotary_has_no_position_parameters():
-    counts = flops.parameter_counts(**ROTARY)
+    counts = families.parameter_counts(ROTARY)
     assert counts.embedding == 64_000 and counts.non_embedding == 98_624 and counts.total == 162_624
-    untied = flops.parameter_counts(**dict(ROTARY, tie_embeddings=False))
+    untied = families.parameter_counts(replace(ROTARY, tie_embeddings=False))
     assert untied.total == 162_624 + 64_000 and untied.non_embedding == 98_624
     # The head is counted by 6N whether tied or not; the rotary GPT's palm term is the same.
-    assert flops.flops_per_token("6N", **ROTARY) == flops.flops_per_token("6N", **SHAPE)
+    assert families.flops_per_token("6N", ROTARY) == families.flops_per_token("6N", SHAPE)
 
 
 def test_lstm_by_hand():
     # Per layer: 4 gates x (input + recurrent) 64x64 matrices, two 4x64 bias vectors.
-    counts = flops.parameter_counts(**LSTM)
+    counts = families.parameter_counts(LSTM)
     assert counts.non_embedding == 2 * (8 * 64 * 64 + 8 * 64) == 66_560
     assert counts.embedding == 64_000 and counts.total == 130_560
-    assert flops.flops_per_token("kaplan", **LSTM) == 6 * 66_560
-    assert flops.flops_per_token("palm", **LSTM) == flops.flops_per_token("6N", **LSTM) == 6 * 130_560
-    assert flops.flops_per_token("chinchilla", **LSTM) == 3 * (2 * 64_000 + 2 * (2 * 8 * 64 * 64) + 2 * 64_000)
+    assert families.flops_per_token("kaplan", LSTM) == 6 * 66_560
+    assert families.flops_per_token("palm", LSTM) == families.flops_per_token("6N", LSTM) == 6 * 130_560
+    assert families.flops_per_token("chinchilla", LSTM) == 3 * (2 * 64_000 + 2 * (2 * 8 * 64 * 64) + 2 * 64_000)
 
 
 def test_parameter_counts_match_the_models():
-    for shape in (SHAPE, dict(SHAPE, bias=True), ROTARY, dict(ROTARY, tie_embeddings=False), LSTM):
-        model = build_model(ModelConfig(**shape))
+    for shape in (SHAPE, replace(SHAPE, bias=True), ROTARY, replace(ROTARY, tie_embeddings=False), LSTM):
+        model = build_model(shape)
         unique = {id(p): p for p in model.parameters()}.values()
-        assert sum(p.numel() for p in unique) == flops.parameter_counts(**shape).total
+        assert sum(p.numel() for p in unique) == families.parameter_counts(shape).total
 
 
 def test_kaplan():
-    assert flops.flops_per_token("kaplan", **SHAPE) == 6 * 98_624
+    assert families.flops_per_token("kaplan", SHAPE) == 6 * 98_624
 
 
 def test_6n_counts_the_head_not_the_lookups():
-    assert flops.flops_per_token("6N", **SHAPE) == 6 * (98_624 + 64_000)
+    assert families.flops_per_token("6N", SHAPE) == 6 * (98_624 + 64_000)
 
 
 def test_palm_adds_attention():
-    assert flops.flops_per_token("palm", **SHAPE) == 6 * 162_624 + 12 * 2 * 64 * 128
+    assert families.flops_per_token("palm", SHAPE) == 6 * 162_624 + 12 * 2 * 64 * 128
 
 
 def test_chinchilla_appendix_f():
@@ -84,10 +87,17 @@ def test_chinchilla_appendix_f():
         + 2 * 2 * 64 * 256  # MLP: 65536
     )  # 132608
     logits = 2 * 64 * 1000  # 128000
-    assert flops.flops_per_token("chinchilla", **SHAPE) == 3 * (embeddings + 2 * per_layer + logits)
+    assert families.flops_per_token("chinchilla", SHAPE) == 3 * (embeddings + 2 * per_layer + logits)
     assert 3 * (embeddings + 2 * per_layer + logits) == 1_563_648
 
 
 def test_unknown_convention():
     with pytest.raises(ValueError, match="unknown FLOP convention 'nope'"):
-        flops.flops_per_token("nope", **SHAPE)
+        families.flops_per_token("nope", SHAPE)
+
+
+def test_all_conventions_counts_each_convention_in_order():
+    counts = families.all_conventions(SHAPE)
+    assert list(counts) == list(families.CONVENTIONS) == ["kaplan", "6N", "palm", "chinchilla"]
+    assert counts == {c: families.flops_per_token(c, SHAPE) for c in families.CONVENTIONS}
+    assert families.all_conventions(LSTM)["palm"] == families.flops_per_token("6N", LSTM)

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from workflow.flops import parameter_counts
-from workflow.model import GPT, ModelConfig, build_model
+from workflow.families import parameter_counts
+from workflow.model import GPT, build_model
+from workflow.spec import ModelConfig
 
 
 def small(**changes):
@@ -32,7 +33,7 @@ def test_every_variant_runs_and_matches_its_parameter_count(options):
     cfg = small(**options)
     model = build_model(cfg)
     unique = {id(p): p for p in model.parameters()}.values()
-    assert sum(p.numel() for p in unique) == parameter_counts(**cfg.to_dict()).total
+    assert sum(p.numel() for p in unique) == parameter_counts(cfg).total
     x, y = torch.randint(0, 100, (2, 3, 16))
     logits, loss = model(x, y)
     assert logits.shape == (3, 16, 100)
@@ -81,8 +82,8 @@ def test_residual_projections_scaled_with_depth():
 
 def test_bad_shapes_are_refused():
     with pytest.raises(ValueError, match="n_head=3 does not divide d_model=32"):
-        small(n_head=3)
+        build_model(small(n_head=3))
     with pytest.raises(ValueError, match="rotary positions need an even head size, got 5"):
-        small(d_model=20, n_head=4)
+        build_model(small(d_model=20, n_head=4))
     with pytest.raises(ValueError, match="unknown model family 'rnn'"):
-        small(family="rnn")
+        build_model(small(family="rnn"))

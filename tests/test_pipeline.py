@@ -6,7 +6,7 @@ import shutil
 import pytest
 from helpers import copy_pipeline, snakemake, work_path, write_config
 
-from workflow.io import read_json
+from workflow.files import read_json
 from workflow.report import CHARTS, FORMATS
 
 pytestmark = pytest.mark.pipeline
@@ -160,7 +160,7 @@ def test_reviewer_regenerates_fits_and_report_from_results_alone(finished, tmp_p
 def test_tokenizer_given_by_url_is_downloaded_checked_and_used(finished, tmp_path):
     """tokenizer.model_url (here a file:// URL) with its sha256: a download job on the submit
     host, then the tokenizer stage checks the model instead of training one."""
-    from workflow.io import sha256_file
+    from workflow.files import sha256_file
 
     workdir, _ = finished
     model = work_path(workdir, "tokenizer", "tokenizer.model")

@@ -215,7 +215,7 @@ def test_a_prediction_that_rests_on_an_unidentified_parameter_is_not_shown_as_a_
     are shown (they do not); with A unidentified, those are withheld too."""
     import copy
 
-    from workflow.fit.study import mark_withheld, summary_lines
+    from workflow.fit.table_fit import mark_withheld, summary_lines
     from workflow.report.page import allocation_sentences, predictions_table
 
     _, _, fits = study

@@ -18,8 +18,8 @@ import yaml
 from helpers import REPO, copy_pipeline, snakemake, work_path, write_config
 
 from workflow.config import expand_runs
-from workflow.io import read_json
-from workflow.train import train_run
+from workflow.files import read_json
+from workflow.train.trainer import train_run
 
 pytestmark = pytest.mark.slurm
 if shutil.which("sbatch") is None:

@@ -61,12 +61,16 @@ def test_unknown_key_is_refused():
         RunSpec.from_dict({**spec, "learning_rate": 0.1})
 
 
-def test_model_config_validates_through_its_family():
+def test_model_config_is_data_validated_by_its_family():
+    """A ModelConfig checks nothing itself: workflow.families.validate says whether it can be built."""
+    from workflow import families
+
+    unknown = ModelConfig(vocab_size=10, seq_len=8, n_layer=1, d_model=8, family="rnn")
     with pytest.raises(ValueError, match="unknown model family 'rnn'; choose one of gpt, lstm"):
-        ModelConfig(vocab_size=10, seq_len=8, n_layer=1, d_model=8, family="rnn")
+        families.validate(unknown)
     with pytest.raises(ValueError, match="n_head=3 does not divide d_model=8"):
-        ModelConfig(vocab_size=10, seq_len=8, n_layer=1, d_model=8, n_head=3)
+        families.validate(ModelConfig(vocab_size=10, seq_len=8, n_layer=1, d_model=8, n_head=3))
     with pytest.raises(ValueError, match="rotary positions need an even head size, got 3"):
-        ModelConfig(vocab_size=10, seq_len=8, n_layer=1, d_model=9, n_head=3)
+        families.validate(ModelConfig(vocab_size=10, seq_len=8, n_layer=1, d_model=9, n_head=3))
     # An LSTM has no heads: n_head is recorded but not checked.
-    assert ModelConfig(vocab_size=10, seq_len=8, n_layer=1, d_model=9, n_head=2, family="lstm").d_model == 9
+    families.validate(ModelConfig(vocab_size=10, seq_len=8, n_layer=1, d_model=9, n_head=2, family="lstm"))

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 import sentencepiece as spm
 
-from workflow.io import read_json
+from workflow.files import read_json
 from workflow.tokenizer import (
     TokenizerError,
     check_given_model,

@@ -10,17 +10,12 @@ import pytest
 import torch
 from helpers import tiny_spec, train_cli
 
-from workflow.flops import all_conventions
-from workflow.io import read_json
-from workflow.train import (
-    APEX_INSTALL_HINT,
-    TrainError,
-    lr_multiplier,
-    peak_flops_per_s,
-    resolve_kernels,
-    train_run,
-    wsd_multiplier,
-)
+from workflow.families import all_conventions
+from workflow.files import read_json
+from workflow.train.errors import TrainError
+from workflow.train.kernels import APEX_INSTALL_HINT, peak_flops_per_s, resolve_kernels
+from workflow.train.schedule import lr_multiplier, wsd_multiplier
+from workflow.train.trainer import train_run
 
 
 def losses(root):
@@ -67,7 +62,7 @@ def test_run_learns_and_records_everything(dataset_manifest, tmp_path):
     assert metrics["train_loss"][-1] < metrics["train_loss"][0] - 0.5
     assert summary["status"] == "completed"
     assert summary["tokens_trained"] == metrics["tokens"][-1] == 80 * 512
-    assert summary["flops"]["6N"] == summary["tokens_trained"] * all_conventions(**spec.model.to_dict())["6N"]
+    assert summary["flops"]["6N"] == summary["tokens_trained"] * all_conventions(spec.model)["6N"]
     assert set(summary["parameters"]) == {"total", "non_embedding", "embedding", "head"}
     assert summary["device"] == "cpu" and summary["kernels"] == "torch" and summary["precision"] == "fp32"
     assert summary["kernel_components"]["optimizer"] == "torch.AdamW"

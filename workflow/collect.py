@@ -19,8 +19,8 @@ from pathlib import Path
 
 import polars as pl
 
-from workflow.flops import CONVENTIONS
-from workflow.io import DamagedOutput, atomic_path, damaged, read_output_json, run_stage
+from workflow.families import CONVENTIONS
+from workflow.files import DamagedOutput, atomic_path, damaged, read_output_json, run_stage
 
 
 class CollectError(ValueError):

@@ -1,21 +1,25 @@
-"""The training grid: from config to one readable, settings-derived run id per run.
+"""A study's config: loading, validation, grid expansion into runs, and the CLI.
 
-Each run's settings are a ``workflow.spec.RunSpec``. Checks that JSON Schema
-cannot express (n_head dividing d_model, duplicate run ids, an IsoFLOP budget
-too small for a shape) also live here, so that a bad config stops before any
-job runs with a message naming the key.
+    python -m workflow.config --check [SNAKEMAKE_ARGS]       check what a snakemake command would load
+    python -m workflow.config --config-json JSON --write F   record the study's validated config
 
-The Snakefile imports this module on every invocation: it imports no torch,
-numpy or polars (a test makes sure).
+Config files are loaded and merged like Snakemake's, validated against config/config.schema.yaml,
+and expanded into one ``workflow.spec.RunSpec`` per run, keyed by its run id (``workflow.names``).
+Checks that JSON Schema cannot express (n_head dividing d_model, duplicate run ids, an IsoFLOP budget
+too small for a shape) also live here, so that a bad config stops before any job runs with a message
+naming the key. What a run's settings derive from lives below this module, each in its own: names
+and artefact keys (``workflow.names``), the scaling rules (``workflow.scaling``), the counts and
+validation of a model (``workflow.families``), its Slurm request (``workflow.slurm_resources``).
+
+The Snakefile imports this module on every invocation: it imports no torch, numpy or polars, and
+nothing of ``workflow`` above it (``workflow.plan``, ``workflow.tune``); tests make sure.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
-import math
 import os
 import re
 import sys
@@ -23,8 +27,10 @@ from pathlib import Path
 
 import yaml
 
-from workflow.families import get_family
-from workflow.io import run_stage
+from workflow import families
+from workflow.files import run_stage
+from workflow.names import isoflop_run_id, shape_id, token_run_id, wsd_run_id
+from workflow.scaling import scaled_hyperparameters
 from workflow.spec import Execution, ModelConfig, OptimizerSettings, RunSpec, ScalingRules
 
 # Keys of the train section copied into each run's spec: its optimizer settings,
@@ -40,69 +46,32 @@ class ConfigError(ValueError):
     """A config that cannot run; the message names the offending key."""
 
 
-def format_count(value: float) -> str:
-    """500000 -> '500k', 2500000 -> '2.5M'; exact, so distinct counts never collide."""
-    for suffix, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            scaled = value / scale
-            text = f"{scaled:.6g}"
-            if float(text) * scale == value:
-                return text + suffix
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-def format_flops(value: float) -> str:
-    """3e15 -> '3e15', 2.5e15 -> '2.5e15'."""
-    exponent = int(math.floor(math.log10(value)))
-    mantissa = value / 10**exponent
-    return f"{mantissa:.6g}e{exponent}"
-
-
 def model_settings(train: dict, vocab_size: int, shape: dict, where: str) -> ModelConfig:
     """The model of a grid shape; a shape that cannot be built is a config error.
 
     A shape's family is its own ``family`` key, or else ``train.family``.
     """
     try:
-        family = get_family(shape.get("family", train["family"]))
+        family = families.get_family(shape.get("family", train["family"]))
     except ValueError as e:
         raise ConfigError(f"config error at {where}: {e}") from None
     missing = [key for key in family.SHAPE_KEYS if key not in shape]
     if missing:
         raise ConfigError(f"config error at {where}: a {family.NAME} shape needs {', '.join(missing)}")
+    model = ModelConfig(
+        family=family.NAME,
+        vocab_size=vocab_size,
+        n_layer=shape["n_layer"],
+        d_model=shape["d_model"],
+        # Recorded for every family, so that the spec text is the same as it always was.
+        n_head=shape.get("n_head", 1),
+        **{k: train[k] for k in MODEL_KEYS},
+    )
     try:
-        return ModelConfig(
-            family=family.NAME,
-            vocab_size=vocab_size,
-            n_layer=shape["n_layer"],
-            d_model=shape["d_model"],
-            # Recorded for every family, so that the spec text is the same as it always was.
-            n_head=shape.get("n_head", 1),
-            **{k: train[k] for k in MODEL_KEYS},
-        )
+        families.validate(model)
     except ValueError as e:
         raise ConfigError(f"config error at {where}: {e}") from None
-
-
-def shape_id(model: ModelConfig) -> str:
-    """The run id's model part, e.g. ``L2-d64-h4`` or ``lstm-L2-d64``."""
-    return get_family(model.family).label(model)
-
-
-def scaled_hyperparameters(train: dict, model: ModelConfig) -> tuple[float, int]:
-    """(lr, batch_tokens) following rules in N, the non-embedding parameters:
-
-    lr x (N / reference_params)^lr_exponent, and batch_tokens x (N / reference_params)^batch_exponent
-    rounded to a whole number of micro-batches (at least one). Exponents of 0 leave both as set.
-    """
-    rule = train["scaling"]
-    ratio = get_family(model.family).parameter_counts(model).non_embedding / rule["reference_params"]
-    lr = train["lr"] * ratio ** rule["lr_exponent"] if rule["lr_exponent"] else train["lr"]
-    batch = train["batch_tokens"]
-    if rule["batch_exponent"]:
-        micro = train["micro_batch_size"] * train["seq_len"]
-        batch = max(1, round(batch * ratio ** rule["batch_exponent"] / micro)) * micro
-    return lr, batch
+    return model
 
 
 def build_spec(
@@ -117,7 +86,10 @@ def build_spec(
 ) -> RunSpec:
     """One run's settings from the train section: its model, budget, seed and the grid that made it."""
     train = config["train"]
-    lr, batch_tokens = scaled_hyperparameters(train, model)
+    scaling = ScalingRules(**train["scaling"])
+    lr, batch_tokens = scaled_hyperparameters(
+        scaling, model, lr=train["lr"], batch_tokens=train["batch_tokens"], micro_batch_size=train["micro_batch_size"]
+    )
     optim = OptimizerSettings(**{**{k: train[k] for k in OPTIM_KEYS}, "lr": lr, "batch_tokens": batch_tokens})
     return RunSpec(
         run_id=run_id,
@@ -128,21 +100,11 @@ def build_spec(
         branch_tokens=tuple(int(b) for b in branch_tokens),
         seed=int(seed),
         optim=optim,
-        scaling=ScalingRules(**train["scaling"]),
+        scaling=scaling,
         **{k: train[k] for k in RUN_KEYS},
         # shard and nodes have defaults (configs written before them still hold)
         execution=Execution(**{k: train[k] for k in EXECUTION_KEYS if k in train}),
     )
-
-
-def check_batch(train: dict) -> int:
-    step_rows = train["micro_batch_size"] * train["seq_len"]
-    if train["batch_tokens"] % step_rows:
-        raise ConfigError(
-            f"config error at train.batch_tokens: {train['batch_tokens']} is not a multiple of "
-            f"micro_batch_size x seq_len = {step_rows}, so gradient accumulation cannot reach it exactly"
-        )
-    return train["batch_tokens"]
 
 
 def expand_runs(config: dict) -> dict[str, RunSpec]:
@@ -154,7 +116,10 @@ def expand_runs(config: dict) -> dict[str, RunSpec]:
     """
     train = config["train"]
     vocab_size = config["tokenizer"]["vocab_size"]
-    batch_tokens = check_batch(train)
+    # The configured batch first (named as its key), then each run's own (after the scaling rules and
+    # overrides) in check_run.
+    batch_tokens = train["batch_tokens"]
+    check_whole_micro_batches(batch_tokens, train["micro_batch_size"], train["seq_len"], "train.batch_tokens")
     wsd = train["schedule"] == "wsd"
     runs: dict[str, RunSpec] = {}
     # (shape id, seed) -> the model, {branch tokens: IsoFLOP budget or None}, the grids it comes from
@@ -192,7 +157,7 @@ def expand_runs(config: dict) -> dict[str, RunSpec]:
                 if wsd:
                     add_branch(model, seed, tokens, None, "tokens", where)
                     continue
-                run_id = f"{shape_id(model)}_D{format_count(tokens)}_s{seed}"
+                run_id = token_run_id(model, tokens, seed)
                 add(build_spec(config, run_id, model, tokens, seed, "tokens", None, [tokens]), where)
 
     iso = train["isoflop"]
@@ -200,7 +165,7 @@ def expand_runs(config: dict) -> dict[str, RunSpec]:
     for i, shape in enumerate(iso["shapes"]):
         where = f"train.isoflop.shapes[{i}]"
         model = model_settings(train, vocab_size, shape, where)
-        per_token = get_family(model.family).flops_per_token(convention, model)
+        per_token = families.flops_per_token(convention, model)
         for j, budget in enumerate(iso["compute_budgets"]):
             tokens = int(budget // per_token)
             if tokens < batch_tokens:
@@ -213,15 +178,13 @@ def expand_runs(config: dict) -> dict[str, RunSpec]:
                 if wsd:
                     add_branch(model, seed, tokens, float(budget), "isoflop", where)
                     continue
-                run_id = f"{shape_id(model)}_C{format_flops(budget)}_s{seed}"
+                run_id = isoflop_run_id(model, budget, seed)
                 add(build_spec(config, run_id, model, tokens, seed, "isoflop", float(budget), [tokens]), where)
 
-    for (label, seed), (model, points, grids, where) in branches.items():
+    for (_, seed), (model, points, grids, where) in branches.items():
         tokens = sorted(points)
-        longest = points[tokens[-1]]
         # Named after its longest branch: its tokens, or the IsoFLOP budget it trains to.
-        length = f"-C{format_flops(longest)}" if longest is not None else format_count(tokens[-1])
-        run_id = f"{label}_WSD{length}_s{seed}"
+        run_id = wsd_run_id(model, tokens[-1], points[tokens[-1]], seed)
         spec = build_spec(config, run_id, model, tokens[-1], seed, "+".join(grids), None, tokens)
         if any(points[t] is not None for t in tokens):
             spec = dataclasses.replace(spec, branch_compute_budgets=tuple(points[t] for t in tokens))
@@ -252,18 +215,27 @@ def expand_runs(config: dict) -> dict[str, RunSpec]:
     return runs
 
 
+def check_whole_micro_batches(
+    batch_tokens: int, micro_batch_size: int, seq_len: int, where: str, sep: str = ": "
+) -> None:
+    """A batch that gradient accumulation reaches exactly: a whole number of micro-batches."""
+    step_rows = micro_batch_size * seq_len
+    if batch_tokens % step_rows:
+        raise ConfigError(
+            f"config error at {where}{sep}{batch_tokens} is not a multiple of micro_batch_size x seq_len = "
+            f"{micro_batch_size} x {seq_len} = {step_rows}, so gradient accumulation cannot reach it exactly"
+        )
+
+
 def check_run(spec: RunSpec, where: str) -> None:
     """What every run must satisfy, whether the grid made it or an override changed it: a batch of
     whole micro-batches, at least one step at each of its budgets, and micro-batches that divide among
     its devices. The error names ``where`` (the override, or train)."""
     optim = spec.optim
     step_rows = optim.micro_batch_size * spec.model.seq_len
-    if optim.batch_tokens % step_rows:
-        raise ConfigError(
-            f"config error at {where}: batch_tokens {optim.batch_tokens} is not a multiple of micro_batch_size "
-            f"x seq_len = {optim.micro_batch_size} x {spec.model.seq_len} = {step_rows}, so gradient accumulation "
-            f"cannot reach it exactly"
-        )
+    check_whole_micro_batches(
+        optim.batch_tokens, optim.micro_batch_size, spec.model.seq_len, f"{where}: batch_tokens", sep=" "
+    )
     smallest = min(spec.branch_tokens)
     if smallest < optim.batch_tokens:
         raise ConfigError(
@@ -319,24 +291,6 @@ def expand_paths(config: dict) -> None:
         section[keys[-1]] = expanded
 
 
-def settings_key(*parts) -> str:
-    """12 hex digits naming a set of settings: equal settings, equal key."""
-    text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def artefact_keys(config: dict) -> dict[str, str]:
-    """Keys of the corpus, tokenizer and dataset made by this config, each covering every setting that
-    produces it (and, through the one before, everything upstream). Their work-directory paths carry
-    them, so two studies sharing one work_dir (scratch storage) never read each other's artefacts, and
-    reuse them where their settings are the same."""
-    corpus = config["corpus"]
-    corpus_key = settings_key("corpus", corpus["sources"], corpus.get("dedup", False))
-    tokenizer_key = settings_key("tokenizer", corpus_key, config["tokenizer"])
-    dataset_key = settings_key("dataset", tokenizer_key, config["dataset"])
-    return {"corpus": corpus_key, "tokenizer": tokenizer_key, "dataset": dataset_key}
-
-
 NUMBER_AS_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
@@ -366,53 +320,10 @@ def check_config(config: dict) -> dict[str, RunSpec]:
     return expand_runs(config)
 
 
-def trained_tokens(spec: RunSpec) -> float:
-    """Tokens a run trains: its budget, plus under WSD every cooldown branch but the last (extra work)."""
-    tokens = spec.tokens
-    if spec.schedule == "wsd":
-        tokens += sum(b * spec.wsd_decay_fraction for b in spec.branch_tokens[:-1])
-    return tokens
-
-
-def training_seconds(spec: RunSpec, cluster: dict) -> float:
-    """A run's estimated training time: its PaLM FLOPs over cluster.train_flops_per_s per device."""
-    per_token = get_family(spec.model.family).flops_per_token("palm", spec.model)
-    return per_token * trained_tokens(spec) / (cluster["train_flops_per_s"] * spec.execution.world_size)
-
-
-def train_runtime_minutes(spec: RunSpec, cluster: dict, attempt: int = 1) -> int:
-    """Slurm time limit for a run: its training FLOPs over an assumed throughput,
-    times a safety factor, times the attempt (a retry after a time limit resumes
-    from its checkpoint with more time), at least ``min_runtime_minutes``."""
-    seconds = training_seconds(spec, cluster) * cluster["runtime_factor"] * attempt
-    return max(cluster["min_runtime_minutes"], math.ceil(seconds / 60))
-
-
-def train_slurm_resources(execution: Execution) -> dict[str, int | str | None]:
-    """The Slurm executor plugin's resources for a run's training job; None leaves a key out, so a
-    one-node run asks for what it always did. One node: `gpu` GPUs (none on the CPU). n > 1 nodes: n
-    nodes and n tasks, one per node (the trainer calls srun, one torchrun each), `gres` for the GPUs
-    of each node (the plugin's `gpu` counts the job's), `tasks_per_gpu` 0 so that the plugin does not
-    turn `tasks` into --ntasks-per-gpu, and `mpi`, which tells it that the job's command starts its
-    own tasks."""
-    gpus = 0 if execution.device == "cpu" else execution.devices
-    if execution.nodes == 1:
-        return {"gpu": gpus, "nodes": None, "tasks": None, "mpi": None, "gres": None, "tasks_per_gpu": None}
-    per_node = f"gpu:{gpus}" if gpus else None
-    return {
-        "gpu": None,
-        "nodes": execution.nodes,
-        "tasks": execution.nodes,
-        "mpi": "srun",
-        "gres": per_node,
-        "tasks_per_gpu": 0 if per_node else None,
-    }
-
-
 def write_study_config(config: dict, path: Path) -> None:
     """The study's validated config, kept in results/ so that a reviewer can
     regenerate the fits and the report from results/ alone."""
-    from workflow.io import write_text_atomic
+    from workflow.files import write_text_atomic
 
     study = {k: v for k, v in config.items() if k != "regenerate_from_results"}
     header = (

@@ -63,7 +63,7 @@ import polars as pl
 from polars.io.plugins import register_io_source
 
 from workflow.download import url_entries
-from workflow.io import CHUNK_BYTES, atomic_path, run_stage, sha256_bytes, sha256_file, write_json_atomic
+from workflow.files import CHUNK_BYTES, atomic_path, run_stage, sha256_bytes, sha256_file, write_json_atomic
 from workflow.zipf_markov import SourceSettingsError, read_zipf_markov
 
 

@@ -22,7 +22,7 @@ import polars as pl
 import sentencepiece as spm
 from tqdm import tqdm
 
-from workflow.io import atomic_path, run_stage, sha256_file, write_json_atomic
+from workflow.files import atomic_path, run_stage, sha256_file, write_json_atomic
 from workflow.shards import ShardWriter, dtype_for_vocab
 from workflow.tokenizer import document_chunks
 

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 from workflow import __version__
-from workflow.io import CHUNK_BYTES, read_json, run_stage, write_json_atomic
+from workflow.files import CHUNK_BYTES, read_json, run_stage, write_json_atomic
 
 
 class DownloadError(RuntimeError):

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from workflow.io import DamagedOutput, move_aside, read_json, read_output_json, run_stage, write_json_atomic
+from workflow.files import DamagedOutput, move_aside, read_json, read_output_json, run_stage, write_json_atomic
 from workflow.model import LanguageModel, build_model
 from workflow.shards import data_identity, describe_identity, load_split, sequential_windows
 from workflow.spec import ModelConfig
-from workflow.train import resolve_device
+from workflow.train.parallel import resolve_device
 
 
 class EvaluateError(RuntimeError):

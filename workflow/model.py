@@ -14,7 +14,9 @@ Settings (``ModelConfig``) live in ``workflow.spec``; parameter and FLOP
 counts, validation and run-id labels in the family modules of
 ``workflow.families``: computed from the shape alone, so the numbers a fit
 uses exist before any model does, and checked against these modules by the
-tests. A family names its class here; ``build_model`` asks it.
+tests. Each family's class is one line of ``MODELS`` here (a test checks that
+every family has one); ``build_model`` validates the settings through the family
+and builds the class.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from workflow.families import get_family
+from workflow import families
 from workflow.spec import ModelConfig
 
 
@@ -207,5 +209,16 @@ class LSTM(LanguageModel):
         return self.logits_and_loss(x, targets)
 
 
+# The torch module of each family of workflow.families.FAMILIES, by its name.
+MODELS: dict[str, type[LanguageModel]] = {
+    "gpt": GPT,
+    "lstm": LSTM,
+}
+
+
 def build_model(cfg: ModelConfig, kernels: str = "torch") -> LanguageModel:
-    return get_family(cfg.family).model_class()(cfg, kernels)
+    """The model of ``cfg``; ValueError for settings its family refuses (``workflow.families.validate``)."""
+    families.validate(cfg)
+    if cfg.family not in MODELS:
+        raise ValueError(f"model family {cfg.family!r} has no model class in workflow.model.MODELS")
+    return MODELS[cfg.family](cfg, kernels)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workflow.io import read_json, sha256_file
+from workflow.files import read_json, sha256_file
 
 MAGIC = b"SLAWTOKS"
 VERSION = 1

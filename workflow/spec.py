@@ -8,8 +8,13 @@ nesting here are the JSON keys of every existing study: renaming or adding a
 field retrains every run. How a run is executed (device, logging, checkpoint
 interval, ...) is ``Execution``, passed beside it and never compared.
 
-No torch, numpy or polars here: the Snakefile imports this module (through
-``workflow.config``) on every invocation, on login nodes too.
+This module is data: it imports the standard library only, nothing of ``workflow``
+(a test makes sure), and checks nothing beyond its types. Whether a ``ModelConfig``
+can be built is its family's to say (``workflow.families.validate``), asked where
+configs are made (``workflow.config``, ``workflow.tune``) and by
+``workflow.model.build_model``. No torch, numpy or polars here: the Snakefile
+imports this module (through ``workflow.config``) on every invocation, on login
+nodes too.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from dataclasses import asdict, dataclass
 @dataclass(frozen=True)
 class ModelConfig:
     """A model's full settings. ``n_head`` is kept for every family (an LSTM ignores it),
-    so that the spec text of a run does not depend on its family."""
+    so that the spec text of a run does not depend on its family. Not validated here:
+    ``workflow.families.validate`` checks that the model can be built."""
 
     vocab_size: int
     seq_len: int
@@ -34,12 +40,6 @@ class ModelConfig:
     positions: str = "rotary"
     tie_embeddings: bool = True
     bias: bool = False
-
-    def __post_init__(self):
-        # Imported here: each family module imports this one for its types.
-        from workflow.families import get_family
-
-        get_family(self.family).validate(self)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 import sentencepiece as spm
 
-from workflow.io import run_stage, sha256_bytes, write_bytes_atomic, write_json_atomic
+from workflow.files import run_stage, sha256_bytes, write_bytes_atomic, write_json_atomic
 
 
 class TokenizerError(RuntimeError):

@@ -16,7 +16,7 @@ The chain (all of it drawn from ``seed``):
 Heavy tails in both the words and their contexts are what give power-law learning curves: a model
 learns the frequent transitions first and the rare ones only with more parameters and data.
 
-Entropy rate (docs/methods.md, "The calibration source"): with π the stationary distribution of P,
+Entropy rate (docs/calibration.md): with π the stationary distribution of P,
 H = Σ_w π_w H(P(·|w)) nats per word, and since every word carries its own bytes plus one space,
 the rate per byte is H / ln 2 / Σ_v π_v (len(v) + 1) bits. Each document starts from a word drawn
 from π (so the stream is stationary) and holds ``words_per_document`` words. What the rate leaves

@@ -25,8 +25,8 @@ import pytest
 import torch
 from helpers import copy_pipeline, snakemake, tiny_spec, train_cli, train_command, work_path, write_config
 
+from workflow.files import read_json, sha256_file
 from workflow.fit.schema import LAYOUT
-from workflow.io import read_json, sha256_file
 
 pytestmark = pytest.mark.faults
 PYTHON = sys.executable
@@ -340,7 +340,7 @@ def other_dataset(documents_path, tmp_path_factory) -> Path:
     """The same documents under another tokenizer (another seed and sample, the same vocabulary size):
     the same token ids mean other pieces."""
     from workflow.dataset import build_dataset
-    from workflow.io import write_bytes_atomic
+    from workflow.files import write_bytes_atomic
     from workflow.tokenizer import train_tokenizer
 
     out = tmp_path_factory.mktemp("other")

@@ -41,7 +41,7 @@ def parameter_counts(cfg: ModelConfig) -> ParameterCounts:
 
 def saved_activations_per_token(cfg: ModelConfig) -> float:
     """Elements the forward pass keeps per token for the backward pass (the logits aside), as counted
-    on workflow.model.GPT's autograd graph on the CPU (tests/test_plan.py counts them with
+    on workflow.model.GPT's autograd graph on the CPU (tests/test_memory.py counts them with
     saved-tensor hooks). Per block: the MLP's hidden before and after GELU (2f); the fused QKV
     output, the attention output and its contiguous copy (5d), and the rotated Q and K with their
     pieces (3d) under rotary positions; each norm 2.5d (RMSNorm) or 1.25d (LayerNorm). Then 3d for
@@ -73,9 +73,3 @@ def flops_per_token(convention: str, cfg: ModelConfig) -> float:
         layer = qkv + logits + softmax + values + out_proj + dense
         return 3.0 * (2 * V * d + L * layer + 2 * d * V)
     raise ValueError(f"the gpt family has no FLOP count under {convention!r}")
-
-
-def model_class():
-    from workflow.model import GPT  # torch, only when a model is built
-
-    return GPT

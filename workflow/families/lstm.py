@@ -36,7 +36,7 @@ def parameter_counts(cfg: ModelConfig) -> ParameterCounts:
 
 def saved_activations_per_token(cfg: ModelConfig) -> float:
     """Elements the forward pass keeps per token for the backward pass (the logits aside), as counted
-    on torch.nn.LSTM's autograd graph on the CPU (tests/test_plan.py): about 17d per layer (the
+    on torch.nn.LSTM's autograd graph on the CPU (tests/test_memory.py): about 17d per layer (the
     gates before and after their nonlinearities, the cell states, the outputs), 2d outside."""
     return cfg.n_layer * 17 * cfg.d_model + 2 * cfg.d_model
 
@@ -52,9 +52,3 @@ def flops_per_token(convention: str, cfg: ModelConfig) -> float:
         layer = 2 * 8 * d * d  # the recurrence: 8 d^2 multiply-adds per layer and token
         return 3.0 * (2 * V * d + cfg.n_layer * layer + 2 * d * V)
     raise ValueError(f"the lstm family has no FLOP count under {convention!r}")
-
-
-def model_class():
-    from workflow.model import LSTM  # torch, only when a model is built
-
-    return LSTM

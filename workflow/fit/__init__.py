@@ -11,8 +11,8 @@ CLI: ``python -m workflow.fit`` (__main__.py).
 from workflow.fit.approach import Study
 from workflow.fit.approach3 import fit_approach3, predict_approach3
 from workflow.fit.bootstrap import bootstrap
-from workflow.fit.common import FitError
-from workflow.fit.study import fit_table, read_table, study_of
+from workflow.fit.primitives import FitError
+from workflow.fit.table_fit import fit_table, read_table, study_of
 
 __all__ = [
     "FitError",

@@ -22,11 +22,11 @@ from pathlib import Path
 import polars as pl
 from threadpoolctl import threadpool_limits
 
+from workflow.files import read_json, run_stage, write_json_atomic
 from workflow.fit.calibration import calibration, calibration_lines
-from workflow.fit.common import HUBER_DELTA, FitError
-from workflow.fit.study import fit_table, read_table, summary_lines
+from workflow.fit.primitives import HUBER_DELTA, FitError
+from workflow.fit.table_fit import fit_table, read_table, summary_lines
 from workflow.fit.variant import Variant, parse_fixed
-from workflow.io import read_json, run_stage, write_json_atomic
 
 
 def main(argv: list[str] | None = None) -> int:

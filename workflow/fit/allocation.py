@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workflow.fit.common import power_law
+from workflow.fit.primitives import power_law
 
 ALLOCATION_FORM = "N_opt = k_n * C^a, D_opt = k_d * C^b"
 KEYS = ("a", "b", "k_n", "k_d")

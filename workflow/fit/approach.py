@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from workflow.fit.common import HUBER_DELTA, FitError
+from workflow.fit.primitives import HUBER_DELTA, FitError
 from workflow.fit.variant import FREE, Variant
 
 

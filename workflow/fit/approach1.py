@@ -12,7 +12,7 @@ import polars as pl
 
 from workflow.fit.allocation import allocation_law
 from workflow.fit.approach import Approach, Prepared, Resample, Study
-from workflow.fit.common import FitError
+from workflow.fit.primitives import FitError
 
 
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:

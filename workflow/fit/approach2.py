@@ -10,7 +10,7 @@ import numpy as np
 
 from workflow.fit.allocation import allocation_law
 from workflow.fit.approach import Approach, Prepared, Resample, Study
-from workflow.fit.common import FitError, parabola_fit
+from workflow.fit.primitives import FitError, parabola_fit
 
 
 def isoflop_minimum(budget: float, log_n: np.ndarray, log_d: np.ndarray, loss: np.ndarray) -> dict:

@@ -18,8 +18,8 @@ import numpy as np
 
 from workflow.fit.allocation import ALLOCATION_FORM, allocate
 from workflow.fit.approach import Approach, Prepared, Resample, Study
-from workflow.fit.common import HUBER_DELTA, FitError
 from workflow.fit.lse import best_starts, fit_lse, minimise_from
+from workflow.fit.primitives import HUBER_DELTA, FitError
 from workflow.fit.variant import FREE, FREE_FORM, Variant
 
 PARAM_NAMES = ("a", "b", "e", "alpha", "beta")  # theta of lse.py with m = 2

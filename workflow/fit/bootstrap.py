@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from workflow.fit.allocation import allocate, predict_at
 from workflow.fit.approach import Resample, Study
-from workflow.fit.common import FitError
+from workflow.fit.primitives import FitError
 from workflow.fit.registry import APPROACHES, BY_NAME
 
 BAND_POINTS = 48

@@ -1,5 +1,5 @@
 """The calibration check: a fitted floor against a corpus's known entropy rate
-(docs/methods.md, "The calibration source").
+(docs/calibration.md).
 
 On a corpus whose entropy rate is computed exactly (``builtin: zipf_markov``), the irreducible loss E
 of a fitted law should be that rate, seen through the tokenizer: E nats per token is

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from workflow.fit.common import FitError
+from workflow.fit.primitives import FitError
 
 REQUIRED_COLUMNS = ("params", "tokens", "loss")
 OPTIONAL_COLUMNS = ("flops", "status", "run_id", "compute_budget")
@@ -35,7 +35,7 @@ NUMBER_COLUMNS = ("params", "tokens", "loss", "flops", "compute_budget")
 # Columns where an empty cell means something: compute_budget is null for a run outside any IsoFLOP budget.
 MAY_BE_EMPTY = ("compute_budget",)
 
-# The statuses the pipeline writes (workflow/train.py sets them; evaluate.py and collect.py carry
+# The statuses the pipeline writes (workflow/train/trainer.py sets them; evaluate.py and collect.py carry
 # them into runs.csv), and what the fit does with each. Any other value is an error: a status
 # the fit does not know may or may not mean finished, and guessing would fit the wrong runs.
 FITTED_STATUS = "completed"

@@ -28,8 +28,8 @@ from scipy.optimize import minimize
 from workflow.fit.approach import Approach, Prepared, Resample, Study
 from workflow.fit.approach3 import DIFFERENT_PARAMETER, NEAR_OBJECTIVE, PARAM_NAMES, fit_approach3
 from workflow.fit.approach3 import bootstrap_warnings as law_bootstrap_warnings
-from workflow.fit.common import FitError
 from workflow.fit.lse import LBFGS_OPTIONS, distinct_optima, huber, huber_grad, log_sum_exp
+from workflow.fit.primitives import FitError
 
 LAW_KEYS = ("E", "A", "B", "alpha", "beta")
 # log R* is searched within these bounds (R* from 1e-3 to 1e6 repetitions); an optimum or interval at a

@@ -8,7 +8,7 @@ import polars as pl
 
 from workflow.fit.approach import Approach, Study
 from workflow.fit.approach3 import fit_approach3, predict_approach3
-from workflow.fit.common import FitError
+from workflow.fit.primitives import FitError
 from workflow.fit.variant import FREE, Variant
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from workflow.fit.approach import Approach, Resample, Study
-from workflow.fit.common import FitError, line_fit
+from workflow.fit.primitives import FitError, line_fit
 
 
 def compute_frontier(flops: np.ndarray, loss: np.ndarray) -> np.ndarray:

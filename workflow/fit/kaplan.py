@@ -15,9 +15,9 @@ import numpy as np
 from scipy.optimize import minimize
 
 from workflow.fit.approach import Approach, Study
-from workflow.fit.common import HUBER_DELTA, FitError, line_fit
 from workflow.fit.frontier import compute_frontier
 from workflow.fit.lse import LBFGS_OPTIONS, fit_lse, huber, huber_grad
+from workflow.fit.primitives import HUBER_DELTA, FitError, line_fit
 
 # Starts as rows (a, e, alpha), the theta of lse.py with m = 1.
 SATURATING_GRID = np.array(

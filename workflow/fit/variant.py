@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workflow.fit.common import FitError
+from workflow.fit.primitives import FitError
 
 THETA_NAMES = ("a", "b", "e", "alpha", "beta")
 # Law parameter -> (its coordinate in theta, whether theta holds its logarithm).

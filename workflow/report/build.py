@@ -23,10 +23,10 @@ from pathlib import Path
 
 import polars as pl
 
+from workflow.files import atomic_path, read_json, write_text_atomic
 from workflow.fit.schema import LAYOUT
-from workflow.io import atomic_path, read_json, write_text_atomic
 from workflow.report import CHARTS, FORMATS, TUNE_CHARTS
-from workflow.report.common import law_text
+from workflow.report.chart_parts import law_text
 from workflow.report.page import allocation_sentences, index_page, parameters_table
 
 

@@ -13,9 +13,9 @@ import vl_convert
 
 from workflow.fit.bootstrap import prediction_key
 from workflow.fit.registry import APPROACHES, BY_NAME
-from workflow.fit.study import describe, shown
+from workflow.fit.table_fit import describe, shown
 from workflow.report import CHARTS, TUNE_CHARTS
-from workflow.report.common import axis_note, fitted, interval, num, with_interval
+from workflow.report.chart_parts import axis_note, fitted, interval, num, with_interval
 
 
 def parameters_table(fits: dict) -> pl.DataFrame:

@@ -24,8 +24,9 @@ import itertools
 import json
 from pathlib import Path
 
-from workflow.config import ConfigError, build_spec, check_run, format_count, model_settings, shape_id
-from workflow.families import get_family
+from workflow.config import ConfigError, build_spec, check_run, model_settings
+from workflow.families import parameter_counts
+from workflow.names import shape_id, sweep_run_id
 from workflow.spec import ModelConfig, RunSpec
 
 # The settings a sweep may vary, each with its part of a sweep run's id. lr and batch_tokens get a
@@ -38,7 +39,7 @@ SWEEP_TABLE = "results/tune/sweep.csv"
 
 def non_embedding_params(model: ModelConfig) -> int:
     """N, Kaplan's non-embedding parameter count: the tuned rules are laws in it, like train.scaling."""
-    return get_family(model.family).parameter_counts(model).non_embedding
+    return parameter_counts(model).non_embedding
 
 
 def study_shapes(runs: dict[str, RunSpec]) -> dict[str, ModelConfig]:
@@ -101,19 +102,11 @@ def sweep_runs(config: dict, runs: dict[str, RunSpec]) -> dict[str, RunSpec]:
     check_tune(config, runs)
     keys = sorted(tune["values"])
     sweep = {}
-    for label, model in swept_shapes(config, runs).items():
+    for model in swept_shapes(config, runs).values():
         tokens = sweep_tokens(tune, model)
         for combination in itertools.product(*(tune["values"][k] for k in keys)):
             values = dict(zip(keys, combination))
-            run_id = "_".join(
-                [
-                    "tune",
-                    label,
-                    *(value_text(k, values[k]) for k in keys),
-                    f"D{format_count(tokens)}",
-                    f"s{tune['seed']}",
-                ]
-            )
+            run_id = sweep_run_id(model, [value_text(k, values[k]) for k in keys], tokens, tune["seed"])
             spec = build_spec(config, run_id, model, tokens, tune["seed"], "tune", None, [tokens])
             spec = dataclasses.replace(spec, optim=dataclasses.replace(spec.optim, **values))
             check_run(spec, f"tune (sweep run {run_id})")

@@ -1,6 +1,6 @@
 import sys
 
-from workflow.io import run_stage
+from workflow.files import run_stage
 from workflow.tune.select import main
 
 sys.exit(run_stage(main, "tune"))

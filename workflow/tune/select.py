@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from workflow.io import DamagedOutput, read_output_json, write_json_atomic, write_text_atomic
+from workflow.files import DamagedOutput, read_output_json, write_json_atomic, write_text_atomic
 from workflow.tune import POWER_LAW_KEYS
 
 

@@ -6,7 +6,7 @@ import altair as alt
 import numpy as np
 import polars as pl
 
-from workflow.report.common import (
+from workflow.report.chart_parts import (
     HEIGHT,
     LOSS_TITLE,
     TOOLTIP,

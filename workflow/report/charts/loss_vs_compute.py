@@ -8,7 +8,7 @@ import polars as pl
 
 from workflow.fit.references import published_law_at_optimum
 from workflow.fit.registry import BY_NAME
-from workflow.report.common import (
+from workflow.report.chart_parts import (
     HEIGHT,
     LOSS_TITLE,
     TOOLTIP,

@@ -8,7 +8,7 @@ import polars as pl
 
 from workflow.fit.allocation import allocate
 from workflow.fit.registry import APPROACHES
-from workflow.report.common import (
+from workflow.report.chart_parts import (
     axis_note,
     completed,
     fitted,

@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 
 from workflow.fit.approach3 import predict_approach3
-from workflow.report.common import (
+from workflow.report.chart_parts import (
     HEIGHT,
     TOOLTIP,
     WIDTH,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
-from workflow.report.common import (
+from workflow.report.chart_parts import (
     axis_note,
     log_scale,
 )

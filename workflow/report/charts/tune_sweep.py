@@ -7,7 +7,7 @@ import altair as alt
 import numpy as np
 import polars as pl
 
-from workflow.report.common import HEIGHT, log_scale, num
+from workflow.report.chart_parts import HEIGHT, log_scale, num
 from workflow.tune.select import rule_value
 
 SWEEP_WIDTH = 380

@@ -1,6 +1,6 @@
 import pytest
 
-from workflow.io import atomic_path, read_json, sha256_bytes, sha256_file, write_json_atomic
+from workflow.files import atomic_path, read_json, sha256_bytes, sha256_file, write_json_atomic
 
 
 def test_atomic_write_replaces_only_on_success(tmp_path):

@@ -16,7 +16,7 @@ from workflow.fit import checks
 from workflow.fit.allocation import predict_at
 from workflow.fit.approach import Study
 from workflow.fit.bootstrap import attach_intervals, bootstrap
-from workflow.fit.common import HUBER_DELTA, FitError, plain_json
+from workflow.fit.primitives import HUBER_DELTA, FitError, plain_json
 from workflow.fit.references import REFERENCES
 from workflow.fit.registry import APPROACHES
 from workflow.fit.schema import LAYOUT

@@ -1,9 +1,9 @@
-"""Closed-form least squares and plain JSON (workflow/fit/common.py)."""
+"""Closed-form least squares and plain JSON (workflow/fit/primitives.py)."""
 
 import numpy as np
 import pytest
 
-from workflow.fit.common import line_fit, parabola_fit, plain_json
+from workflow.fit.primitives import line_fit, parabola_fit, plain_json
 
 
 def test_closed_form_fits_match_least_squares():
