@@ -16,6 +16,7 @@ rule report:
         **{f"{name}_{fmt}": f"{REPORT_DIR}/{name}.{fmt}" for name in SHOWN_CHARTS for fmt in ("html", "png")},
         index=report(f"{REPORT_DIR}/index.html", caption=f"../{REPORT_DIR}/captions/index.rst", category="Report"),
         parameters=report(f"{REPORT_DIR}/parameters.csv", caption="captions/parameters.rst", category="Tables"),
+        sensitivity=report(f"{REPORT_DIR}/sensitivity.csv", caption="captions/sensitivity.rst", category="Tables"),
         captions=[f"{REPORT_DIR}/captions/{name}.rst" for name in [*SHOWN_CHARTS, "index"]],
     log:
         "results/logs/report.log",

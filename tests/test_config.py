@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 import json
 import os
 import subprocess
@@ -369,3 +370,89 @@ def test_config_files_are_checked_naming_file_and_line(tmp_path):
         check_files([REPO / "config" / "config.yaml", unknown])
     assert len(check_files([REPO / "config" / "config.yaml", REPO / "config" / "tiny.yaml"])) == 9
     assert main(["--check", "--configfile", str(bad)]) == 1
+
+
+# --------------------------------------------------------------------------- warmup: every point trained as designed
+# The conftest grid in 2048-token batches: 244, 488 and 976 steps at 500k, 1M and 2M tokens. A WSD
+# branch of 244 steps forks at round(244 x 0.8) = 195, cooling down for 49 steps.
+
+
+def test_warmup_tokens_are_the_same_steps_for_every_size(default_config):
+    """Porian et al. 2024: a warmup that grows with the run's budget (warmup_fraction of it) differs
+    with model size in an IsoFLOP grid; warmup_tokens is one warmup for every size and budget."""
+    from workflow.steps import warmup_steps
+    from workflow.train.schedule import plan_steps
+
+    config = copy.deepcopy(default_config)
+    config["train"]["warmup_tokens"] = 20_000  # 39.06 batches of 512 tokens: 40 steps
+    runs = check_config(config)
+    assert {warmup_steps(spec) for spec in runs.values()} == {40}
+    assert {plan_steps(spec, 1, 0).warmup_steps for spec in runs.values()} == {40}
+    # warmup_fraction 0.05 of each run's longest point: one warmup per shape, 676 steps to 48.
+    by_fraction = sorted(warmup_steps(dataclasses.replace(spec, warmup_tokens=None)) for spec in runs.values())
+    assert len(set(by_fraction)) == 6 and (by_fraction[0], by_fraction[-1]) == (48, 676)
+
+
+def test_a_point_that_ends_in_warmup_is_refused_naming_it(config, default_config):
+    config["train"]["warmup_tokens"] = 243 * 2048  # 243 steps: the 244-step runs train one step past it
+    check_config(config)
+    config["train"]["warmup_tokens"] += 1  # 244 steps
+    with pytest.raises(
+        ConfigError,
+        match=r"^config error at train: point L1-d32-h2_D500k_s0 trains 244 steps of 2048 tokens, all within "
+        r"its warmup of 244 steps \(train.warmup_tokens = 497665\), so it ends in warmup; shorten the warmup "
+        r"\(train.warmup_tokens, or warmup_fraction\), give the point a larger budget, or drop the budget$",
+    ):
+        check_config(config)
+    # The default design under warmup_fraction (5% of each run's longest point): the smallest shape's
+    # 250k-token branch (488 steps) would end in its warmup of 676 steps, at 72% of its peak lr.
+    default = copy.deepcopy(default_config)
+    default["train"]["warmup_tokens"] = None
+    with pytest.raises(ConfigError, match=r"point L1-d24-h2_WSD-C8e11_s0@D250k trains 488 steps .* warmup of 676 "):
+        check_config(default)
+
+
+def test_a_wsd_branch_whose_warmup_shortens_its_cooldown_is_refused(config, default_config):
+    config["train"].update(schedule="wsd", warmup_tokens=195 * 2048)  # forks at 195: the designed 49 steps
+    assert check_config(config)["L1-d32-h2_WSD2M_s0"].branch_tokens[0] == 500_000
+    config["train"]["warmup_tokens"] += 1  # 196 steps
+    with pytest.raises(
+        ConfigError,
+        match=r"^config error at train: point L1-d32-h2_WSD2M_s0@D500k cools down for 48 of its 244 steps, not "
+        r"the 49 of wsd_decay_fraction = 0.2, since its warmup of 196 steps \(train.warmup_tokens = 399361\) "
+        r"ends after step 195; shorten the warmup",
+    ):
+        check_config(config)
+    # The default design under warmup_fraction, without its smallest shape: the next one's 250k-token
+    # branch would cool down for 35 of its 488 steps (7%), not 20%.
+    default = copy.deepcopy(default_config)
+    default["train"]["warmup_tokens"] = None
+    for grid in ("grid", "isoflop"):
+        del default["train"][grid]["shapes"][0]
+    with pytest.raises(ConfigError, match=r"point L1-d32-h2_WSD-C8e11_s0@D250k cools down for 35 of its 488 steps"):
+        check_config(default)
+
+
+def test_warmup_tokens_in_an_override_change_and_are_checked_with_its_run(config):
+    run = "L1-d32-h2_D500k_s0"
+    before = check_config(config)
+    config["train"]["overrides"] = {run: {"warmup_tokens": 4096}}
+    after = check_config(config)
+    assert [r for r in before if spec_json(before[r]) != spec_json(after[r])] == [run]
+    assert after[run].warmup_tokens == 4096
+    config["train"]["overrides"] = {run: {"warmup_tokens": 1_000_000}}
+    with pytest.raises(ConfigError, match=f"config error at train.overrides.{run}: point {run} trains 244 steps"):
+        check_config(config)
+
+
+def test_spec_text_leaves_out_warmup_tokens_while_it_is_null(config):
+    """Adding the key kept the spec text (and so the trained runs) of every study that does not set it."""
+    config["train"].pop("warmup_tokens", None)
+    without = {r: spec_json(s) for r, s in expand_runs(config).items()}
+    config["train"]["warmup_tokens"] = None
+    assert {r: spec_json(s) for r, s in expand_runs(config).items()} == without
+    assert all("warmup_tokens" not in json.loads(text) for text in without.values())
+    config["train"]["warmup_tokens"] = 8192
+    for run_id, spec in expand_runs(config).items():
+        recorded = json.loads(spec_json(spec))
+        assert recorded.pop("warmup_tokens") == 8192 and recorded == json.loads(without[run_id])

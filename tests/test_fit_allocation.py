@@ -4,19 +4,32 @@ import numpy as np
 import pytest
 from synthetic import TRUE, allocation_of
 
-from workflow.fit.allocation import allocate, allocation_law, predict_at
+from workflow.fit.allocation import allocate, allocation_law, cost, predict_at
 from workflow.fit.approach3 import eq4_allocation, predict_approach3
 
 
-def test_allocation_law_recovers_a_power_law_and_predicts_with_it():
+def test_allocation_law_recovers_a_power_law_and_spends_the_budget():
     flops = np.geomspace(1e18, 1e22, 5)
-    law = allocation_law(flops, 0.1 * flops**0.5, 2.0 * flops**0.45)
-    assert (law["a"], law["b"]) == pytest.approx((0.5, 0.45)) and (law["k_n"], law["k_d"]) == pytest.approx((0.1, 2.0))
+    law = allocation_law(flops, 0.1 * flops**0.5, flops_per_nd=6.0)
+    assert (law["a"], law["b"]) == pytest.approx((0.5, 0.5)) and law["k_n"] == pytest.approx(0.1)
+    assert law["k_d"] == pytest.approx(1 / 0.6)  # D_opt = C / (6 N_opt)
     point = predict_at(law, 1e24)
     assert point["n_opt"] == pytest.approx(0.1 * 1e12) and point["tokens_per_parameter"] == pytest.approx(
         point["d_opt"] / point["n_opt"]
     )
-    assert "loss" not in point
+    assert point["cost"] == pytest.approx(1.0) and "loss" not in point
+
+
+@pytest.mark.parametrize("k", [6.0, 7.3])
+def test_every_allocation_costs_its_budget_on_the_studys_axis(k):
+    """The recipe (N_opt, D_opt) of a fitted allocation and of the law's eq. 4 costs C = k N D exactly, at
+    budgets far outside the fitted range too, whatever the fitted exponent."""
+    flops = np.geomspace(1e10, 1e12, 4)
+    fitted = allocation_law(flops, 3e-3 * flops**0.7, flops_per_nd=k)
+    derived = eq4_allocation(TRUE["alpha"], TRUE["beta"], TRUE["A"], TRUE["B"], flops_per_nd=k)
+    for law in (fitted, derived):
+        assert cost(law, [1e9, 1e15, 1e17, 1e25]) == pytest.approx(1.0, rel=1e-9)
+        assert law["a"] + law["b"] == pytest.approx(1.0)
 
 
 def test_eq4_in_the_common_form_is_hoffmanns_allocation():

@@ -1,7 +1,8 @@
 """Import direction: data at the bottom (``workflow.spec``), then what derives from it (the families,
-names, memory model, Slurm resources), then the config loader, then the stages. Each check imports a
-module in a fresh interpreter and looks at what it loaded; the last one reads every module's imports
-(at the top and inside functions: a lazy import still closes a circle) and refuses any cycle."""
+names, step counts, memory model, Slurm resources), then the config loader, then the stages. Each
+check imports a module in a fresh interpreter and looks at what it loaded; the last one reads every
+module's imports (at the top and inside functions: a lazy import still closes a circle) and refuses
+any cycle."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def test_memory_model_loads_no_config_loader_plan_tune_or_torch():
     assert not under(loaded, "workflow.config", "workflow.plan", "workflow.tune", "torch")
 
 
-@pytest.mark.parametrize("module", ["workflow.names", "workflow.scaling", "workflow.slurm_resources"])
+@pytest.mark.parametrize("module", ["workflow.names", "workflow.scaling", "workflow.steps", "workflow.slurm_resources"])
 def test_derived_settings_load_no_config_loader_or_heavy_package(module):
     loaded = loaded_by(module)
     assert not under(loaded, "workflow.config", "workflow.plan", "workflow.tune", *HEAVY)

@@ -27,7 +27,7 @@ def weights(root, point):
 
 
 def test_cosine_schedule_warms_up_then_decays_to_the_floor():
-    lrs = [lr_multiplier(s, 100, warmup_fraction=0.1, floor=0.1) for s in range(100)]
+    lrs = [lr_multiplier(s, 100, warmup=10, floor=0.1) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
     assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
@@ -161,6 +161,18 @@ def test_wsd_run_yields_a_point_per_budget(dataset_manifest, tmp_path):
         assert (tmp_path / "work" / "weights" / point["weights"]).exists()
     # Longer cooldown branches reach lower loss.
     assert points[0]["final_train_loss"] > points[1]["final_train_loss"] > points[2]["final_train_loss"]
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "wsd"])
+def test_warmup_tokens_set_the_warmup_steps(dataset_manifest, tmp_path, schedule):
+    """train.warmup_tokens = 5000: ceil(5000 / 512) = 10 steps of warmup, whatever the run's budget
+    (warmup_fraction 0.05 of its 40 steps would be 2)."""
+    spec = tiny_spec(schedule=schedule, tokens=20_480, warmup_tokens=5_000, log_every=1)
+    summary = train_run(spec, dataset_manifest, tmp_path / "run", tmp_path / "work" / "weights")
+    assert summary["warmup_steps"] == 10 and summary["spec"]["warmup_tokens"] == 5_000
+    lr = pl.read_csv(tmp_path / "run" / "metrics.csv")["lr"].to_list()  # row k: the lr of step k (from 1)
+    assert lr[:10] == pytest.approx([spec.optim.lr * k / 10 for k in range(1, 11)])
+    assert lr[10] == pytest.approx(spec.optim.lr)  # the peak, from the first step past the warmup
 
 
 def test_lstm_family_trains(dataset_manifest, tmp_path):

@@ -83,6 +83,20 @@ def test_sweep_that_cannot_run_names_the_key(tuned_config, change, message):
         sweep_runs(tuned_config, check_config(tuned_config))
 
 
+def test_sweep_runs_are_checked_against_the_warmup(tuned_config):
+    """A sweep run is a point like any other: one whose budget ends in the warmup is refused, naming it;
+    and with train.warmup_tokens set, a sweep of warmup_fraction would train the same run for each value."""
+    tuned_config["train"]["warmup_tokens"] = 300_000  # 147 steps of 2048: past the sweep's 48
+    run = "tune_L1-d32-h2_lr0.001_D100k_s0"
+    with pytest.raises(ConfigError, match=rf"^config error at tune \(sweep run {run}\): point {run} trains 48 steps"):
+        sweep_runs(tuned_config, check_config(tuned_config))
+    tuned_config["train"]["warmup_tokens"] = 4096
+    assert len(sweep_runs(tuned_config, check_config(tuned_config))) == 6
+    tuned_config["tune"]["values"]["warmup_fraction"] = [0.01, 0.05]
+    with pytest.raises(ConfigError, match="tune.values.warmup_fraction: train.warmup_tokens is set"):
+        sweep_runs(tuned_config, check_config(tuned_config))
+
+
 def losses_for(plan, loss_of):
     return {run_id: ("completed", loss_of(p["shape"], p["values"])) for run_id, p in plan["sweep"].items()}
 

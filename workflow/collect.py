@@ -19,8 +19,10 @@ from pathlib import Path
 
 import polars as pl
 
-from workflow.families import CONVENTIONS
+from workflow import families
+from workflow.families import CONVENTIONS, PARAMETER_COUNTS
 from workflow.files import DamagedOutput, atomic_path, damaged, read_output_json, run_stage
+from workflow.spec import ParameterCounts
 
 
 class CollectError(ValueError):
@@ -32,6 +34,11 @@ SUMMARY_KEYS = ("run_id", "points", "family", "grid", "schedule", "compute_budge
                 "parameters", "flops_per_token", "tokens_per_s", "mfu", "elapsed_s", "device", "kernels",
                 "dataset_train_tokens", "spec")  # fmt: skip
 EVALUATION_KEYS = ("run_id", "points")
+
+
+def parameter_count_of(parameters: dict, name: str) -> int:
+    """One of ``workflow.families.PARAMETER_COUNTS`` from a summary's ``parameters``."""
+    return families.parameter_count(ParameterCounts(**parameters), name)
 
 
 def point_rows(summary: dict, evaluation: dict, flop_convention: str, parameter_count: str) -> list[dict]:
@@ -67,7 +74,9 @@ def point_rows(summary: dict, evaluation: dict, flop_convention: str, parameter_
                 "params_total": summary["parameters"]["total"],
                 "params_non_embedding": summary["parameters"]["non_embedding"],
                 "params_embedding": summary["parameters"]["embedding"],
-                "params": summary["parameters"][parameter_count],
+                "params_head": summary["parameters"]["head"],
+                "params_with_head": parameter_count_of(summary["parameters"], "with_head"),
+                "params": parameter_count_of(summary["parameters"], parameter_count),
                 "tokens": point["tokens"],
                 "unique_tokens": summary["dataset_train_tokens"],
                 "epochs": point["tokens"] / summary["dataset_train_tokens"],
@@ -138,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workflow.collect", description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", type=Path)
     parser.add_argument("--flop-convention", required=True, choices=CONVENTIONS)
-    parser.add_argument("--parameter-count", required=True, choices=["non_embedding", "total"])
+    parser.add_argument("--parameter-count", required=True, choices=PARAMETER_COUNTS)
     parser.add_argument("--out-runs", required=True, type=Path, help="stem: writes .csv and .parquet")
     parser.add_argument("--out-curves", required=True, type=Path, help="stem: writes .csv and .parquet")
     args = parser.parse_args(argv)

@@ -6,10 +6,11 @@
 Config files are loaded and merged like Snakemake's, validated against config/config.schema.yaml,
 and expanded into one ``workflow.spec.RunSpec`` per run, keyed by its run id (``workflow.names``).
 Checks that JSON Schema cannot express (n_head dividing d_model, duplicate run ids, an IsoFLOP budget
-too small for a shape) also live here, so that a bad config stops before any job runs with a message
-naming the key. What a run's settings derive from lives below this module, each in its own: names
-and artefact keys (``workflow.names``), the scaling rules (``workflow.scaling``), the counts and
-validation of a model (``workflow.families``), its Slurm request (``workflow.slurm_resources``).
+too small for a shape, a point that would end in its warmup) also live here, so that a bad config
+stops before any job runs with a message naming the key. What a run's settings derive from lives
+below this module, each in its own: names and artefact keys (``workflow.names``), the scaling rules
+(``workflow.scaling``), the steps of each point (``workflow.steps``), the counts and validation of a
+model (``workflow.families``), its Slurm request (``workflow.slurm_resources``).
 
 The Snakefile imports this module on every invocation: it imports no torch, numpy or polars, and
 nothing of ``workflow`` above it (``workflow.plan``, ``workflow.tune``); tests make sure.
@@ -29,9 +30,10 @@ import yaml
 
 from workflow import families
 from workflow.files import run_stage
-from workflow.names import isoflop_run_id, shape_id, token_run_id, wsd_run_id
+from workflow.names import isoflop_run_id, point_id, shape_id, token_run_id, wsd_run_id
 from workflow.scaling import scaled_hyperparameters
 from workflow.spec import Execution, ModelConfig, OptimizerSettings, RunSpec, ScalingRules
+from workflow.steps import run_points
 
 # Keys of the train section copied into each run's spec: its optimizer settings,
 # the model settings a grid shape does not give, and the run's other settings.
@@ -102,6 +104,8 @@ def build_spec(
         optim=optim,
         scaling=scaling,
         **{k: train[k] for k in RUN_KEYS},
+        # null by default (the schema fills it in; configs written before it still hold)
+        warmup_tokens=train.get("warmup_tokens"),
         # shard and nodes have defaults (configs written before them still hold)
         execution=Execution(**{k: train[k] for k in EXECUTION_KEYS if k in train}),
     )
@@ -229,8 +233,9 @@ def check_whole_micro_batches(
 
 def check_run(spec: RunSpec, where: str) -> None:
     """What every run must satisfy, whether the grid made it or an override changed it: a batch of
-    whole micro-batches, at least one step at each of its budgets, and micro-batches that divide among
-    its devices. The error names ``where`` (the override, or train)."""
+    whole micro-batches, at least one step at each of its budgets, each point trained as designed
+    (``check_points``), and micro-batches that divide among its devices. The error names ``where``
+    (the override, or train)."""
     optim = spec.optim
     step_rows = optim.micro_batch_size * spec.model.seq_len
     check_whole_micro_batches(
@@ -248,6 +253,7 @@ def check_run(spec: RunSpec, where: str) -> None:
                 f"config error at {where}: run {spec.run_id} has cooldown branches at {a} and {b} tokens, "
                 f"the same number of whole steps of batch_tokens = {optim.batch_tokens}; move one budget"
             )
+    check_points(spec, where)
     accumulation = optim.batch_tokens // step_rows
     world = spec.execution.world_size
     if accumulation % world:
@@ -257,6 +263,36 @@ def check_run(spec: RunSpec, where: str) -> None:
             f"(batch_tokens {optim.batch_tokens} / {step_rows}), which do not divide among its "
             f"{among}; change micro_batch_size, devices or nodes"
         )
+
+
+def check_points(spec: RunSpec, where: str) -> None:
+    """Every point of the run trained as designed, with its steps, warmup and fork counted as the
+    trainer counts them (``workflow.steps``): some steps past the warmup, and for a WSD branch the
+    cooldown of ``wsd_decay_fraction`` of its steps, which a warmup reaching past the fork would
+    shorten. A point that ends in warmup never trains at its peak learning rate (nor, under WSD, cools
+    down): its loss measures the warmup, not the model and budget."""
+    optim = spec.optim
+    if spec.warmup_tokens is not None:
+        warmup = f"train.warmup_tokens = {spec.warmup_tokens}"
+    else:
+        warmup = f"train.warmup_fraction = {optim.warmup_fraction:g} of the run's longest point"
+    fix = (
+        "shorten the warmup (train.warmup_tokens, or warmup_fraction), give the point a larger budget, "
+        "or drop the budget"
+    )
+    for point in run_points(spec):
+        pid = point_id(spec.run_id, point.tokens, spec.schedule, spec.point_budget(point.tokens))
+        if point.ends_in_warmup:
+            raise ConfigError(
+                f"config error at {where}: point {pid} trains {point.steps} steps of {optim.batch_tokens} "
+                f"tokens, all within its warmup of {point.warmup} steps ({warmup}), so it ends in warmup; {fix}"
+            )
+        if point.cooldown_shortened:
+            raise ConfigError(
+                f"config error at {where}: point {pid} cools down for {point.cooldown} of its {point.steps} "
+                f"steps, not the {point.designed_cooldown} of wsd_decay_fraction = {spec.wsd_decay_fraction:g}, "
+                f"since its warmup of {point.warmup} steps ({warmup}) ends after step {point.designed_fork}; {fix}"
+            )
 
 
 def spec_json(spec: RunSpec) -> str:
@@ -317,6 +353,13 @@ def check_config(config: dict) -> dict[str, RunSpec]:
     for name in names:
         if names.count(name) > 1:
             raise ConfigError(f"config error at corpus.sources: duplicate source name {name!r}")
+    fit = config["fit"]
+    mismatch = families.axis_mismatch(fit["flop_convention"], fit["parameter_count"])
+    if mismatch:
+        raise ConfigError(
+            f"config error at fit.flop_convention ({fit['flop_convention']}) and fit.parameter_count "
+            f"({fit['parameter_count']}): {mismatch}"
+        )
     return expand_runs(config)
 
 

@@ -133,6 +133,10 @@ class RunSpec:
     # shape's best sweep point) or "rule" (the power law in N fitted to the swept shapes). Left out of
     # the spec text while empty, like branch_compute_budgets.
     tuned: tuple[tuple[str, str], ...] = ()
+    # train.warmup_tokens: the warmup in tokens, the same for every size and budget (``workflow.steps``);
+    # None: warmup_fraction of the run's longest point. Left out of the spec text while None, like
+    # branch_compute_budgets.
+    warmup_tokens: int | None = None
 
     def result_dict(self) -> dict:
         """The settings that define the run's result, as plain JSON types."""
@@ -147,6 +151,8 @@ class RunSpec:
             spec["tuned"] = dict(self.tuned)
         else:
             del spec["tuned"]
+        if self.warmup_tokens is None:
+            del spec["warmup_tokens"]
         return spec
 
     def point_budget(self, tokens: int) -> float | None:

@@ -102,6 +102,33 @@ def test_invalid_config_stops_before_any_job(tmp_path, case, change, message):
     assert "Traceback" not in result.stdout + result.stderr
 
 
+def test_a_point_that_would_end_in_warmup_stops_the_check_in_one_line(tmp_path):
+    """tiny.yaml with a warmup of 40000 tokens (79 steps of 512): its 32k-token runs (62 steps) would
+    end in warmup. `python -m workflow.config --check` (what `./pipeline.sh run` runs first) exits 1
+    with one line naming the point and the fix; Snakemake stops before any job."""
+    workdir = copy_pipeline(tmp_path)
+    bad = write_config(workdir, "warmup.yaml", lambda c: c["train"].update(warmup_tokens=40_000))
+    env = dict(os.environ, PYTHONPATH=str(workdir))
+    result = subprocess.run(
+        [PYTHON, "-m", "workflow.config", "--check", "--configfile", bad],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "error: config error at train: point L1-d16-h2_D32k_s0 trains 62 steps of 512 tokens, all within its "
+        "warmup of 79 steps (train.warmup_tokens = 40000), so it ends in warmup; shorten the warmup "
+        "(train.warmup_tokens, or warmup_fraction), give the point a larger budget, or drop the budget"
+    ]
+    study = snakemake(workdir, "--configfile", bad, check=False)
+    assert study.returncode != 0 and "point L1-d16-h2_D32k_s0 trains 62 steps" in study.stdout + study.stderr
+    assert "Traceback" not in study.stdout + study.stderr
+    assert not (workdir / "results").exists() and not (workdir / "resources").exists()
+
+
 def test_token_budget_above_the_dataset_is_refused_naming_the_run(dataset_manifest, tmp_path):
     spec = tiny_spec(tokens=10**10)
     result = train_cli(spec, dataset_manifest, tmp_path)

@@ -54,7 +54,13 @@ from workflow.families import gpt, lstm
 from workflow.spec import ModelConfig, ParameterCounts
 
 CONVENTIONS = ("kaplan", "6N", "palm", "chinchilla")
-PARAMETER_COUNTS = ("non_embedding", "total")
+# What N counts in a fit: Kaplan's non-embedding parameters; those with the output head (the
+# parameters the 6N convention multiplies, Porian et al. 2024); every parameter.
+PARAMETER_COUNTS = ("non_embedding", "with_head", "total")
+# The one count N for which a convention's C is exactly 6 N D: the fit's law, its allocation and its
+# compute axis must share it (docs/methods.md, "One compute axis"). palm and chinchilla add terms
+# that are not 6 x any count, so no count pairs with them.
+MATCHING_COUNT = {"kaplan": "non_embedding", "6N": "with_head"}
 
 FAMILIES: dict[str, ModuleType] = {
     gpt.NAME: gpt,
@@ -77,6 +83,27 @@ def validate(cfg: ModelConfig) -> None:
 def parameter_counts(cfg: ModelConfig) -> ParameterCounts:
     """Exact parameter counts of the model."""
     return get_family(cfg.family).parameter_counts(cfg)
+
+
+def parameter_count(counts: ParameterCounts, name: str) -> int:
+    """One of ``PARAMETER_COUNTS`` from a model's counts."""
+    if name == "with_head":
+        return counts.non_embedding + counts.head
+    if name in ("non_embedding", "total"):
+        return getattr(counts, name)
+    raise ValueError(f"unknown parameter count {name!r}; choose one of {', '.join(PARAMETER_COUNTS)}")
+
+
+def axis_mismatch(convention: str, count: str) -> str | None:
+    """Why a FLOP convention and a parameter count do not form one compute axis (C = 6 N D), or None."""
+    if MATCHING_COUNT.get(convention) == count:
+        return None
+    pairs = " or ".join(f"{c!r} with {n!r}" for c, n in MATCHING_COUNT.items())
+    if convention not in MATCHING_COUNT:
+        why = f"'{convention}' FLOPs are not 6 x any parameter count"
+    else:
+        why = f"'{convention}' FLOPs are 6 x the {MATCHING_COUNT[convention]!r} count, not 6 x {count!r}"
+    return f"{why}, so the law's N and the compute axis would disagree; use {pairs}"
 
 
 def flops_per_token(convention: str, cfg: ModelConfig) -> float:

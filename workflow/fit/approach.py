@@ -39,6 +39,7 @@ class Study:
     refine: int | None = 50
     predict: list[float] = field(default_factory=list)
     variant: Variant = FREE
+    flops_per_nd: float = 6.0  # k of the study's compute axis, C = k N D (table_fit.compute_axis)
     fits: dict = field(default_factory=dict)
     cache: dict = field(default_factory=dict)
 
@@ -47,6 +48,15 @@ class Study:
         """A study of a table of completed runs that has ``run_id`` and ``flops`` (see fit_table)."""
         params, tokens, loss, flops = (table[c].to_numpy().astype(float) for c in ("params", "tokens", "loss", "flops"))
         return cls(table, curves, params, tokens, loss, flops, **settings)
+
+    @property
+    def units(self) -> np.ndarray:
+        """The independent unit of each point, as an integer code: its training run (a WSD run's cooldown
+        branches share their trunk's initialisation, data order and weights; each seed is its own run),
+        or the point itself where the table names no training run."""
+        if "training_run" not in self.table.columns:
+            return np.arange(self.table.height)
+        return self.table["training_run"].cast(pl.String).fill_null("").rank("dense").to_numpy().astype(int) - 1
 
     def budgets(self) -> np.ndarray:
         """compute_budget as floats, NaN where null; FitError when the study has no budgets."""

@@ -26,7 +26,9 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return (sums[hi] - sums[lo]) / (hi - lo)
 
 
-def curve_matrix(curves: pl.DataFrame, *, points: int = 1500, skip_fraction: float = 0.1, smooth: int = 5) -> dict:
+def curve_matrix(
+    curves: pl.DataFrame, *, points: int = 1500, skip_fraction: float = 0.1, smooth: int = 5, flops_per_nd: float = 6.0
+) -> dict:
     """Every curve's loss and tokens interpolated in log C on a common grid (inf / 0 outside its range)."""
     required = {"run_id", "flops", "tokens", "train_loss", "params"}
     if not required <= set(curves.columns):
@@ -68,11 +70,13 @@ def curve_matrix(curves: pl.DataFrame, *, points: int = 1500, skip_fraction: flo
         "points": points,
         "skip_fraction": skip_fraction,
         "smooth": smooth,
+        "flops_per_nd": flops_per_nd,
     }
 
 
 def envelope_law(matrix: dict, subset: np.ndarray | None = None) -> dict:
-    """The envelope of the curves in ``subset`` (all when None) and the allocation law fitted on it."""
+    """The envelope of the curves in ``subset`` (all when None) and the allocation law fitted on it:
+    a and k_n from the envelope's sizes, D_opt from the budget (``matrix["flops_per_nd"]``)."""
     subset = np.arange(len(matrix["params"])) if subset is None else np.asarray(subset)
     losses = matrix["losses"][subset]
     covered = np.flatnonzero(np.isfinite(losses).any(axis=0))
@@ -92,7 +96,7 @@ def envelope_law(matrix: dict, subset: np.ndarray | None = None) -> dict:
     flops = np.exp(matrix["log_c"][covered])
     if len(np.unique(n_opt[inside])) < 2:
         raise FitError("Approach 1: one model size holds the envelope between its first and last crossover")
-    law = allocation_law(flops[inside], n_opt[inside], d_opt[inside])
+    law = allocation_law(flops[inside], n_opt[inside], matrix["flops_per_nd"])
     law.update(winner=winner, covered=covered, fit_range=(first, last), flops=flops, n_opt=n_opt, d_opt=d_opt)
     return law
 
@@ -138,7 +142,7 @@ def fit(study: Study) -> dict:
     if "training_run" in table.columns:
         ids |= set(table["training_run"].to_list())
     kept = curves.filter(pl.col("run_id").is_in(list(ids))) if "run_id" in curves.columns else curves
-    study.cache["approach1_matrix"] = curve_matrix(kept)
+    study.cache["approach1_matrix"] = curve_matrix(kept, flops_per_nd=study.flops_per_nd)
     return approach1(kept, matrix=study.cache["approach1_matrix"])
 
 
@@ -146,7 +150,11 @@ def prepare(study: Study, section: dict, rng: np.random.Generator, samples: int,
     """Resamples of the curves: a resampled set is its distinct members (a duplicate curve does
     not change the envelope)."""
     matrix = study.cache.get("approach1_matrix") or curve_matrix(
-        study.curves, points=section["points"], skip_fraction=section["skip_fraction"], smooth=section["smooth"]
+        study.curves,
+        points=section["points"],
+        skip_fraction=section["skip_fraction"],
+        smooth=section["smooth"],
+        flops_per_nd=study.flops_per_nd,
     )
     m = len(matrix["params"])
     return Prepared(shared=matrix, own=[np.unique(rng.integers(0, m, m)) for _ in range(samples)])

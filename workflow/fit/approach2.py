@@ -52,8 +52,11 @@ def isoflop_minimum(budget: float, log_n: np.ndarray, log_d: np.ndarray, loss: n
     return entry
 
 
-def approach2_arrays(budget: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, loss: np.ndarray) -> dict:
-    """Approach 2 on arrays (one entry per run; budget NaN for runs outside every IsoFLOP)."""
+def approach2_arrays(
+    budget: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, loss: np.ndarray, flops_per_nd: float = 6.0
+) -> dict:
+    """Approach 2 on arrays (one entry per run; budget NaN for runs outside every IsoFLOP). The optimal
+    sizes give a and k_n; D_opt is what the rest of the budget buys, C / (k N_opt)."""
     budgets = []
     for value in np.unique(budget[np.isfinite(budget)]):
         rows = budget == value
@@ -66,36 +69,51 @@ def approach2_arrays(budget: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, l
             f"got {len(kept)} of {len(budgets)}" + (f" ({flagged})" if flagged else "")
         )
     out = allocation_law(
-        np.array([b["compute_budget"] for b in kept]),
-        np.array([b["n_opt"] for b in kept]),
-        np.array([b["d_opt"] for b in kept]),
+        np.array([b["compute_budget"] for b in kept]), np.array([b["n_opt"] for b in kept]), flops_per_nd
     )
     out["budgets"] = budgets
     out["budgets_kept"] = len(kept)
     out["flagged"] = [f"C = {b['compute_budget']:.3g} FLOPs: {b['message']}" for b in budgets if not b["kept"]]
     out["optima"] = [
-        {"flops": b["compute_budget"], "n_opt": b["n_opt"], "d_opt": b["d_opt"], "loss": b["loss_min"]} for b in kept
+        {
+            "flops": b["compute_budget"],
+            "n_opt": b["n_opt"],
+            "d_opt": b["compute_budget"] / (flops_per_nd * b["n_opt"]),
+            "loss": b["loss_min"],
+        }
+        for b in kept
     ]
     return out
 
 
 def fit(study: Study) -> dict:
     """Chinchilla Approach 2 on the study's IsoFLOP budgets."""
-    return approach2_arrays(study.budgets(), np.log(study.params), np.log(study.tokens), study.loss)
+    return approach2_arrays(study.budgets(), np.log(study.params), np.log(study.tokens), study.loss, study.flops_per_nd)
 
 
 def prepare(study: Study, section: dict, rng: np.random.Generator, samples: int, options: dict) -> Prepared:
-    """Resamples of the runs within each budget, every budget keeping its size."""
+    """Where each point is its own unit, resamples of the runs within each budget, every budget keeping
+    its size. Where points share a training run (WSD branches at several budgets), the bootstrap's
+    resamples of whole runs, so that a run's points at every budget come and go together."""
     budget = study.budgets()
+    if len(np.unique(study.units)) < len(study.units):
+        return Prepared(
+            shared=budget, notes={"approach2_resamples": "whole training runs, with their points at every budget"}
+        )
     groups = [np.flatnonzero(budget == value) for value in np.unique(budget[np.isfinite(budget)])]
     own = [np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups]) for _ in range(samples)]
     return Prepared(shared=budget, own=own)
 
 
 def refit(resample: Resample) -> dict:
-    runs, rows = resample.runs, resample.own
+    runs = resample.runs
+    rows = resample.own if resample.own is not None else resample.rows
     law = approach2_arrays(
-        resample.shared[rows], runs["log_n"][rows], runs["log_d"][rows], np.exp(runs["log_loss"][rows])
+        resample.shared[rows],
+        runs["log_n"][rows],
+        runs["log_d"][rows],
+        np.exp(runs["log_loss"][rows]),
+        runs["flops_per_nd"],
     )
     return {k: law[k] for k in ("a", "b", "k_n", "k_d")}
 

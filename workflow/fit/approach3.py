@@ -40,25 +40,28 @@ def hoffmann_grid() -> np.ndarray:
     return np.array([(a, b, e, al, be) for a, b, e, al, be in itertools.product(abs_, bs, es, alphas, betas)])
 
 
-def law_of(theta) -> dict:
-    """E, A, B, alpha, beta and the eq.-4 allocation from theta = (a, b, e, alpha, beta)."""
+def law_of(theta, flops_per_nd: float = 6.0) -> dict:
+    """E, A, B, alpha, beta and the eq.-4 allocation on C = k N D from theta = (a, b, e, alpha, beta)."""
     a, b, e, alpha, beta = map(float, theta)
     law = {"E": float(np.exp(e)), "A": float(np.exp(a)), "B": float(np.exp(b)), "alpha": alpha, "beta": beta}
-    return law | eq4_allocation(alpha, beta, law["A"], law["B"])
+    return law | eq4_allocation(alpha, beta, law["A"], law["B"], flops_per_nd)
 
 
-def eq4_allocation(alpha: float, beta: float, A: float, B: float) -> dict:
-    """Hoffmann et al.'s eq. 4 (minimum of the law under C = 6 N D) as N_opt = k_n C^a, D_opt = k_d C^b:
-    N_opt = G (C/6)^a and D_opt = G^-1 (C/6)^b, so k_n = G 6^-a and k_d = G^-1 6^-b."""
+def eq4_allocation(alpha: float, beta: float, A: float, B: float, flops_per_nd: float = 6.0) -> dict:
+    """Hoffmann et al.'s eq. 4 (minimum of the law under C = k N D; k = 6 in their paper) as
+    N_opt = k_n C^a, D_opt = k_d C^b: N_opt = G (C/k)^a and D_opt = G^-1 (C/k)^b, so k_n = G k^-a and
+    k_d = G^-1 k^-b, and k N_opt D_opt = C exactly."""
+    k = float(flops_per_nd)
     a, b = beta / (alpha + beta), alpha / (alpha + beta)
     G = (alpha * A / (beta * B)) ** (1 / (alpha + beta))
     return {
         "a": float(a),
         "b": float(b),
-        "k_n": float(G * 6.0**-a),
-        "k_d": float(6.0**-b / G),
+        "k_n": float(G * k**-a),
+        "k_d": float(k**-b / G),
         "G": float(G),
-        "allocation_form": ALLOCATION_FORM + " (Hoffmann et al. eq. 4, C = 6 N D)",
+        "flops_per_nd": k,
+        "allocation_form": ALLOCATION_FORM + f" (Hoffmann et al. eq. 4 on C = {k:g} N D)",
     }
 
 
@@ -171,8 +174,10 @@ def fit_approach3(
     starts: np.ndarray | None = None,
     refine: int | None = 50,
     variant: Variant = FREE,
+    flops_per_nd: float = 6.0,
 ) -> dict:
-    """The law fitted to the runs in ``variant``'s form (``starts``: full-theta rows, default Hoffmann's grid)."""
+    """The law fitted to the runs in ``variant``'s form (``starts``: full-theta rows, default Hoffmann's grid);
+    its allocation spends C = ``flops_per_nd`` N D."""
     params, tokens, loss = (np.asarray(v, dtype=np.float64) for v in (params, tokens, loss))
     free_count = len(variant.free_parameters)
     check_fit_data(params, tokens, loss, minimum_runs=free_count + 1, free_count=free_count)
@@ -189,7 +194,7 @@ def fit_approach3(
         )
     # A fixed parameter is reported as given: its log round trip (exp(log E)) can move it by a rounding.
     fit = (
-        law_of(best.x)
+        law_of(best.x, flops_per_nd)
         | dict(variant.fixed)
         | {
             "form": variant.form,
@@ -214,7 +219,13 @@ def fit_approach3(
 
 def fit(study: Study) -> dict:
     return fit_approach3(
-        study.params, study.tokens, study.loss, delta=study.delta, refine=study.refine, variant=study.variant
+        study.params,
+        study.tokens,
+        study.loss,
+        delta=study.delta,
+        refine=study.refine,
+        variant=study.variant,
+        flops_per_nd=study.flops_per_nd,
     )
 
 
@@ -254,7 +265,7 @@ def refit(resample: Resample) -> dict:
         best = grid_best if grid_best.fun < best.fun else best
     if not (best.x[3] > 0 and best.x[4] > 0):
         raise FitError("non-positive exponent")
-    law = law_of(best.x)
+    law = law_of(best.x, resample.runs["flops_per_nd"])
     law.pop("allocation_form")
     return values | law | {"_no_interval": shared["fixed"]}
 

@@ -24,12 +24,15 @@ from workflow.fit.allocation import allocate, predict_at
 from workflow.fit.approach import Resample, Study
 from workflow.fit.primitives import FitError
 from workflow.fit.registry import APPROACHES, BY_NAME
+from workflow.fit.resampling import unit_rows
 
 BAND_POINTS = 48
 METHOD = (
-    "runs resampled with replacement (within each budget for Approach 2, training curves for "
-    "Approach 1); 95% percentile intervals (2.5th, 97.5th)"
+    "training runs resampled with replacement, each with all its points (a WSD run's cooldown branches "
+    "together; each seed its own run; a table without training runs: its points), training curves for "
+    "Approach 1; 95% percentile intervals (2.5th, 97.5th)"
 )
+POINT_METHOD = "points resampled with replacement, as if independent; 95% percentile intervals (2.5th, 97.5th)"
 
 
 def prediction_key(flops: float) -> str:
@@ -43,7 +46,8 @@ def _refit(name: str, resample: Resample, predict: list[float], band: np.ndarray
     if approach.allocates:
         for c in predict:
             for q, v in predict_at(values, c, approach.law).items():
-                values[f"{prediction_key(c)}.{q}"] = v
+                if q != "cost":  # 1 by construction: no interval to take
+                    values[f"{prediction_key(c)}.{q}"] = v
         if approach.law is not None:
             point = allocate(values, band)
             values["_band"] = (approach.law(values, point["n_opt"], point["d_opt"]), point["n_opt"], point["d_opt"])
@@ -114,15 +118,26 @@ def _worker_main() -> None:
 
 
 def bootstrap(
-    study: Study, full: dict, *, samples: int, seed: int, workers: int = 2, verify: int = 10, verify_refine: int = 25
+    study: Study,
+    full: dict,
+    *,
+    samples: int,
+    seed: int,
+    workers: int = 2,
+    verify: int = 10,
+    verify_refine: int = 25,
+    by: str = "unit",
 ) -> dict:
     """Resample ``samples`` times (seeded), refit every bootstrapped approach that ``full`` (the
-    study's sections) has fitted, and report 95% percentile intervals per section."""
+    study's sections) has fitted, and report 95% percentile intervals per section. ``by``: "unit"
+    resamples training runs (the method), "point" resamples points as if independent (for comparison:
+    its intervals are too narrow where points share a run)."""
     t0 = time.perf_counter()
     if samples < 2:
         raise FitError(f"a bootstrap needs at least 2 resamples; got {samples}")
     rng = np.random.default_rng(seed)
-    rows = rng.integers(0, len(study.loss), (samples, len(study.loss)))  # first: Approach 3's intervals depend on it
+    units = study.units if by == "unit" else np.arange(len(study.loss))
+    rows = unit_rows(units, rng, samples)  # first: Approach 3's intervals depend on it
     options = {"verify": min(verify, samples), "verify_refine": verify_refine}
     prepared, notes = {}, {}
     for approach in APPROACHES:
@@ -139,6 +154,7 @@ def bootstrap(
         "log_n": np.log(study.params),
         "log_d": np.log(study.tokens),
         "log_loss": np.log(study.loss),
+        "flops_per_nd": study.flops_per_nd,
     }
     band = np.geomspace(study.flops.min(), study.flops.max() * 10, BAND_POINTS)
     workers = max(1, min(workers, samples, os.cpu_count() or 1))
@@ -155,7 +171,7 @@ def bootstrap(
         jobs.append(
             {
                 "block": block,
-                "rows": rows[block],
+                "rows": [rows[i] for i in block],
                 "runs": runs,
                 "delta": study.delta,
                 "predict": list(study.predict),
@@ -168,7 +184,10 @@ def bootstrap(
     for job, block_values in zip(jobs, results):
         for i, values in zip(job["block"], block_values):
             ordered[i] = values
-    return summarise(ordered, prepared, notes, options, samples=samples, seed=seed, workers=workers, t0=t0, band=band)
+    out = summarise(ordered, prepared, notes, options, samples=samples, seed=seed, workers=workers, t0=t0, band=band)
+    out["method"] = METHOD if by == "unit" else POINT_METHOD
+    out["units"] = int(len(np.unique(units)))
+    return out
 
 
 def summarise(ordered: list, prepared: dict, notes: dict, options: dict, *, samples, seed, workers, t0, band) -> dict:
@@ -232,4 +251,4 @@ def attach_intervals(rows: list[dict], intervals: dict) -> None:
         key = prediction_key(row["flops"])
         for name, point in row.items():
             if isinstance(point, dict):
-                point["intervals"] = {q: intervals.get(name, {}).get(f"{key}.{q}") for q in list(point)}
+                point["intervals"] = {q: intervals.get(name, {}).get(f"{key}.{q}") for q in list(point) if q != "cost"}

@@ -272,3 +272,20 @@ def plausibility(table: pl.DataFrame, fitted: pl.Series) -> list[str]:
                 f"another unit, not FLOPs"
             )
     return warnings
+
+
+# Settings that make runs different models, not points of one law: a table whose fitted runs differ in any
+# of them is refused (an arm of a comparison is fitted on its own; docs/methods.md, "One law per model").
+ONE_LAW_COLUMNS = ("family", "vocab_size", "seq_len", "schedule", "arm")
+
+
+def one_law(table: pl.DataFrame) -> None:
+    """FitError naming the first setting in which the runs to fit differ."""
+    for column in ONE_LAW_COLUMNS:
+        if column in table.columns and table[column].drop_nulls().n_unique() > 1:
+            values = sorted(str(v) for v in table[column].drop_nulls().unique().to_list())
+            counts = ", ".join(f"{v} ({table.filter(pl.col(column).cast(pl.String) == v).height})" for v in values)
+            raise FitError(
+                f"the runs differ in {column!r} ({counts}): different models are not points of one law; fit "
+                f"each {column} on its own (filter the table, or give each its own study)"
+            )

@@ -3,7 +3,10 @@
 Conventions:
 - ``layout`` is the layout's version (2: one section per approach of the
   registry, allocation laws as a, b, k_n, k_d, intervals per section;
-  3: Approach 3 states its variant and free parameters, data warnings).
+  3: Approach 3 states its variant and free parameters, data warnings;
+  4: one compute axis (flops_per_nd, b = 1 - a, each prediction's cost), intervals
+  over training runs (bootstrap.units), seed noise, lack of fit, backtest and
+  sensitivity panel).
 - Every approach has a section named after it. An optional approach that could
   not be fitted, the bootstrap when not run, and a Kaplan law that could not
   be fitted hold exactly {"skipped": "why"}.
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 from workflow.fit.registry import APPROACHES
 
-LAYOUT = 3
+LAYOUT = 4
 
 NUMBER = {"type": "number"}
 NUMBER_OR_NULL = {"type": ["number", "null"]}
@@ -36,8 +39,15 @@ SKIPPED = {
 }
 ALLOCATION = {
     "type": "object",
-    "required": ["a", "b", "k_n", "k_d", "allocation_form"],
-    "properties": {"a": NUMBER, "b": NUMBER, "k_n": NUMBER, "k_d": NUMBER, "allocation_form": STRING},
+    "required": ["a", "b", "k_n", "k_d", "flops_per_nd", "allocation_form"],
+    "properties": {
+        "a": NUMBER,
+        "b": NUMBER,
+        "k_n": NUMBER,
+        "k_d": NUMBER,
+        "flops_per_nd": NUMBER,
+        "allocation_form": STRING,
+    },
 }
 OPTIMUM = {
     "type": "object",
@@ -124,6 +134,47 @@ SECTIONS = {
             },
         },
     },
+    "noise": {
+        "required": ["seeds", "points_replicated", "degrees_of_freedom", "seed_sd"],
+        "properties": {"seed_sd": NUMBER, "lack_of_fit_ratio": NUMBER_OR_NULL, "residual_sd": NUMBER},
+    },
+    "lack_of_fit": {
+        "required": ["tolerance", "budgets", "largest_gap", "warnings"],
+        "properties": {
+            "budgets": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["compute_budget", "observed_minimum", "law_minimum", "gap", "flagged"],
+                },
+            },
+            "warnings": {"type": "array", "items": STRING},
+        },
+    },
+    "backtest": {
+        "required": ["factor", "samples", "folds", "points_predicted", "approach3_mean_signed_error"]
+        + ["approach3_coverage", "frontier_coverage", "largest_extrapolation_factor", "warnings"],
+        "properties": {
+            "folds": {
+                "type": "array",
+                "items": {"type": "object", "required": ["compute_budget", "held_out", "runs_fitted"]},
+            },
+            "approach3_coverage": NUMBER_OR_NULL,
+            "frontier_coverage": NUMBER_OR_NULL,
+            "warnings": {"type": "array", "items": STRING},
+        },
+    },
+    "sensitivity": {
+        "required": ["choices", "spreads", "warnings"],
+        "properties": {
+            "choices": {"type": "array", "items": {"type": "object", "required": ["group", "choice"]}},
+            "spreads": {
+                "type": "object",
+                "additionalProperties": {"type": "object", "required": ["low", "high", "spread"]},
+            },
+            "warnings": {"type": "array", "items": STRING},
+        },
+    },
     "extrapolation": {
         "required": ["held_out_description", "threshold_flops", "held_out", "runs_fitted", "refit"]
         + ["mean_absolute_error", "mean_relative_error", "max_absolute_error", "max_relative_error"],
@@ -144,6 +195,8 @@ PREDICTION_POINT = {
         "d_opt": NUMBER,
         "tokens_per_parameter": NUMBER,
         "loss": NUMBER,
+        # what the recipe (N_opt, D_opt) costs on the study's compute axis, over the budget: 1
+        "cost": NUMBER,
         "intervals": {"type": "object", "additionalProperties": {"oneOf": [INTERVAL, {"type": "null"}]}},
         # quantity -> the unidentified parameters it depends on: the number is kept, the report withholds it
         "withheld": {
@@ -210,8 +263,8 @@ FITS_SCHEMA = {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": ["flops"],
-                "properties": {"flops": NUMBER},
+                "required": ["flops", "extrapolation_factor"],
+                "properties": {"flops": NUMBER, "extrapolation_factor": NUMBER},
                 "additionalProperties": PREDICTION_POINT,
             },
         },
@@ -219,9 +272,11 @@ FITS_SCHEMA = {
         "references": {"type": "object"},
         "data": {
             "type": "object",
-            "required": ["runs_fitted", "runs_excluded", "compute", "warnings"],
+            "required": ["runs_fitted", "runs_excluded", "compute", "flops_per_nd", "largest_flops", "warnings"],
             "properties": {
                 "runs_fitted": {"type": "integer"},
+                "flops_per_nd": NUMBER,
+                "largest_flops": NUMBER,
                 "runs_excluded": {"type": "array"},
                 "compute": STRING,
                 "warnings": {"type": "array", "items": STRING},

@@ -10,9 +10,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
-from workflow.fit import checks
+from workflow.fit import checks, sensitivity
 from workflow.fit.allocation import predict_at
 from workflow.fit.approach import Study
 from workflow.fit.bootstrap import attach_intervals, bootstrap
@@ -45,6 +46,7 @@ def study_of(table: pl.DataFrame, curves: pl.DataFrame | None = None, **settings
     table = table.filter(fitted)
     if table.height == 0:
         raise FitError(checks.no_runs_to_fit(excluded))
+    checks.one_law(table)
     excluded = excluded["run_id"].to_list() if "run_id" in excluded.columns else [None] * excluded.height
     if "run_id" not in table.columns:
         table = table.with_columns(pl.format("run{}", pl.int_range(pl.len())).alias("run_id"))
@@ -53,8 +55,37 @@ def study_of(table: pl.DataFrame, curves: pl.DataFrame | None = None, **settings
     else:
         table = table.with_columns((6.0 * pl.col("params") * pl.col("tokens")).alias("flops"))
         compute_source = "C = 6 N D (no 'flops' column)"
-    data = {"runs_fitted": table.height, "runs_excluded": excluded, "compute": compute_source, "warnings": warnings}
-    return Study.of(table, curves, **settings), data
+    flops_per_nd, axis_warning = compute_axis(table)
+    warnings += [axis_warning] if axis_warning else []
+    data = {
+        "runs_fitted": table.height,
+        "runs_excluded": excluded,
+        "compute": compute_source,
+        "flops_per_nd": flops_per_nd,
+        "largest_flops": float(table["flops"].max()),
+        "warnings": warnings,
+    }
+    return Study.of(table, curves, flops_per_nd=flops_per_nd, **settings), data
+
+
+# C / (N D) may differ across runs by this much (rounding) and still be one axis.
+AXIS_TOLERANCE = 0.01
+
+
+def compute_axis(table: pl.DataFrame) -> tuple[float, str | None]:
+    """k of the study's compute axis C = k N D (the median of flops / (params tokens)), and a warning when
+    the table's compute is not one multiple of N D: its N then counts other parameters than its FLOPs do,
+    and no allocation can spend exactly each run's budget (docs/methods.md, "One compute axis")."""
+    ratio = (table["flops"] / (table["params"].cast(pl.Float64) * table["tokens"].cast(pl.Float64))).to_numpy()
+    k = float(np.median(ratio))
+    if ratio.max() <= ratio.min() * (1 + AXIS_TOLERANCE):
+        return k, None
+    return k, (
+        f"compute is not one multiple of N D in this table: flops / (params x tokens) runs from "
+        f"{ratio.min():.3g} to {ratio.max():.3g}, so N counts other parameters than the FLOPs do; the "
+        f"allocations use the median, C = {k:.3g} N D. Count N as the FLOP convention does (in the pipeline: "
+        f"fit.parameter_count 'with_head' with '6N', 'non_embedding' with 'kaplan')"
+    )
 
 
 def add_bootstrap_warnings(fits: dict) -> None:
@@ -68,6 +99,7 @@ def add_bootstrap_warnings(fits: dict) -> None:
         warnings = section.setdefault("warnings", [])
         if approach.bootstrap_warnings:
             warnings += approach.bootstrap_warnings(section, boot["intervals"][approach.name])
+        warnings += allocation_interval_warnings(fits, approach)
         skipped = boot["resamples_skipped"].get(approach.name, 0)
         if skipped > MOST_RESAMPLES_SKIPPED * boot["samples"]:
             warnings.append(
@@ -76,12 +108,32 @@ def add_bootstrap_warnings(fits: dict) -> None:
             )
 
 
-def predictions(fits: dict, budgets: list[float]) -> list[dict]:
+def allocation_interval_warnings(fits: dict, approach) -> list[str]:
+    """An allocation whose 95% interval of a reaches 0 (N_opt that does not grow with compute) or 1 (D_opt
+    that falls as compute grows, since b = 1 - a): its recipe past the data cannot be trusted."""
+    if not approach.allocates:
+        return []
+    interval = ((fits.get("bootstrap") or {}).get("intervals") or {}).get(approach.name, {}).get("a")
+    if not interval:
+        return []
+    low, high = interval
+    reaches = [bound for bound, hit in (("0", low <= 0), ("1", high >= 1)) if hit]
+    if not reaches:
+        return []
+    what = {"0": "a model size that does not grow with compute", "1": "a token count that falls as compute grows"}
+    return [
+        f"the 95% interval of a, [{low:.3g}, {high:.3g}], reaches {' and '.join(reaches)}: it allows "
+        f"{' and '.join(what[r] for r in reaches)}, so its allocation past the data is not determined"
+    ]
+
+
+def predictions(fits: dict, budgets: list[float], largest_flops: float) -> list[dict]:
     """At each budget, N_opt, D_opt and tokens per parameter of every fitted approach with an
-    allocation law, and the loss reached where the approach has a loss law."""
+    allocation law, and the loss reached where the approach has a loss law; with the budget's
+    extrapolation factor, C over the largest compute trained."""
     rows = []
     for flops in budgets:
-        row: dict = {"flops": float(flops)}
+        row: dict = {"flops": float(flops), "extrapolation_factor": float(flops) / largest_flops}
         for approach in APPROACHES:
             section = fits.get(approach.name) or {}
             if approach.allocates and "skipped" not in section:
@@ -153,13 +205,14 @@ def fit_table(
                 raise
             fits[approach.name] = {"skipped": str(e)}
         timings[approach.name] = time.perf_counter() - start
-    fits["predictions"] = predictions(fits, predict)
+    fits["predictions"] = predictions(fits, predict, data["largest_flops"])
     if bootstrap_samples:
         start = time.perf_counter()
         try:
             fits["bootstrap"] = bootstrap(study, fits, samples=bootstrap_samples, seed=seed, workers=workers)
             attach_intervals(fits["predictions"], fits["bootstrap"]["intervals"])
             add_bootstrap_warnings(fits)
+            sensitivity.compare_with_intervals(fits)
         except FitError as e:
             fits["bootstrap"] = {"skipped": str(e)}
         timings["bootstrap"] = time.perf_counter() - start
@@ -208,6 +261,9 @@ def summary_lines(fits: dict) -> list[str]:
             if isinstance(p, dict):
                 loss = " loss=" + shown(p, "loss", f"{p['loss']:.4g}") if "loss" in p else ""
                 n_opt, d_opt = (shown(p, q, f"{p[q]:.3g}") for q in ("n_opt", "d_opt"))
-                lines.append(f"C={row['flops']:.3g}: N_opt={n_opt} D_opt={d_opt}{loss} [{name}]")
+                lines.append(
+                    f"C={row['flops']:.3g} ({row['extrapolation_factor']:.3g}x the largest run): "
+                    f"N_opt={n_opt} D_opt={d_opt}{loss} [{name}]"
+                )
     lines += [f"data warning: {w}" for w in fits["data"].get("warnings", [])]
     return lines

@@ -1,6 +1,6 @@
 """Writes the report: every chart of CHARTS in every format with its caption, parameters.csv,
-captions/index.rst and index.html, all from results/ alone (the runs table, the curves table and
-fits.json).
+sensitivity.csv (the sensitivity panel's refits), captions/index.rst and index.html, all from results/
+alone (the runs table, the curves table and fits.json).
 
 Every chart is saved three times: self-contained HTML (Vega, Vega-Lite and
 vega-embed inlined by vl-convert), SVG and PNG for papers. Each also gets a
@@ -16,8 +16,10 @@ loads) and ``data-report-status="done"`` when every chart has settled.
 from __future__ import annotations
 
 import argparse
+import html
 import importlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from workflow.fit.schema import LAYOUT
 from workflow.report import CHARTS, FORMATS, TUNE_CHARTS
 from workflow.report.chart_parts import law_text
 from workflow.report.page import allocation_sentences, index_page, parameters_table
+from workflow.report.validity import sensitivity_table
 
 
 def caption_rst(title: str, text: str) -> str:
@@ -57,10 +60,11 @@ def build_report(
         path = out_dir / "captions" / f"{name}.rst"
         write_text_atomic(path, caption_rst(titles[name], caption))
         written.append(path)
-    table = out_dir / "parameters.csv"
-    with atomic_path(table) as tmp:
-        parameters_table(fits).write_csv(tmp)
-    written.append(table)
+    for file, frame in (("parameters.csv", parameters_table(fits)), ("sensitivity.csv", sensitivity_table(fits))):
+        table = out_dir / file
+        with atomic_path(table) as tmp:
+            frame.write_csv(tmp)
+        written.append(table)
     specs = {name: chart.to_dict() for name, (chart, _) in made.items()}
     captions = {name: caption for name, (_, caption) in made.items()}
     index_caption = out_dir / "captions" / "index.rst"
@@ -73,9 +77,11 @@ def build_report(
 
 
 def html_to_text(text: str) -> str:
+    """The page's inline HTML as plain text: N<sub>opt</sub> as N_opt, C<sup>a</sup> as C^a, other tags
+    dropped, entities unescaped."""
     for tag, plain in (("<sub>", "_"), ("</sub>", ""), ("<sup>", "^"), ("</sup>", "")):
         text = text.replace(tag, plain)
-    return text
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ that shows every approach loops over it rather than naming approaches.
 
 from __future__ import annotations
 
+import html
 import math
 
 import altair as alt
@@ -51,6 +52,58 @@ def interval(fits: dict, section: str, key: str) -> list | None:
 def with_interval(fits: dict, section: str, key: str, value, digits: int = 4) -> str:
     ci = interval(fits, section, key)
     return f"{num(value, digits)} [{num(ci[0], digits)}, {num(ci[1], digits)}]" if ci else num(value, digits)
+
+
+# A value with an interval is shown to the 2nd significant digit of the interval's width, and each of
+# its numbers with at least 1 and at most 4 significant digits: 0.4479 [0.25, 0.68] -> "0.45 [0.25, 0.68]".
+WIDTH_DIGITS, FEWEST_DIGITS, MOST_DIGITS = 2, 1, 4
+
+
+def decade(value: float) -> int:
+    return math.floor(math.log10(abs(value)))
+
+
+def significant(value: float, digits: int) -> str:
+    """``value`` to ``digits`` significant digits: plain from 1e-4 up to where padding zeros would
+    pretend to digits (below 1000, or with every integer digit significant), else in e-notation."""
+    rounded = float(f"{value:.{digits - 1}e}")
+    if rounded == 0 or abs(rounded) < 1e-4 or decade(rounded) >= max(digits, 3):
+        return f"{rounded:.{digits - 1}e}"
+    return f"{rounded:.{max(0, digits - 1 - decade(rounded))}f}"
+
+
+def supported(value: float, width: float) -> str:
+    """``value`` to the precision an interval of ``width`` supports (WIDTH_DIGITS of the width)."""
+    if value == 0:
+        return "0"
+    digits = decade(value) - decade(width) + WIDTH_DIGITS
+    return significant(value, min(MOST_DIGITS, max(FEWEST_DIGITS, digits)))
+
+
+def finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def precise_parts(value, ci) -> tuple[str, str | None]:
+    """The value and '[low, high]', each number to the precision the interval's width supports; without
+    a usable interval (none, or of no width), the value to MOST_DIGITS significant digits and None."""
+    if not finite(value):
+        return "n/a", None
+    if not ci or not all(finite(x) for x in ci) or ci[1] - ci[0] <= 0:
+        return num(value, MOST_DIGITS), None
+    width = ci[1] - ci[0]
+    return supported(value, width), f"[{supported(ci[0], width)}, {supported(ci[1], width)}]"
+
+
+def with_precision(value, ci) -> str:
+    """'value [low, high]' to the precision the interval supports: 0.4479 [0.25, 0.68] -> '0.45 [0.25, 0.68]'."""
+    shown, bracket = precise_parts(value, ci)
+    return f"{shown} {bracket}" if bracket else shown
+
+
+def estimate(fits: dict, section: str, key: str, value) -> str:
+    """A fitted quantity with its bootstrap interval (if any), to the precision the interval supports."""
+    return with_precision(value, interval(fits, section, key))
 
 
 def completed(runs: pl.DataFrame) -> pl.DataFrame:
@@ -107,3 +160,19 @@ def law_text(fits: dict) -> str:
         f"L = {num(law['E'], 3)} + {num(law['A'], 3)}/N^{num(law['alpha'], 3)} + "
         f"{num(law['B'], 3)}/D^{num(law['beta'], 3)}"
     )
+
+
+def table_html(frame: pl.DataFrame, row_class: str | None = None, warn_columns: tuple[str, ...] = ()) -> str:
+    """An HTML table of ``frame`` (floats to 4 significant digits); ``row_class``: the column whose value
+    is each row's class; a non-empty cell of ``warn_columns`` is marked as a warning."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
+    body = []
+    for row in frame.iter_rows(named=True):
+        cells = []
+        for column, value in row.items():
+            text = f"{value:.4g}" if isinstance(value, float) else ("" if value is None else str(value))
+            css = ' class="warn"' if column in warn_columns and text else ""
+            cells.append(f"<td{css}>{html.escape(text)}</td>")
+        css = f' class="{html.escape(str(row[row_class]))}"' if row_class else ""
+        body.append(f"<tr{css}>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"

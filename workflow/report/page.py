@@ -1,4 +1,6 @@
-"""The index page: every approach's summary, the parameters and predictions tables, the charts, the runs.
+"""The index page: the first screen (the law, the exponent a side by side, whether the law holds, every
+warning), every approach's summary, the parameters, the sensitivity panel, the predictions, the charts,
+the runs. What it says on how far the law can be trusted is validity.py's.
 
 Sections are read through the fit registry, so the page names no approach itself.
 """
@@ -15,7 +17,19 @@ from workflow.fit.bootstrap import prediction_key
 from workflow.fit.registry import APPROACHES, BY_NAME
 from workflow.fit.table_fit import describe, shown
 from workflow.report import CHARTS, TUNE_CHARTS
-from workflow.report.chart_parts import axis_note, fitted, interval, num, with_interval
+from workflow.report.chart_parts import axis_note, estimate, fitted, interval, num, precise_parts, table_html
+from workflow.report.validity import (
+    EXTRAPOLATION_FLAG,
+    backtest_sentence,
+    extrapolation_factor,
+    extrapolation_flag,
+    extrapolation_note,
+    lack_of_fit_paragraph,
+    noise_sentence,
+    published_exponents,
+    published_line,
+    sensitivity_section,
+)
 
 
 def parameters_table(fits: dict) -> pl.DataFrame:
@@ -33,44 +47,68 @@ def parameters_table(fits: dict) -> pl.DataFrame:
     )
 
 
+def parameters_html(fits: dict) -> str:
+    """The parameters table of the page: each value with its interval, to the precision the interval
+    supports (parameters.csv keeps every digit)."""
+    rows = []
+    for a, section in fitted(fits):
+        for key in a.parameters:
+            value, bracket = precise_parts(section[key], interval(fits, a.name, key))
+            rows.append({"parameter": f"{a.name}.{key}", "value": value, "95% interval": bracket or ""})
+    return table_html(
+        pl.DataFrame(rows, schema={"parameter": pl.String, "value": pl.String, "95% interval": pl.String})
+    )
+
+
 def predictions_table(fits: dict) -> pl.DataFrame:
-    """One row per budget and approach: N_opt, D_opt, tokens per parameter and (where predicted) loss.
-    A prediction that depends on an unidentified parameter is left empty, and ``not_identified`` says
-    which and why."""
+    """One row per budget and approach: its extrapolation factor (C over the largest compute trained),
+    N_opt, D_opt, tokens per parameter and (where predicted) loss; ``flag`` marks a budget past
+    EXTRAPOLATION_FLAG. A prediction that depends on an unidentified parameter is left empty, and
+    ``not_identified`` says which and why."""
     rows = []
     for row in fits.get("predictions") or []:
+        factor = extrapolation_factor(fits, row)
         for name, point in row.items():
             if not isinstance(point, dict):
                 continue
             withheld = point.get("withheld") or {}
             values = {k: (None if k in withheld else v) for k, v in point.items() if k not in ("intervals", "withheld")}
             note = "; ".join(f"{k}: {', '.join(v)}" for k, v in withheld.items())
-            rows.append({"flops": row["flops"], "approach": BY_NAME[name].title, **values, "not_identified": note})
-    columns = ["flops", "approach", "n_opt", "d_opt", "tokens_per_parameter", "loss", "not_identified"]
-    overrides = {c: pl.Float64 for c in columns[2:6]}
+            rows.append(
+                {
+                    "flops": row["flops"],
+                    "extrapolation_factor": factor,
+                    "approach": BY_NAME[name].title,
+                    **values,
+                    "not_identified": note,
+                    "flag": extrapolation_flag(factor),
+                }
+            )
+    columns = [
+        "flops",
+        "extrapolation_factor",
+        "approach",
+        "n_opt",
+        "d_opt",
+        "tokens_per_parameter",
+        "loss",
+        "not_identified",
+        "flag",
+    ]
+    overrides = {c: pl.Float64 for c in ("extrapolation_factor", "n_opt", "d_opt", "tokens_per_parameter", "loss")}
     return pl.DataFrame([{c: r.get(c) for c in columns} for r in rows], schema_overrides=overrides)
 
 
-def table_html(frame: pl.DataFrame, row_class: str | None = None) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
-    body = []
-    for row in frame.iter_rows(named=True):
-        cells = []
-        for value in row.values():
-            text = f"{value:.4g}" if isinstance(value, float) else ("" if value is None else str(value))
-            cells.append(f"<td>{html.escape(text)}</td>")
-        css = f' class="{html.escape(str(row[row_class]))}"' if row_class else ""
-        body.append(f"<tr{css}>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
 def allocation_sentences(fits: dict) -> str:
-    """Every allocation law, then the predictions at each budget, with intervals."""
+    """Every allocation law, then the predictions at each budget with how far past the largest run
+    each reaches, with intervals; every number to the precision its interval supports."""
     laws = "; ".join(
-        f"{a.title}: N<sub>opt</sub> ∝ C<sup>{with_interval(fits, a.name, 'a', s['a'], 3)}</sup>, "
-        f"D<sub>opt</sub> ∝ C<sup>{with_interval(fits, a.name, 'b', s['b'], 3)}</sup>"
+        f"{a.title}: N<sub>opt</sub> ∝ C<sup>{estimate(fits, a.name, 'a', s['a'])}</sup>, "
+        f"D<sub>opt</sub> ∝ C<sup>{estimate(fits, a.name, 'b', s['b'])}</sup>"
         for a, s in fitted(fits, allocates=True)
     )
+    k = (fits.get("data") or {}).get("flops_per_nd")
+    axis = f" (on the study's compute axis C = {k:.3g} N D)" if k else ""
     parts = []
     for row in fits.get("predictions") or []:
         key = prediction_key(row["flops"])
@@ -78,16 +116,19 @@ def allocation_sentences(fits: dict) -> str:
         for name, p in row.items():
             if not isinstance(p, dict):
                 continue
-            n_opt = shown(p, "n_opt", with_interval(fits, name, key + ".n_opt", p["n_opt"], 3))
-            d_opt = shown(p, "d_opt", with_interval(fits, name, key + ".d_opt", p["d_opt"], 3))
+            n_opt = shown(p, "n_opt", estimate(fits, name, key + ".n_opt", p["n_opt"]))
+            d_opt = shown(p, "d_opt", estimate(fits, name, key + ".d_opt", p["d_opt"]))
             ratio = shown(p, "tokens_per_parameter", num(p["tokens_per_parameter"], 3))
             text = f"{BY_NAME[name].title} N<sub>opt</sub> = {n_opt}, D<sub>opt</sub> = {d_opt}"
-            text += f" ({ratio} tokens per parameter)"
+            text += f" ({ratio} tokens per parameter"
+            cost = p.get("cost")
+            text += f", costing {cost:.3g} times the budget)" if cost is not None and abs(cost - 1) > 0.01 else ")"
             if "loss" in p:
-                text += f", predicted loss {shown(p, 'loss', with_interval(fits, name, key + '.loss', p['loss'], 4))}"
+                text += f", predicted loss {shown(p, 'loss', estimate(fits, name, key + '.loss', p['loss']))}"
             each.append(text)
-        parts.append(f"at C = {row['flops']:.3g} FLOPs: " + ", ".join(each))
-    return f"Compute-optimal allocation: {laws}" + (". Predictions " + "; ".join(parts) if parts else "") + "."
+        note = extrapolation_note(extrapolation_factor(fits, row))
+        parts.append(f"at C = {row['flops']:.3g} FLOPs ({note}): " + ", ".join(each))
+    return f"Compute-optimal allocation{axis}: {laws}" + (". Predictions " + "; ".join(parts) if parts else "") + "."
 
 
 def summary_items(fits: dict) -> list[str]:
@@ -117,8 +158,9 @@ def exponents_agree(intervals: list[list[float]]) -> tuple[bool, list[float] | N
 
 
 def exponent_rows(fits: dict) -> tuple[str, str]:
-    """The table of a (N_opt ∝ C^a) from Approaches 1, 2 and 3, and the sentence on their agreement."""
-    rows, intervals = [], []
+    """The table of a (N_opt ∝ C^a) from Approaches 1, 2 and 3, and the sentences on their agreement
+    with each other and with the published exponents (PUBLISHED_A)."""
+    rows, intervals = [], {}
     for name in A_APPROACHES:
         section = fits.get(name) or {"skipped": "not computed"}
         title = html.escape(BY_NAME[name].title)
@@ -129,11 +171,9 @@ def exponent_rows(fits: dict) -> tuple[str, str]:
             continue
         ci = interval(fits, name, "a")
         if ci:
-            intervals.append(ci)
-        rows.append(
-            f"<tr><td>{title}</td><td>{num(section['a'], 3)}</td>"
-            f"<td>{f'[{num(ci[0], 3)}, {num(ci[1], 3)}]' if ci else 'no bootstrap'}</td></tr>"
-        )
+            intervals[name] = ci
+        value, bracket = precise_parts(section["a"], ci)
+        rows.append(f"<tr><td>{title}</td><td>{value}</td><td>{bracket or 'no bootstrap'}</td></tr>")
     table = (
         "<table><thead><tr><th>approach</th><th>a</th><th>95% interval</th></tr></thead><tbody>"
         + "".join(rows)
@@ -142,14 +182,15 @@ def exponent_rows(fits: dict) -> tuple[str, str]:
     if len(intervals) < 2:
         verdict = "Fewer than two approaches have an interval for a: their agreement cannot be judged."
     else:
-        agree, common = exponents_agree(intervals)
+        agree, common = exponents_agree(list(intervals.values()))
         verdict = (
             f"The {len(intervals)} intervals agree: they share [{num(common[0], 3)}, {num(common[1], 3)}]."
             if agree
             else f'<span class="warn">The {len(intervals)} intervals do not agree: no value of a lies in all '
             "of them.</span>"
         )
-    return table, verdict
+    against = published_line(intervals, published_exponents(fits))
+    return table, verdict + (f" {html.escape(against)}" if against else "")
 
 
 def extrapolation_sentence(fits: dict) -> str:
@@ -164,19 +205,28 @@ def extrapolation_sentence(fits: dict) -> str:
     )
 
 
+# Whose warnings the first screen lists first: whether the law holds (lack of fit, the law's own
+# identification, the backtest, the noise, the sensitivity), then the rest in registry order; side notes
+# (a floor a Kaplan-style law does not identify) come last.
+WARNINGS_FIRST = ("lack_of_fit", "approach3", "backtest", "noise", "sensitivity")
+
+
 def every_warning(fits: dict) -> list[str]:
-    """Every warning of the fit, each named by where it comes from: the data's, then each approach's."""
+    """Every warning of the fit, each named by where it comes from: the data's, then each approach's in
+    the order of WARNINGS_FIRST, then the side notes."""
     found = [f"data: {w}" for w in fits["data"].get("warnings") or []]
-    for a in APPROACHES:
+    notes = []
+    rank = {name: i for i, name in enumerate(WARNINGS_FIRST)}
+    for a in sorted(APPROACHES, key=lambda a: rank.get(a.name, len(rank))):
         section = fits.get(a.name) or {}
         found += [f"{a.title}: {w}" for w in section.get("warnings") or []]
         # Sections of several laws (the Kaplan-style ones) note an unidentified floor per law.
-        found += [
+        notes += [
             f"{a.title}, {name}: {law['E_note']}"
             for name, law in sorted(section.items())
             if isinstance(law, dict) and law.get("E_note")
         ]
-    return found
+    return found + notes
 
 
 def calibration_paragraph(fits: dict) -> str:
@@ -208,12 +258,14 @@ def calibration_paragraph(fits: dict) -> str:
 
 def first_screen(fits: dict) -> str:
     """What a reader needs before any chart: the law with its intervals, the exponent a of Approaches 1,
-    2 and 3 side by side and whether they agree, the extrapolation error, and every warning."""
+    2 and 3 side by side, whether they agree and what they tell apart among the published exponents,
+    whether the law holds (lack of fit, seed noise, the extrapolation check, the backtest), and every
+    warning, those on whether the law holds first."""
     law = fits.get("approach3") or {"skipped": "not computed"}
     if "skipped" in law:
         law_line = f'<p class="warn">No law: Approach 3 was skipped ({html.escape(law["skipped"])}).</p>'
     else:
-        terms = {k: with_interval(fits, "approach3", k, law[k], 4) for k in ("E", "A", "B", "alpha", "beta")}
+        terms = {k: estimate(fits, "approach3", k, law[k]) for k in ("E", "A", "B", "alpha", "beta")}
         law_line = (
             f"<p class=law>{html.escape(law['form'])}, with "
             + ", ".join(f"{k} = {v}" for k, v in terms.items())
@@ -232,7 +284,11 @@ def first_screen(fits: dict) -> str:
         + calibration_paragraph(fits)
         + "<h3>Compute-optimal exponent a (N<sub>opt</sub> ∝ C<sup>a</sup>)</h3>"
         + table
-        + f"<p>{verdict}</p><p>{extrapolation_sentence(fits)}</p>"
+        + f"<p>{verdict}</p>"
+        + "<h3>Does the law hold?</h3>"
+        + lack_of_fit_paragraph(fits)
+        + noise_sentence(fits)
+        + f"<p>{extrapolation_sentence(fits)}</p><p>{backtest_sentence(fits)}</p>"
         + f"<h3>Warnings ({len(warnings)})</h3>{listed}</section>"
     )
 
@@ -294,14 +350,22 @@ def index_page(specs: dict[str, dict], captions: dict[str, str], runs: pl.DataFr
         else ""
     )
     boot = fits.get("bootstrap") or {}
+    units = f" of {boot['units']} independent units" if boot.get("units") else ""
+    method = f": {html.escape(boot['method'])}" if boot.get("method") else ""
     boot_text = (
-        f"Brackets are bootstrap 95% intervals over runs ({boot.get('samples')} resamples, seed {boot.get('seed')})."
+        f"Brackets are bootstrap 95% intervals ({boot.get('samples')} resamples{units}, seed {boot.get('seed')})"
+        f"{method}. Each number is shown to the precision its interval supports."
         if boot.get("intervals")
         else "No bootstrap was run (fit.bootstrap: 0)."
     )
     summary = "\n".join(summary_items(fits))
     predictions = predictions_table(fits)
-    prediction_table = "<h2>Predictions</h2>" + table_html(predictions) if predictions.height else ""
+    prediction_table = (
+        "<h2>Predictions</h2><p>extrapolation_factor: the budget over the largest compute trained; past "
+        f"{EXTRAPOLATION_FLAG}x a prediction is flagged.</p>" + table_html(predictions, warn_columns=("flag",))
+        if predictions.height
+        else ""
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Scaling-law report</title>
 <style>
@@ -328,7 +392,8 @@ section {{ margin: 2em 0; }}
 <p>{html.escape(axis_note(fits))}. Loss is the validation loss in nats per token.</p>
 {note}
 <h2>Fitted parameters</h2>
-{table_html(parameters_table(fits))}
+{parameters_html(fits)}
+{sensitivity_section(fits)}
 {prediction_table}
 <h2>Charts</h2>
 {charts}

@@ -1,17 +1,18 @@
 """Which steps a run trains, and the learning-rate multiplier (of ``train.lr``) at each;
-``docs/stages.md`` describes the schedules."""
+``docs/stages.md`` describes the schedules. The step arithmetic (each point's steps, the warmup, a
+branch's fork) is ``workflow.steps``, which the config check shares."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+from workflow import steps
 from workflow.spec import RunSpec
 
 
-def lr_multiplier(step: int, total_steps: int, warmup_fraction: float, floor: float) -> float:
-    """Cosine schedule: linear warmup, then cosine from 1 to ``floor`` (min_lr_ratio)."""
-    warmup = max(1, round(warmup_fraction * total_steps))
+def lr_multiplier(step: int, total_steps: int, warmup: int, floor: float) -> float:
+    """Cosine schedule: linear warmup over ``warmup`` steps, then cosine from 1 to ``floor`` (min_lr_ratio)."""
     if step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total_steps - warmup)
@@ -27,12 +28,6 @@ def wsd_multiplier(step: int, warmup_steps: int, cooldown: tuple[int, int] | Non
         return 1.0
     start, end = cooldown
     return 1.0 - (1.0 - floor) * (step - start + 1) / max(1, end - start)
-
-
-def wsd_fork(steps: int, warmup_steps: int, decay_fraction: float) -> int:
-    """The step where a WSD branch of ``steps`` steps leaves the stable trajectory: the last
-    ``decay_fraction`` of its steps cool down, never before warmup ends, and at least one does."""
-    return min(steps - 1, max(warmup_steps, round(steps * (1 - decay_fraction))))
 
 
 @dataclass(frozen=True)
@@ -55,16 +50,14 @@ class StepPlan:
 def plan_steps(spec: RunSpec, world: int, rank: int) -> StepPlan:
     """The step plan of rank ``rank`` of ``world``; ``accumulation % world`` must be checked by the caller."""
     optim = spec.optim
-    budgets = tuple(sorted(spec.branch_tokens)) if spec.schedule == "wsd" else (spec.tokens,)
     accumulation = optim.batch_tokens // (optim.micro_batch_size * spec.model.seq_len)
     local = accumulation // world
     share = optim.micro_batch_size * local
-    point_steps = tuple(max(1, b // optim.batch_tokens) for b in budgets)
     return StepPlan(
-        budgets=budgets,
+        budgets=steps.point_budgets(spec),
         accumulation=accumulation,
         local_accumulation=local,
         my_share=slice(rank * share, (rank + 1) * share),
-        point_steps=point_steps,
-        warmup_steps=max(1, round(optim.warmup_fraction * point_steps[-1])),
+        point_steps=steps.point_steps(spec),
+        warmup_steps=steps.warmup_steps(spec),
     )

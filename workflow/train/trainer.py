@@ -38,12 +38,13 @@ from workflow.model import build_model
 from workflow.names import point_id
 from workflow.shards import StepBatches, data_identity, load_split
 from workflow.spec import RunSpec
+from workflow.steps import wsd_fork
 from workflow.train import kernels, parallel
 from workflow.train.checkpoint import Checkpointer
 from workflow.train.errors import StopForSignal, TrainError
 from workflow.train.prefetch import Prefetcher
 from workflow.train.record import Progress, device_name, execution_record, metrics_row, versions, write_metrics
-from workflow.train.schedule import lr_multiplier, plan_steps, wsd_fork, wsd_multiplier
+from workflow.train.schedule import lr_multiplier, plan_steps, wsd_multiplier
 
 # Slurm's warning before a time limit or preemption (TERM, USR1), and Ctrl-C in a terminal (INT).
 CHECKPOINT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
@@ -358,7 +359,7 @@ class Trainer:
             progress.status = self.run_steps(
                 progress.step,
                 self.plan.total_steps,
-                lambda s: lr_multiplier(s, self.plan.total_steps, optim.warmup_fraction, optim.min_lr_ratio),
+                lambda s: lr_multiplier(s, self.plan.total_steps, self.plan.warmup_steps, optim.min_lr_ratio),
                 progress.rows,
             )
         steps = progress.rows[-1]["step"] if progress.rows else 0
@@ -425,6 +426,7 @@ class Trainer:
             "micro_batch_size": spec.optim.micro_batch_size,
             "gradient_accumulation": self.plan.accumulation,
             "lr": spec.optim.lr,
+            "warmup_steps": self.plan.warmup_steps,
             "flops_per_token": self.per_token,
             "flops": {name: value * tokens_trained for name, value in self.per_token.items()},
             "final_train_loss": rows[-1]["train_loss"] if rows else None,

@@ -84,6 +84,12 @@ def check_tune(config: dict, runs: dict[str, RunSpec]) -> None:
     for key, listed in values.items():
         if len(set(listed)) != len(listed):
             raise ConfigError(f"config error at tune.values.{key}: a value is listed twice")
+    if "warmup_fraction" in values and config["train"].get("warmup_tokens") is not None:
+        raise ConfigError(
+            "config error at tune.values.warmup_fraction: train.warmup_tokens is set, so every run warms up "
+            "for that many tokens and warmup_fraction changes nothing; set train.warmup_tokens to null to "
+            "sweep it, or leave it out of the sweep"
+        )
     swept = swept_shapes(config, runs)
     unswept = sorted(set(study_shapes(runs)) - set(swept))
     if unswept and len({non_embedding_params(m) for m in swept.values()}) < 2:
