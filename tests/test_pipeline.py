@@ -35,7 +35,7 @@ def test_tiny_study_end_to_end(finished):
         assert read_json(workdir / "results" / "runs" / run / "eval.json")["points"][0]["val_loss"] > 0
     fits = read_json(workdir / "results" / "fits" / "fits.json")
     assert fits["approach3"]["alpha"] > 0 and fits["approach3"]["beta"] > 0
-    assert fits["flop_convention"] == "6N" and fits["parameter_count"] == "non_embedding"
+    assert fits["flop_convention"] == "6N" and fits["parameter_count"] == "with_head"
     assert fits["bootstrap"]["samples"] == 50 and "alpha" in fits["bootstrap"]["intervals"]["approach3"]
     assert [p["flops"] for p in fits["predictions"]] == [1e14]
     report = workdir / "results" / "report"

@@ -19,8 +19,8 @@ from workflow.simulate import Design, Noise, coverage, design_of_config, draw_lo
 REPO = Path(__file__).resolve().parents[1]
 # The default study's own law and run-to-run noise, as measured (docs/experiments/default-study.md,
 # "Seeds and the intervals' coverage"): the truth the simulated studies are drawn from.
-DEFAULT_LAW = {"E": 1.8856, "A": 1094.4, "B": 259.85, "alpha": 0.7464, "beta": 0.4379}
-DEFAULT_NOISE = Noise(sd=0.02, run_correlation=0.5, source="default study, 3 seeds")
+DEFAULT_LAW = {"E": 1.9255, "A": 328.66, "B": 264.40, "alpha": 0.6359, "beta": 0.4429}
+DEFAULT_NOISE = Noise(sd=0.0233, run_correlation=0.47, source="default study, 3 seeds")
 
 
 def default_design() -> Design:
