@@ -68,9 +68,11 @@ rule fit:
         bootstrap=config["fit"]["bootstrap_samples"],
         seed=config["fit"]["bootstrap_seed"],
         predict=",".join(f"{flops:g}" for flops in config["fit"]["predict_flops"]),
+        extrapolation_flag=config["fit"]["extrapolation_flag"],
         variant=fit_variant_args(),
     shell:
         "python -m workflow.fit {input.table:q} --curves {input.curves:q} --corpus-manifest {input.corpus:q} --out {output:q}"
         " --huber-delta {params.huber_delta} --refine {params.refine}"
         " --bootstrap {params.bootstrap} --seed {params.seed} --workers {threads} --predict={params.predict:q} {params.variant}"
+        " --extrapolation-flag {params.extrapolation_flag}"
         " --flop-convention {params.flop_convention} --parameter-count {params.parameter_count} > {log:q} 2>&1"

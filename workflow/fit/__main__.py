@@ -59,18 +59,31 @@ def main(argv: list[str] | None = None) -> int:
         help="the corpus manifest (results/data/corpus.json): where it records a known entropy rate, "
         "the fitted floors are compared with it (the calibration section)",
     )
+    parser.add_argument(
+        "--extrapolation-flag",
+        type=float,
+        default=100.0,
+        help="a prediction past this many times the largest compute trained is flagged (default 100)",
+    )
     parser.add_argument("--flop-convention", default=None, help="recorded in the output")
     parser.add_argument("--parameter-count", default=None, help="recorded in the output")
     args = parser.parse_args(argv)
     metadata = {
         "flop_convention": args.flop_convention,
         "parameter_count": args.parameter_count,
+        "extrapolation_flag": args.extrapolation_flag,
         "table": str(args.table),
     }
     try:
         budgets = [float(c) for c in args.predict.split(",") if c.strip()]
     except ValueError:
         print(f"error: --predict takes FLOPs separated by commas, got {args.predict!r}", file=sys.stderr)
+        return 2
+    if not (math.isfinite(args.extrapolation_flag) and args.extrapolation_flag >= 1):
+        print(
+            f"error: --extrapolation-flag must be a factor of 1 or more, got {args.extrapolation_flag:g}",
+            file=sys.stderr,
+        )
         return 2
     if any(not (math.isfinite(c) and c > 0) for c in budgets) or args.bootstrap < 0:
         print("error: --predict budgets must be positive FLOPs and --bootstrap must be >= 0", file=sys.stderr)

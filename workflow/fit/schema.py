@@ -292,6 +292,7 @@ FITS_SCHEMA = {
             ],
         },
         "flop_convention": {"type": ["string", "null"]},
+        "extrapolation_flag": NUMBER,
         "parameter_count": {"type": ["string", "null"]},
         "table": STRING,
     },

@@ -19,11 +19,11 @@ from workflow.fit.table_fit import describe, shown
 from workflow.report import CHARTS, TUNE_CHARTS
 from workflow.report.chart_parts import axis_note, estimate, fitted, interval, num, precise_parts, table_html
 from workflow.report.validity import (
-    EXTRAPOLATION_FLAG,
     backtest_sentence,
     extrapolation_factor,
     extrapolation_flag,
     extrapolation_note,
+    flag_limit,
     lack_of_fit_paragraph,
     noise_sentence,
     published_exponents,
@@ -81,7 +81,7 @@ def predictions_table(fits: dict) -> pl.DataFrame:
                     "approach": BY_NAME[name].title,
                     **values,
                     "not_identified": note,
-                    "flag": extrapolation_flag(factor),
+                    "flag": extrapolation_flag(factor, flag_limit(fits)),
                 }
             )
     columns = [
@@ -126,7 +126,7 @@ def allocation_sentences(fits: dict) -> str:
             if "loss" in p:
                 text += f", predicted loss {shown(p, 'loss', estimate(fits, name, key + '.loss', p['loss']))}"
             each.append(text)
-        note = extrapolation_note(extrapolation_factor(fits, row))
+        note = extrapolation_note(extrapolation_factor(fits, row), flag_limit(fits))
         parts.append(f"at C = {row['flops']:.3g} FLOPs ({note}): " + ", ".join(each))
     return f"Compute-optimal allocation{axis}: {laws}" + (". Predictions " + "; ".join(parts) if parts else "") + "."
 
@@ -362,7 +362,8 @@ def index_page(specs: dict[str, dict], captions: dict[str, str], runs: pl.DataFr
     predictions = predictions_table(fits)
     prediction_table = (
         "<h2>Predictions</h2><p>extrapolation_factor: the budget over the largest compute trained; past "
-        f"{EXTRAPOLATION_FLAG}x a prediction is flagged.</p>" + table_html(predictions, warn_columns=("flag",))
+        f"{flag_limit(fits):g}x (fit.extrapolation_flag) a prediction is flagged.</p>"
+        + table_html(predictions, warn_columns=("flag",))
         if predictions.height
         else ""
     )

@@ -18,7 +18,13 @@ from workflow.report.chart_parts import table_html
 
 # A prediction at more than this many times the largest compute trained is flagged on the page
 # ("extrapolated 1,250x past the largest run"): the law is then used far past the data that fixed it.
+# The study sets it (fit.extrapolation_flag, recorded in fits.json); this is the default.
 EXTRAPOLATION_FLAG = 100
+
+
+def flag_limit(fits: dict) -> float:
+    """The extrapolation factor past which a prediction is flagged: the study's, else the default."""
+    return float(fits.get("extrapolation_flag") or EXTRAPOLATION_FLAG)
 
 
 def extrapolation_factor(fits: dict, row: dict) -> float | None:
@@ -35,16 +41,16 @@ def times(factor: float) -> str:
     return f"{float(f'{factor:.3g}'):,.0f}x" if factor >= 10 else f"{factor:.2g}x"
 
 
-def extrapolation_flag(factor: float | None) -> str:
-    """Plain text: 'extrapolated 1,250x past the largest run' beyond EXTRAPOLATION_FLAG, else ''."""
-    return f"extrapolated {times(factor)} past the largest run" if factor and factor > EXTRAPOLATION_FLAG else ""
+def extrapolation_flag(factor: float | None, limit: float = EXTRAPOLATION_FLAG) -> str:
+    """Plain text: 'extrapolated 1,250x past the largest run' beyond ``limit``, else ''."""
+    return f"extrapolated {times(factor)} past the largest run" if factor and factor > limit else ""
 
 
-def extrapolation_note(factor: float | None) -> str:
-    """HTML: how far a prediction reaches past the largest run, as a warning beyond EXTRAPOLATION_FLAG."""
+def extrapolation_note(factor: float | None, limit: float = EXTRAPOLATION_FLAG) -> str:
+    """HTML: how far a prediction reaches past the largest run, as a warning beyond ``limit``."""
     if factor is None:
         return "largest run not recorded"
-    if flag := extrapolation_flag(factor):
+    if flag := extrapolation_flag(factor, limit):
         return f'<span class="warn">{html.escape(flag)}</span>'
     return f"{times(factor)} the largest run"
 
