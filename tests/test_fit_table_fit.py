@@ -61,7 +61,8 @@ def test_study_fit_with_bootstrap_extrapolation_and_predictions():
     assert lo <= fits["approach1"]["a"] <= hi
     row = fits["predictions"][0]
     prediction = row["approach3"]
-    assert row["flops"] == 1e22 and set(row) == {"flops", "approach3", "approach1", "approach2"}
+    assert row["extrapolation_factor"] == pytest.approx(10.0)  # 1e22 over the largest budget trained, 1e21
+    assert row["flops"] == 1e22 and set(row) == {"flops", "extrapolation_factor", "approach3", "approach1", "approach2"}
     truth_n = G_TRUE * (1e22 / 6) ** A_TRUE
     assert prediction["n_opt"] == pytest.approx(truth_n, rel=0.2)
     assert prediction["loss"] == pytest.approx(

@@ -88,8 +88,11 @@ def test_execution_settings_retrain_nothing(finished, setting, change):
 
 
 def test_flop_convention_reruns_only_the_analysis(finished):
+    """The other compute axis (Kaplan's FLOPs with Kaplan's N, the pair that forms one axis)."""
     workdir, _ = finished
-    changed = write_config(workdir, "convention.yaml", lambda c: c["fit"].update(flop_convention="kaplan"))
+    changed = write_config(
+        workdir, "convention.yaml", lambda c: c["fit"].update(flop_convention="kaplan", parameter_count="non_embedding")
+    )
     assert dry_run_jobs(workdir, changed) == {"study_config": 1, "collect": 1, "fit": 1, "report": 1, "all": 1}
 
 

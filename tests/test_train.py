@@ -1,5 +1,6 @@
 import json
 import math
+import re
 import signal
 import subprocess
 import time
@@ -237,8 +238,11 @@ def test_ddp_refuses_a_batch_that_does_not_divide(dataset_manifest, tmp_path):
     result = train_cli(spec, dataset_manifest, tmp_path)
     assert result.returncode != 0
     assert "do not divide among 2 devices" in result.stderr and spec.run_id in result.stderr
-    # torchrun's report is one line (workflow.launch), not a traceback burying the trainer's own line.
-    assert "error: training process 0 of workflow.train exited with status 1" in result.stderr, result.stderr
+    # torchrun's report is one line (workflow.launch), not a traceback burying the trainer's own line. Both
+    # ranks refuse the batch; torchrun names whichever exits first, which depends on the machine's load.
+    assert re.search(r"error: training process [01] of workflow.train exited with status 1", result.stderr), (
+        result.stderr
+    )
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "summary.json").exists()
 

@@ -71,6 +71,8 @@ def approach3_fold(study: Study, train: np.ndarray, held: np.ndarray, rng: np.ra
         thetas = [minimise_from(free, log_x[:, r], log_loss[r], study.delta, reparam).x for r in samples]
     draws = []
     for theta in thetas:
+        if not (theta[3] > 0 and theta[4] > 0):  # as the bootstrap: a non-positive exponent is not fitted
+            continue
         noise = rng.choice(residuals, size=held.sum())
         draws.append(predict_approach3(law_of(theta), params[held], tokens[held]) * np.exp(noise))
     draws = np.array(draws)

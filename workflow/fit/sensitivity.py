@@ -70,6 +70,8 @@ def refit(study: Study, starts: np.ndarray, changes: dict) -> dict:
         log_x = np.stack([np.log(params[keep]), np.log(study.tokens[keep])])
         log_loss = np.log(study.loss[keep])
         theta, _ = best_of(best_starts(starts, REFINE, log_x, log_loss, delta), log_x, log_loss, delta)
+        if not (theta[3] > 0 and theta[4] > 0):
+            raise FitError(f"a non-positive exponent (alpha={theta[3]:.3g}, beta={theta[4]:.3g})")
         law = law_of(theta, k)
     else:
         law = fit_approach3(

@@ -19,7 +19,7 @@ from workflow.fit.approach import Study
 from workflow.fit.bootstrap import attach_intervals, bootstrap
 from workflow.fit.primitives import HUBER_DELTA, FitError, plain_json
 from workflow.fit.references import REFERENCES
-from workflow.fit.registry import APPROACHES
+from workflow.fit.registry import APPROACHES, BY_NAME
 from workflow.fit.schema import LAYOUT
 from workflow.fit.variant import FREE, Variant
 
@@ -242,28 +242,62 @@ def describe(approach, fits: dict, digits: int = 4) -> str:
 
 def summary_lines(fits: dict) -> list[str]:
     """The CLI's account of the fit: one line per approach (and its warnings), the bootstrap, the predictions
-    and the data's plausibility warnings (checks.py)."""
+    and the data's plausibility warnings (checks.py). Plain sentences: nothing of fits.json's layout."""
     seconds, lines = fits["seconds"], []
     for approach in APPROACHES:
         lines.append(f"{approach.name}: {describe(approach, fits)} ({seconds.get(approach.name, 0):.1f} s)")
         lines += [f"{approach.name} warning: {w}" for w in (fits.get(approach.name) or {}).get("warnings", [])]
-    boot = fits.get("bootstrap") or {"skipped": "not computed"}
-    if "skipped" in boot:
-        state = f"skipped: {boot['skipped']}"
-    else:
-        state = (
-            f"{boot['fitted']} of {boot['samples']} resamples fitted, skipped {boot['resamples_skipped']}, "
-            f"same optimum as the grid in {boot['verified']['same_optimum']} of {boot['verified']['resamples']} checked"
-        )
-    lines.append(f"bootstrap: {state} ({seconds.get('bootstrap', 0):.1f} s)")
+    lines.append(f"bootstrap: {bootstrap_sentence(fits)} ({seconds.get('bootstrap', 0):.1f} s)")
     for row in fits.get("predictions") or []:
         for name, p in row.items():
             if isinstance(p, dict):
-                loss = " loss=" + shown(p, "loss", f"{p['loss']:.4g}") if "loss" in p else ""
-                n_opt, d_opt = (shown(p, q, f"{p[q]:.3g}") for q in ("n_opt", "d_opt"))
                 lines.append(
-                    f"C={row['flops']:.3g} ({row['extrapolation_factor']:.3g}x the largest run): "
-                    f"N_opt={n_opt} D_opt={d_opt}{loss} [{name}]"
+                    f"C={row['flops']:.3g} ({row['extrapolation_factor']:.3g}x the largest run), {name}: "
+                    + prediction_sentence(p)
                 )
     lines += [f"data warning: {w}" for w in fits["data"].get("warnings", [])]
     return lines
+
+
+def bootstrap_sentence(fits: dict) -> str:
+    """The bootstrap in words: resamples fitted, those each approach could not fit, the grid check;
+    or why it was skipped."""
+    boot = fits.get("bootstrap") or {"skipped": "not computed"}
+    if "skipped" in boot:
+        return f"skipped: {boot['skipped']}"
+    samples = boot["samples"]
+    parts = [f"{boot['fitted']} of {samples} resamples fitted (the 95% intervals in brackets)"]
+    failed = [f"{n} could not be fitted by {BY_NAME[name].title}" for name, n in boot["resamples_skipped"].items() if n]
+    parts += failed or ["every bootstrapped approach fitted every resample"]
+    verified = boot["verified"]
+    if verified["resamples"]:
+        parts.append(
+            f"the refit from the full fit's optima matched a fresh grid search in {verified['same_optimum']} "
+            f"of {verified['resamples']} resamples checked"
+        )
+    return "; ".join(parts)
+
+
+# What a prediction line prints: (quantity, label, significant digits).
+PREDICTION_QUANTITIES = (
+    ("n_opt", "N_opt", 3),
+    ("d_opt", "D_opt", 3),
+    ("tokens_per_parameter", "tokens/parameter", 3),
+    ("loss", "loss", 4),
+)
+
+
+def prediction_sentence(point: dict) -> str:
+    """N_opt, D_opt, tokens per parameter and the loss (where the approach has one), each with its 95%
+    interval where the bootstrap gave one, or why it is withheld."""
+    intervals = point.get("intervals") or {}
+    parts = []
+    for quantity, label, digits in PREDICTION_QUANTITIES:
+        if quantity not in point:
+            continue
+        text = f"{point[quantity]:.{digits}g}"
+        if intervals.get(quantity):
+            low, high = intervals[quantity]
+            text += f" [{low:.{digits}g}, {high:.{digits}g}]"
+        parts.append(f"{label}={shown(point, quantity, text)}")
+    return "; ".join(parts)
