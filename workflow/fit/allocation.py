@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workflow.fit.primitives import power_law
+from workflow.fit.primitives import FitError, power_law
 
 ALLOCATION_FORM = "N_opt = k_n * C^a, D_opt = k_d * C^b, with C = k N_opt D_opt (b = 1 - a)"
 KEYS = ("a", "b", "k_n", "k_d")
@@ -23,6 +23,8 @@ KEYS = ("a", "b", "k_n", "k_d")
 
 def within_budget(a: float, k_n: float, flops_per_nd: float) -> dict:
     """The allocation of N_opt = k_n C^a whose D_opt spends the rest of the budget: C = k N_opt D_opt."""
+    if not (np.isfinite(k_n) and k_n > 0 and np.isfinite(a)):
+        raise FitError(f"the optimal sizes give no allocation (k_n = {k_n:.3g}, a = {a:.3g})")
     return {"a": float(a), "b": float(1.0 - a), "k_n": float(k_n), "k_d": float(1.0 / (flops_per_nd * k_n))}
 
 

@@ -47,6 +47,12 @@ def law_of(theta, flops_per_nd: float = 6.0) -> dict:
     return law | eq4_allocation(alpha, beta, law["A"], law["B"], flops_per_nd)
 
 
+def exponents_of(theta) -> dict:
+    """E, alpha and beta from theta, without the allocation (which an optimum at a bound may not have)."""
+    _a, _b, e, alpha, beta = map(float, theta)
+    return {"E": float(np.exp(e)), "alpha": alpha, "beta": beta}
+
+
 def eq4_allocation(alpha: float, beta: float, A: float, B: float, flops_per_nd: float = 6.0) -> dict:
     """Hoffmann et al.'s eq. 4 (minimum of the law under C = k N D; k = 6 in their paper) as
     N_opt = k_n C^a, D_opt = k_d C^b: N_opt = G (C/k)^a and D_opt = G^-1 (C/k)^b, so k_n = G k^-a and
@@ -54,6 +60,8 @@ def eq4_allocation(alpha: float, beta: float, A: float, B: float, flops_per_nd: 
     k = float(flops_per_nd)
     a, b = beta / (alpha + beta), alpha / (alpha + beta)
     G = (alpha * A / (beta * B)) ** (1 / (alpha + beta))
+    if not (np.isfinite(G) and G > 0):  # a term at 0 or overflowing: no finite optimum to allocate to
+        raise FitError(f"the law has no finite compute-optimal allocation (G = {G:.3g})")
     return {
         "a": float(a),
         "b": float(b),
@@ -120,13 +128,13 @@ def local_optima_warnings(fit: dict, variant: Variant) -> list[str]:
     """Another optimum nearly as good (objective within NEAR_OBJECTIVE) whose E or exponents differ by more
     than DIFFERENT_PARAMETER (relative): the data do not choose between two laws. The parameters that
     differ are marked unidentified in ``fit``."""
-    best = law_of(list(fit["log_params"].values()))
+    best = exponents_of(list(fit["log_params"].values()))
     warnings = []
     for optimum in fit["local_optima"][1:]:
         gap = optimum["objective"] / fit["objective"] - 1 if fit["objective"] > 0 else np.inf
         if gap > NEAR_OBJECTIVE:
             continue
-        other = law_of(list(optimum["log_params"].values()))
+        other = exponents_of(list(optimum["log_params"].values()))
         names = [
             name
             for name in ("E", "alpha", "beta")
