@@ -13,6 +13,11 @@ from workflow.fit.approach import Approach, Prepared, Resample, Study
 from workflow.fit.primitives import FitError, parabola_fit
 
 
+def minimum_key(budget: float, quantity: str) -> str:
+    """The bootstrap interval's key of one budget's minimum: minima.<C>.<n_opt|loss>."""
+    return f"minima.{budget:g}.{quantity}"
+
+
 def isoflop_minimum(budget: float, log_n: np.ndarray, log_d: np.ndarray, loss: np.ndarray) -> dict:
     """One budget's parabolas in log N and log D and their vertices, or why it is left out."""
     entry: dict = {
@@ -115,7 +120,14 @@ def refit(resample: Resample) -> dict:
         np.exp(runs["log_loss"][rows]),
         runs["flops_per_nd"],
     )
-    return {k: law[k] for k in ("a", "b", "k_n", "k_d")}
+    values = {k: law[k] for k in ("a", "b", "k_n", "k_d")}
+    # Each kept budget's minimum too, so that the report can draw its interval (a resample whose
+    # parabola at a budget has no minimum inside the sampled sizes adds nothing for that budget).
+    for b in law["budgets"]:
+        if b["kept"]:
+            values[minimum_key(b["compute_budget"], "n_opt")] = b["n_opt"]
+            values[minimum_key(b["compute_budget"], "loss")] = b["loss_min"]
+    return values
 
 
 APPROACH = Approach(
