@@ -234,17 +234,30 @@ def test_compiled_model_trains_like_eager(dataset_manifest, tmp_path):
 
 @pytest.mark.faults
 def test_ddp_refuses_a_batch_that_does_not_divide(dataset_manifest, tmp_path):
+    """Refused before torchrun starts, in one line. Refused by the training processes instead, both ranks
+    said so and torchrun named whichever it saw fail first, so the output depended on the machine's load."""
     spec = tiny_spec(tokens=16_384, micro_batch_size=16, devices=2)  # 1 micro-batch per step
     result = train_cli(spec, dataset_manifest, tmp_path)
-    assert result.returncode != 0
-    assert "do not divide among 2 devices" in result.stderr and spec.run_id in result.stderr
-    # torchrun's report is one line (workflow.launch), not a traceback burying the trainer's own line. Both
-    # ranks refuse the batch; torchrun names whichever exits first, which depends on the machine's load.
-    assert re.search(r"error: training process [01] of workflow.train exited with status 1", result.stderr), (
-        result.stderr
-    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: run {spec.run_id}: 1 micro-batches per step (batch_tokens 512 / (micro_batch_size 16 x seq_len 32)) "
+        "do not divide among 2 devices; change train.micro_batch_size"
+    ], result.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "work").exists()
+
+
+@pytest.mark.faults
+def test_a_training_process_that_fails_is_reported_in_one_line_by_torchrun(dataset_manifest, tmp_path):
+    """A refusal only the processes can make (the dataset's size): each rank says it in one line, and
+    torchrun's report (workflow.launch) is one line too, not a traceback burying theirs. torchrun names
+    the rank it saw fail first (rank 1 whenever it is the faster one) and stops the other."""
+    spec = tiny_spec(tokens=10**10, micro_batch_size=8, devices=2)
+    result = train_cli(spec, dataset_manifest, tmp_path)
+    assert result.returncode == 1
+    assert f"error: run {spec.run_id}: token budget 10000000000 exceeds" in result.stderr
+    assert re.search(r"^error: training process [01] of workflow.train exited with status 1; ", result.stderr, re.M)
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "run" / "summary.json").exists()
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.faults

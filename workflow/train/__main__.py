@@ -15,7 +15,7 @@ from workflow.launch import LaunchError, launch_command
 from workflow.shards import ShardError
 from workflow.spec import RunSpec
 from workflow.train.errors import StopForSignal, TrainError
-from workflow.train.trainer import train_run
+from workflow.train.trainer import check_micro_batches_divide, train_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
         # k devices: become torchrun, which starts k copies of this command (on n nodes: become
         # srun, which starts a torchrun on each). exec keeps the job's process id, so Slurm's
         # signals reach torchrun, which passes them on to the training processes.
+        try:
+            check_micro_batches_divide(spec, spec.execution.world_size)
+        except TrainError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         try:
             command = launch_command(spec.execution, sys.argv[1:] if argv is None else argv)
         except LaunchError as e:

@@ -67,6 +67,19 @@ def training_tokens(spec: RunSpec, manifest: dict) -> int:
     return train_tokens
 
 
+def check_micro_batches_divide(spec: RunSpec, world: int) -> None:
+    """Each of the run's ``world`` processes takes an equal share of every step's micro-batches.
+    ``python -m workflow.train`` checks this before it starts torchrun: checked only in the processes,
+    every rank refused and torchrun named whichever one it saw fail first, which depends on the load."""
+    accumulation = plan_steps(spec, world, 0).accumulation
+    if accumulation % world:
+        raise TrainError(
+            f"run {spec.run_id}: {accumulation} micro-batches per step (batch_tokens "
+            f"{spec.optim.batch_tokens} / (micro_batch_size {spec.optim.micro_batch_size} x seq_len "
+            f"{spec.model.seq_len})) do not divide among {world} devices; change train.micro_batch_size"
+        )
+
+
 class Trainer:
     def __init__(self, spec: RunSpec, dataset_manifest: Path, out_dir: Path, weights_dir: Path, checkpoint: Path):
         self.spec, self.run_id, self.cfg = spec, spec.run_id, spec.model
@@ -87,13 +100,8 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
         self.data = data_identity(dataset_manifest)
         self.train_tokens = training_tokens(spec, read_json(dataset_manifest))
+        check_micro_batches_divide(spec, self.world.world)
         self.plan = plan_steps(spec, self.world.world, self.world.rank)
-        if self.plan.accumulation % self.world.world:
-            raise TrainError(
-                f"run {self.run_id}: {self.plan.accumulation} micro-batches per step (batch_tokens "
-                f"{spec.optim.batch_tokens} / (micro_batch_size {spec.optim.micro_batch_size} x seq_len "
-                f"{self.cfg.seq_len})) do not divide among {self.world.world} devices; change train.micro_batch_size"
-            )
         self.batch_tokens = spec.optim.batch_tokens
         self.batches = StepBatches(
             load_split(dataset_manifest, "train"),
