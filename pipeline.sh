@@ -48,6 +48,8 @@ case "$command" in
         # Rules call `python -m workflow.<stage>`: the environment's python.
         export PATH="$PWD/$VENV/bin:$PATH"
         # Snakemake reports a YAML syntax error in a config file without its file and line: check first.
+        # The check reads the config files and --config entries as Snakemake will (workflow/cli_args.py),
+        # and refuses what Snakemake would silently drop (a second --configfile flag) or misread.
         python -m workflow.config --check "$@"
         snakemake --cores "${CORES:-all}" "$@"
         echo "report: $PWD/results/report/index.html"

@@ -1,6 +1,7 @@
 """A study's config: loading, validation, grid expansion into runs, and the CLI.
 
     python -m workflow.config --check [SNAKEMAKE_ARGS]       check what a snakemake command would load
+                                                            (its files and --config, read by workflow.cli_args)
     python -m workflow.config --config-json JSON --write F   record the study's validated config
 
 Config files are loaded and merged like Snakemake's, validated against config/config.schema.yaml,
@@ -29,6 +30,9 @@ from pathlib import Path
 import yaml
 
 from workflow import families
+
+# DEFAULT_CONFIG is re-exported: the plan and the tests name it from here.
+from workflow.cli_args import DEFAULT_CONFIG, CommandLineError, snakemake_config_args  # noqa: F401
 from workflow.files import run_stage
 from workflow.names import isoflop_run_id, point_id, shape_id, token_run_id, wsd_run_id
 from workflow.scaling import scaled_hyperparameters
@@ -376,25 +380,27 @@ def write_study_config(config: dict, path: Path) -> None:
     write_text_atomic(Path(path), header + yaml.safe_dump(study, sort_keys=False))
 
 
-DEFAULT_CONFIG = Path("config/config.yaml")
 SCHEMA = Path(__file__).resolve().parents[1] / "config" / "config.schema.yaml"
 
 
 def config_files_in(snakemake_args: list[str]) -> list[Path]:
     """The config files a Snakemake command line loads: config/config.yaml (the Snakefile's own), then
-    those given with --configfile / --configfiles, in order."""
-    files, taking = [DEFAULT_CONFIG], False
-    for arg in snakemake_args:
-        if arg in ("--configfile", "--configfiles"):
-            taking = True
-        elif arg.startswith(("--configfile=", "--configfiles=")):
-            files.append(Path(arg.split("=", 1)[1]))
-            taking = False
-        elif taking and not arg.startswith("-"):
-            files.append(Path(arg))
-        else:
-            taking = False
-    return files
+    those given with --configfile / --configfiles, in order (``workflow.cli_args``)."""
+    try:
+        return snakemake_config_args(snakemake_args).config_files()
+    except CommandLineError as e:
+        raise ConfigError(str(e)) from None
+
+
+def load_command_line(snakemake_args: list[str], only_config: bool = False) -> dict:
+    """The config a Snakemake command line runs with: its config files and --config entries, read as
+    Snakemake reads them (``workflow.cli_args``), merged, validated and expanded. With ``only_config``,
+    an argument other than --configfile and --config is refused. ConfigError: one line."""
+    try:
+        args = snakemake_config_args(snakemake_args, only_config=only_config)
+    except CommandLineError as e:
+        raise ConfigError(str(e)) from None
+    return load_config_files(args.config_files(), overrides=args.overrides())
 
 
 def check_files(paths: list[Path]) -> dict[str, RunSpec]:
@@ -404,9 +410,10 @@ def check_files(paths: list[Path]) -> dict[str, RunSpec]:
     return check_config(load_config_files(paths))
 
 
-def load_config_files(paths: list[Path]) -> dict:
-    """Load, merge (later files win, key by key), validate and expand config files; ConfigError names
-    the file and line of a YAML syntax error, or the key of a bad value."""
+def load_config_files(paths: list[Path], overrides: dict | None = None) -> dict:
+    """Load, merge (later files win, key by key, then ``overrides``: Snakemake's --config), validate
+    and expand config files; ConfigError names the file and line of a YAML syntax error, or the key of
+    a bad value."""
     from snakemake.utils import update_config
     from snakemake_interface_common.exceptions import WorkflowError
 
@@ -427,6 +434,7 @@ def load_config_files(paths: list[Path]) -> dict:
                 f"config file {path}: the top level must be a mapping of keys, not {type(loaded).__name__}"
             )
         update_config(config, loaded)
+    update_config(config, overrides or {})
     try:
         validate_config(config, SCHEMA)
     except WorkflowError as e:
@@ -469,17 +477,19 @@ def main(argv: list[str] | None = None) -> int:
         "--check",
         nargs=argparse.REMAINDER,
         metavar="SNAKEMAKE_ARGS",
-        help="check the config files a snakemake command line would load (config/config.yaml and --configfile)",
+        help="check the config a snakemake command line would load (config/config.yaml, --configfile and "
+        "--config, read as Snakemake reads them); the rest of the line is Snakemake's to check",
     )
     parser.add_argument("--write", type=Path, help="YAML file to write")
     args = parser.parse_args(argv)
     if args.check is not None:
         try:
-            runs = check_files(config_files_in(args.check))
+            runs = check_config(load_command_line(args.check))
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        print(f"config: {len(runs)} runs")
+        files = snakemake_config_args(args.check).config_files()
+        print(f"config: {len(runs)} runs ({', '.join(str(f) for f in files)})")
         return 0
     if args.write is None:
         parser.error("--config-json needs --write")
