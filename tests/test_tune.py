@@ -9,7 +9,7 @@ import pytest
 from helpers import REPO
 from snakemake.utils import validate
 
-from workflow.config import ConfigError, check_config, spec_json
+from workflow.config import ConfigError, check_config, load_command_line, spec_json
 from workflow.spec import RunSpec
 from workflow.tune import apply_tuning, selection_plan, sweep_runs
 from workflow.tune.select import TuneError, fit_power_law, main, select, sweep_rows
@@ -81,6 +81,31 @@ def test_sweep_that_cannot_run_names_the_key(tuned_config, change, message):
     change(tuned_config["tune"])
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         sweep_runs(tuned_config, check_config(tuned_config))
+
+
+def test_a_tune_shape_that_is_not_in_the_study_is_refused_at_the_check(tuned_config, tmp_path):
+    """A typo in tune.shapes (n_head 4 where the grid has 2) swept a shape the study does not train,
+    and the intended shape silently got the fitted rule instead (issue 29, case 5)."""
+    tuned_config["tune"]["shapes"] = [{"n_layer": 1, "d_model": 32, "n_head": 4}, SHAPES[1]]
+    with pytest.raises(
+        ConfigError,
+        match=r"^config error at tune.shapes\[0\]: shape L1-d32-h4 is not a shape of the study, so its sweep "
+        r"would choose values for no run; the study's shapes: L1-d32-h2, L2-d48-h2, L2-d64-h4, L3-d96-h4$",
+    ):
+        check_config(tuned_config)
+    # The config check reads a tuned study with a typo in an overlay the same way.
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(
+        "tune:\n  shapes:\n    - {n_layer: 1, d_model: 24, n_head: 4}\n    - {n_layer: 2, d_model: 64, n_head: 4}\n"
+    )
+    with pytest.raises(ConfigError, match=r"tune.shapes\[0\]: shape L1-d24-h4 is not a shape of the study"):
+        check_config(
+            load_command_line(["--configfile", str(REPO / "config/experiments/default_tuned.yaml"), str(typo)])
+        )
+    typo.write_text(
+        "tune:\n  shapes:\n    - {n_layer: 1, d_model: 24, n_head: 2}\n    - {n_layer: 2, d_model: 64, n_head: 4}\n"
+    )
+    check_config(load_command_line(["--configfile", str(REPO / "config/experiments/default_tuned.yaml"), str(typo)]))
 
 
 def test_sweep_runs_are_checked_against_the_warmup(tuned_config):

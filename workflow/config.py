@@ -364,7 +364,26 @@ def check_config(config: dict) -> dict[str, RunSpec]:
             f"config error at fit.flop_convention ({fit['flop_convention']}) and fit.parameter_count "
             f"({fit['parameter_count']}): {mismatch}"
         )
-    return expand_runs(config)
+    runs = expand_runs(config)
+    check_tune_shapes(config, runs)
+    return runs
+
+
+def check_tune_shapes(config: dict, runs: dict[str, RunSpec]) -> None:
+    """Each shape of tune.shapes (when tuning) is a shape the study trains: a typo (n_head 4 for 2)
+    would sweep a shape of no run, and the intended shape would take the fitted rule unnoticed. Here,
+    not in workflow.tune, so that the config check (which imports nothing above this module) refuses it."""
+    tune = config.get("tune") or {}
+    if not tune.get("enabled"):
+        return
+    study = sorted({shape_id(spec.model) for spec in runs.values()})
+    for i, shape in enumerate(tune.get("shapes") or []):
+        label = shape_id(model_settings(config["train"], config["tokenizer"]["vocab_size"], shape, f"tune.shapes[{i}]"))
+        if label not in study:
+            raise ConfigError(
+                f"config error at tune.shapes[{i}]: shape {label} is not a shape of the study, so its sweep "
+                f"would choose values for no run; the study's shapes: {', '.join(study)}"
+            )
 
 
 def write_study_config(config: dict, path: Path) -> None:
