@@ -38,6 +38,14 @@ def train_runtime_minutes(spec: RunSpec, cluster: dict, attempt: int = 1) -> int
     return max(cluster["min_runtime_minutes"], math.ceil(seconds / 60))
 
 
+def slurm_time(minutes: int) -> str:
+    """A time limit as sbatch reads it: 1:26:00 for 86 minutes, 1-02:00:00 for 26 hours (Slurm's
+    bare number is minutes, which a reader takes for anything)."""
+    days, rest = divmod(minutes, 24 * 60)
+    text = f"{rest // 60}:{rest % 60:02d}:00"
+    return f"{days}-{text:0>8}" if days else text
+
+
 def train_slurm_resources(execution: Execution) -> dict[str, int | str | None]:
     """The Slurm executor plugin's resources for a run's training job; None leaves a key out, so a
     one-node run asks for what it always did. One node: `gpu` GPUs (none on the CPU). n > 1 nodes: n
