@@ -184,14 +184,12 @@ def test_each_budget_says_whether_its_sizes_bracket_the_published_optimum(tmp_pa
     result = plan("--configfile", TINYSTORIES)
     assert "C=1e19: sizes 5.25M..692M bracket N_opt≈262M (9 runs)" in result.stdout
     assert "Besiroglu et al. 2024" in result.stdout
-    small = overlay(
-        tmp_path,
-        "train:\n  isoflop:\n    compute_budgets: [1.0e+19]\n    shapes:\n"
-        "      - {n_layer: 4, d_model: 256, n_head: 4}\n      - {n_layer: 6, d_model: 384, n_head: 6}\n",
-    )
+    # The five smallest shapes (those the sweep tunes, which must stay shapes of the study) at 1e19.
+    shapes = "".join(f"      - {shape}\n" for shape in study(TINYSTORIES)[0]["tune"]["shapes"])
+    small = overlay(tmp_path, f"train:\n  isoflop:\n    compute_budgets: [1.0e+19]\n    shapes:\n{shapes}")
     result = plan("--configfile", TINYSTORIES, small)
     assert result.returncode == 0, result.stderr
-    assert "C=1e19: sizes 5.25M..13.8M do not bracket: all sizes below N_opt≈262M (2 runs)" in result.stdout
+    assert "C=1e19: sizes 5.25M..54.4M do not bracket: all sizes below N_opt≈262M (5 runs)" in result.stdout
 
 
 def test_a_measured_throughput_table_sets_each_sizes_time(tmp_path):
