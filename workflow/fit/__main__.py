@@ -24,6 +24,7 @@ import polars as pl
 from threadpoolctl import threadpool_limits
 
 from workflow.files import read_json, run_stage, write_json_atomic
+from workflow.fit import checks
 from workflow.fit.calibration import calibration, calibration_lines
 from workflow.fit.primitives import HUBER_DELTA, FitError
 from workflow.fit.table_fit import fit_table, read_table, summary_lines
@@ -139,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             curves = pl.read_parquet(args.curves) if args.curves.suffix == ".parquet" else pl.read_csv(args.curves)
         # One BLAS thread: L-BFGS on problems this small gains nothing from more.
         table = read_table(args.table)
+        # A fixed floor at or above a fitted run's loss leaves no law to fit: say so before fitting.
+        fitted = table.filter(checks.checked(table)[1])
+        run_ids = fitted["run_id"].cast(pl.String).to_list() if "run_id" in fitted.columns else None
+        variant.check_floor(fitted["loss"].to_numpy(), run_ids or [f"run{i}" for i in range(fitted.height)])
         with threadpool_limits(1):
             fits = fit_table(
                 table,

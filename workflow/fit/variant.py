@@ -88,6 +88,23 @@ class Variant:
         names = [n for n in ("E", "A", "B", "alpha", "beta") if n not in fixed]
         return [n for n in names if not (self.tie_exponents and n == "beta")]
 
+    def check_floor(self, loss, run_ids) -> None:
+        """A fixed E must lie below every loss fitted: the law is above its floor at every N and D, so
+        with E at or above the lowest loss no law of this form fits, and the fit would only report A
+        and alpha as not identified. FitError names the floor, the lowest loss and its run."""
+        floor = dict(self.fixed).get("E")
+        loss = np.asarray(loss, dtype=np.float64)
+        if floor is None or loss.size == 0:
+            return
+        lowest = int(np.nanargmin(loss))
+        if floor >= loss[lowest]:
+            raise FitError(
+                f"--fix E={floor:g} is at or above the lowest loss of the runs, {loss[lowest]:.4g} (run "
+                f"{run_ids[lowest]}): no law L = E + A/N^alpha + B/D^beta with this floor fits them; fix E below "
+                f"{loss[lowest]:.4g} "
+                f"(fit.fix in a study's config), or leave it free"
+            )
+
     def describe(self) -> dict:
         return {"tie_exponents": self.tie_exponents, "fixed": dict(self.fixed)}
 
