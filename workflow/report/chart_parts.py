@@ -14,17 +14,103 @@ import numpy as np
 import polars as pl
 
 from workflow.fit.registry import APPROACHES
-from workflow.report import CHARTS
+from workflow.report import CHARTS, units
 
 WIDTH, HEIGHT = 520, 340
+# Tooltips cannot take a label expression: counts in d3's SI form, compute in e-notation.
+COUNT_FORMAT, FLOPS_FORMAT = ".3~s", ".2~e"
 TOOLTIP = [
     alt.Tooltip("run_id:N", title="run"),
-    alt.Tooltip("params:Q", title="N", format=".3s"),
-    alt.Tooltip("tokens:Q", title="D", format=".3s"),
-    alt.Tooltip("flops:Q", title="C (FLOPs)", format=".3s"),
+    alt.Tooltip("params:Q", title="N", format=COUNT_FORMAT),
+    alt.Tooltip("tokens:Q", title="D", format=COUNT_FORMAT),
+    alt.Tooltip("flops:Q", title="C (FLOPs)", format=FLOPS_FORMAT),
     alt.Tooltip("loss:Q", title="validation loss", format=".4f"),
 ]
 LOSS_TITLE = "validation loss (nats/token)"
+
+# Ordered levels (model sizes): plasma from its dark end to 0.7, so that the largest model is orange,
+# not the pale yellow that viridis and plasma end in, which vanishes on white.
+SEQUENTIAL = ("#0d0887", "#41049d", "#6a00a8", "#8f0da4", "#b12a90", "#cc4778", "#e16462", "#f2844b")
+# Few unordered or coarse levels (compute budgets, approaches): hues that differ at a glance, none pale.
+CATEGORICAL = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")
+SIZE_COLUMN, SIZE_TITLE = "size", "model size N"
+# How a law is drawn beyond the range its group sampled (within it: solid).
+BEYOND_DASH = [5, 4]
+# A log axis labels every minor tick: drop the labels that would touch.
+AXIS_OPTIONS = {"labelOverlap": "greedy", "labelSeparation": 6}
+
+
+def count_axis(title: str, **options) -> alt.Axis:
+    """An axis of parameters or tokens labelled 7.5M, 1.2B (units.AXIS_COUNT)."""
+    return alt.Axis(title=title, labelExpr=units.AXIS_COUNT, **{**AXIS_OPTIONS, **options})
+
+
+def flops_axis(title: str = "training compute C (FLOPs)", **options) -> alt.Axis:
+    """An axis of compute labelled 3e17 (units.AXIS_FLOPS)."""
+    return alt.Axis(title=title, labelExpr=units.AXIS_FLOPS, **{**AXIS_OPTIONS, **options})
+
+
+def ordered_colors(count: int) -> list[str]:
+    """``count`` colours spread evenly along SEQUENTIAL (linear in RGB between its stops)."""
+    stops = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in SEQUENTIAL], dtype=float)
+    where = np.linspace(0, len(stops) - 1, count) if count > 1 else np.array([0.0])
+    low = np.floor(where).astype(int).clip(0, len(stops) - 2)
+    rgb = stops[low] + (where - low)[:, None] * (stops[low + 1] - stops[low])
+    return ["#" + "".join(f"{round(v):02x}" for v in row) for row in rgb]
+
+
+def level_labels(values, label=units.count) -> dict:
+    """Each distinct value's label (``label``, e.g. units.count: 6984 -> '7K'), with more digits
+    where two values would otherwise read alike; in increasing order of value."""
+    distinct = sorted({float(v) for v in values if v is not None and math.isfinite(float(v))})
+    for digits in (2, 3, 4, 6):
+        labels = {v: label(v, digits) for v in distinct}
+        if len(set(labels.values())) == len(labels):
+            return labels
+    return {v: f"{v:g}" for v in distinct}
+
+
+def with_levels(frame: pl.DataFrame, column: str, name: str, labels: dict) -> pl.DataFrame:
+    """``frame`` with the label of ``column``'s value (a key of ``labels``) as column ``name``."""
+    return frame.with_columns(
+        pl.col(column).cast(pl.Float64).replace_strict(labels, default=None, return_dtype=pl.String).alias(name)
+    )
+
+
+def level_color(
+    name: str, levels: list[str], title: str, ordered: bool = True, legend: bool = True, **legend_options
+) -> alt.Color:
+    """A colour for the levels present, and only those, in their order: SEQUENTIAL for ordered levels
+    (model sizes), CATEGORICAL for few coarse ones while they last. ``legend_options``: e.g.
+    symbolType="stroke" where the colour marks lines."""
+    palette = list(CATEGORICAL[: len(levels)]) if not ordered and len(levels) <= len(CATEGORICAL) else None
+    scale = alt.Scale(domain=list(levels), range=palette or ordered_colors(len(levels)))
+    return alt.Color(
+        f"{name}:{'O' if ordered else 'N'}",
+        title=title,
+        scale=scale,
+        sort=list(levels),
+        legend=alt.Legend(title=title, labelLimit=320, **legend_options) if legend else None,
+    )
+
+
+def size_levels(*frames: pl.DataFrame, column: str = "params") -> dict:
+    """The labels of the model sizes present in ``frames`` (units.count)."""
+    return level_labels([v for f in frames for v in f[column].to_list()])
+
+
+def size_color(labels: dict, legend: bool = True) -> alt.Color:
+    """Colour by model size: the sizes present (``size_levels``), dark for the smallest, orange for the largest."""
+    return level_color(SIZE_COLUMN, list(labels.values()), SIZE_TITLE, legend=legend)
+
+
+def split_at(frame: pl.DataFrame, column: str, low: float, high: float) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A curve's rows within [low, high] of ``column`` (drawn solid) and beyond it (drawn dashed), the
+    latter with a ``segment`` column so that the part below and the part above are not joined."""
+    inside = pl.col(column).is_between(low, high)
+    below = frame.filter(pl.col(column) <= low).with_columns(segment=pl.lit("below"))
+    above = frame.filter(pl.col(column) >= high).with_columns(segment=pl.lit("above"))
+    return frame.filter(inside), pl.concat([below, above])
 
 
 def log_scale(*columns) -> alt.Scale:
@@ -176,3 +262,11 @@ def table_html(frame: pl.DataFrame, row_class: str | None = None, warn_columns: 
         css = f' class="{html.escape(str(row[row_class]))}"' if row_class else ""
         body.append(f"<tr{css}>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def curve_grid(low: float, high: float, *marks: float, points: int = 48) -> np.ndarray:
+    """Log-spaced points from ``low`` to ``high`` with ``marks`` (a sampled range's ends) among them,
+    so that a curve's solid and dashed parts meet there."""
+    grid = np.geomspace(low, high, points)
+    inside = [m for m in marks if low <= m <= high]
+    return np.unique(np.concatenate([grid, inside]))

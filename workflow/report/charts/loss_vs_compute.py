@@ -11,13 +11,18 @@ from workflow.fit.registry import BY_NAME
 from workflow.report.chart_parts import (
     HEIGHT,
     LOSS_TITLE,
+    SIZE_COLUMN,
     TOOLTIP,
     WIDTH,
     axis_note,
     completed,
     fitted,
+    flops_axis,
     log_scale,
     num,
+    size_color,
+    size_levels,
+    with_levels,
 )
 
 
@@ -28,6 +33,7 @@ def label(approach) -> str:
 
 def draw(runs: pl.DataFrame, curves: pl.DataFrame, fits: dict) -> tuple[alt.Chart, str]:
     done = completed(runs)
+    sizes = size_levels(done)
     frontier = fits["frontier"]  # the chart's title and caption quote the frontier's law
     c = np.geomspace(done["flops"].min(), done["flops"].max(), 64)
     layers = []
@@ -53,8 +59,9 @@ def draw(runs: pl.DataFrame, curves: pl.DataFrame, fits: dict) -> tuple[alt.Char
             lines.append(pl.DataFrame({"flops": c, "loss": loss, "curve": "published: Kaplan et al. 2020 L(C)"}))
             references.append("Kaplan et al. 2020 L(C)")
     curves_frame = pl.concat(lines)
+    curve_names = list(dict.fromkeys(curves_frame["curve"]))
     y_scale = log_scale(done["loss"], curves_frame["loss"])
-    x = alt.X("flops:Q", scale=log_scale(c), title="training compute C (FLOPs)", axis=alt.Axis(format=".1e"))
+    x = alt.X("flops:Q", scale=log_scale(c), axis=flops_axis())
     for _, band in bands:
         band_frame = pl.DataFrame(
             {"flops": band["flops"], "lower": band["loss_lower"], "upper": band["loss_upper"]}
@@ -65,14 +72,9 @@ def draw(runs: pl.DataFrame, curves: pl.DataFrame, fits: dict) -> tuple[alt.Char
             .encode(x=x, y=alt.Y("lower:Q", scale=y_scale, title=LOSS_TITLE), y2="upper:Q")
         )
     layers.append(
-        alt.Chart(done)
+        alt.Chart(with_levels(done, "params", SIZE_COLUMN, sizes))
         .mark_circle(size=70, opacity=0.85)
-        .encode(
-            x=x,
-            y=alt.Y("loss:Q", scale=y_scale, title=LOSS_TITLE),
-            color=alt.Color("params:Q", scale=alt.Scale(type="log", scheme="viridis"), title="N"),
-            tooltip=TOOLTIP,
-        )
+        .encode(x=x, y=alt.Y("loss:Q", scale=y_scale, title=LOSS_TITLE), color=size_color(sizes), tooltip=TOOLTIP)
     )
     layers.append(
         alt.Chart(curves_frame)
@@ -80,7 +82,13 @@ def draw(runs: pl.DataFrame, curves: pl.DataFrame, fits: dict) -> tuple[alt.Char
         .encode(
             x="flops:Q",
             y="loss:Q",
-            strokeDash=alt.StrokeDash("curve:N", title="curve", legend=alt.Legend(labelLimit=360)),
+            strokeDash=alt.StrokeDash(
+                "curve:N",
+                title="curve",
+                scale=alt.Scale(domain=curve_names),
+                sort=curve_names,
+                legend=alt.Legend(labelLimit=360, symbolType="stroke"),
+            ),
             detail="curve:N",
             color=alt.value("black"),
         )

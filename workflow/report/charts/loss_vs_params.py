@@ -1,4 +1,4 @@
-"""Loss against N for each D, with the loss law's surface."""
+"""Loss against N for each compute budget (or D, for runs outside every budget), with the loss law."""
 
 from __future__ import annotations
 
@@ -9,4 +9,4 @@ from workflow.report.charts.loss_against import loss_against_chart
 
 
 def draw(runs: pl.DataFrame, curves: pl.DataFrame, fits: dict) -> tuple[alt.Chart, str]:
-    return loss_against_chart(runs, fits, ("params", "parameters N", "N"), ("tokens", "token count", "D"))
+    return loss_against_chart(runs, fits, ("params", "parameters N", "N"), "budget", "budget C (or D)")

@@ -7,7 +7,7 @@ import altair as alt
 import numpy as np
 import polars as pl
 
-from workflow.report.chart_parts import HEIGHT, log_scale, num
+from workflow.report.chart_parts import COUNT_FORMAT, HEIGHT, count_axis, log_scale, num, ordered_colors
 from workflow.tune.select import rule_value
 
 SWEEP_WIDTH = 380
@@ -30,10 +30,15 @@ def draw(sweep: pl.DataFrame, tuning: dict) -> tuple[alt.Chart, str]:
     keep = [all(row[k] == best[row["shape"]][k] for k in others) for row in sweep.iter_rows(named=True)]
     frame = sweep.filter(pl.Series(keep) & (pl.col("status") == "completed") & pl.col("loss").is_not_null())
     shape_order = [s for s, _ in sorted(tuning["shapes"].items(), key=lambda item: item[1]["params"])]
-    color = alt.Color("shape:N", sort=shape_order, title="shape", scale=alt.Scale(scheme="viridis"))
+    color = alt.Color(
+        "shape:N",
+        sort=shape_order,
+        title="shape",
+        scale=alt.Scale(domain=shape_order, range=ordered_colors(len(shape_order))),
+    )
     tooltip = [
         alt.Tooltip("run_id:N", title="sweep run"),
-        alt.Tooltip("params:Q", title="N", format=".3s"),
+        alt.Tooltip("params:Q", title="N", format=COUNT_FORMAT),
         alt.Tooltip(f"{key}:Q", title=key, format=".3g"),
         alt.Tooltip("loss:Q", title="validation loss", format=".4f"),
     ]
@@ -60,7 +65,7 @@ def draw(sweep: pl.DataFrame, tuning: dict) -> tuple[alt.Chart, str]:
             for s, e in tuning["shapes"].items()
         ]
     )
-    n_axis = alt.X("params:Q", scale=log_scale(chosen["params"]), title="non-embedding parameters N")
+    n_axis = alt.X("params:Q", scale=log_scale(chosen["params"]), axis=count_axis("non-embedding parameters N"))
     y_axis = alt.Y("value:Q", scale=log_scale(chosen["value"]), title=f"chosen {key}")
     points = (
         alt.Chart(chosen)
@@ -70,7 +75,7 @@ def draw(sweep: pl.DataFrame, tuning: dict) -> tuple[alt.Chart, str]:
             y=y_axis,
             color=color,
             shape=alt.Shape("source:N", title="value from"),
-            tooltip=[alt.Tooltip("shape:N"), alt.Tooltip("params:Q", title="N", format=".3s"),
+            tooltip=[alt.Tooltip("shape:N"), alt.Tooltip("params:Q", title="N", format=COUNT_FORMAT),
                      alt.Tooltip("value:Q", title=key, format=".3g"), alt.Tooltip("source:N", title="from")],
         )
     )  # fmt: skip
