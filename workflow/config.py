@@ -411,15 +411,37 @@ def config_files_in(snakemake_args: list[str]) -> list[Path]:
         raise ConfigError(str(e)) from None
 
 
-def load_command_line(snakemake_args: list[str], only_config: bool = False) -> dict:
+def load_command_line(snakemake_args: list[str], only_config: bool = False, warnings: list | None = None) -> dict:
     """The config a Snakemake command line runs with: its config files and --config entries, read as
     Snakemake reads them (``workflow.cli_args``), merged, validated and expanded. With ``only_config``,
-    an argument other than --configfile and --config is refused. ConfigError: one line."""
+    an argument other than --configfile and --config is refused. ConfigError: one line. ``warnings``
+    (a list) receives a line for each overlay that drops an earlier file's corpus source."""
     try:
         args = snakemake_config_args(snakemake_args, only_config=only_config)
     except CommandLineError as e:
         raise ConfigError(str(e)) from None
-    return load_config_files(args.config_files(), overrides=args.overrides())
+    return load_config_files(args.config_files(), overrides=args.overrides(), warnings=warnings)
+
+
+def dropped_sources(config: dict, loaded: dict, path: Path, set_by: dict) -> str | None:
+    """A line when the file ``path`` replaces corpus.sources that an earlier config file (not the
+    first, config/config.yaml, whose corpus every study replaces) set, dropping a source of it. Lists are
+    replaced, not merged: an overlay meant to shrink a study (`calibration.yaml tiny.yaml`) would
+    otherwise run another study. ``set_by`` records which file set the list; updated here."""
+    new = (loaded.get("corpus") or {}).get("sources") if isinstance(loaded.get("corpus"), dict) else None
+    if not isinstance(new, list):
+        return None
+    earlier, set_by["corpus.sources"] = set_by.get("corpus.sources"), path
+    old = (config.get("corpus") or {}).get("sources") or []
+    names = {s.get("name") for s in new if isinstance(s, dict)}
+    dropped = [s.get("name") for s in old if isinstance(s, dict) and s.get("name") not in names]
+    if earlier is None or not dropped:
+        return None
+    return (
+        f"{path} replaces corpus.sources, which {earlier} set, dropping its source{'s' if len(dropped) > 1 else ''} "
+        f"{', '.join(map(str, dropped))} (a list is replaced, not merged); to keep it, leave corpus out of {path} "
+        f"or list the source there too (docs/configuration.md, Overlays)"
+    )
 
 
 def check_files(paths: list[Path]) -> dict[str, RunSpec]:
@@ -429,15 +451,16 @@ def check_files(paths: list[Path]) -> dict[str, RunSpec]:
     return check_config(load_config_files(paths))
 
 
-def load_config_files(paths: list[Path], overrides: dict | None = None) -> dict:
+def load_config_files(paths: list[Path], overrides: dict | None = None, warnings: list | None = None) -> dict:
     """Load, merge (later files win, key by key, then ``overrides``: Snakemake's --config), validate
     and expand config files; ConfigError names the file and line of a YAML syntax error, or the key of
-    a bad value."""
+    a bad value. ``warnings`` receives a line per overlay dropping an earlier file's corpus source."""
     from snakemake.utils import update_config
     from snakemake_interface_common.exceptions import WorkflowError
 
     config: dict = {}
-    for path in paths:
+    set_by: dict = {}
+    for i, path in enumerate(paths):
         try:
             loaded = yaml.safe_load(Path(path).read_text())
         except OSError as e:
@@ -452,6 +475,8 @@ def load_config_files(paths: list[Path], overrides: dict | None = None) -> dict:
             raise ConfigError(
                 f"config file {path}: the top level must be a mapping of keys, not {type(loaded).__name__}"
             )
+        if i and (line := dropped_sources(config, loaded, path, set_by)) and warnings is not None:
+            warnings.append(line)
         update_config(config, loaded)
     update_config(config, overrides or {})
     try:
@@ -502,11 +527,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", type=Path, help="YAML file to write")
     args = parser.parse_args(argv)
     if args.check is not None:
+        warnings: list[str] = []
         try:
-            runs = check_config(load_command_line(args.check))
+            runs = check_config(load_command_line(args.check, warnings=warnings))
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
+        for line in warnings:
+            print(f"warning: {line}", file=sys.stderr)
         files = snakemake_config_args(args.check).config_files()
         print(f"config: {len(runs)} runs ({', '.join(str(f) for f in files)})")
         return 0
