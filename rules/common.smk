@@ -123,9 +123,17 @@ def given_tokenizer():
 
 
 def tokenizer_source(wildcards, input):
-    """Train on the documents, or check and use the given model."""
+    """Train on the documents, or check and use the given model. tokenizer.character_coverage is
+    given only where it is not the default, so that the command (and so the rerun triggers) of a
+    study from before the setting stays as it was."""
     given = given_tokenizer()
-    return f"--given-model {shlex.quote(given)}" if given else f"--documents {shlex.quote(input.documents)}"
+    if given:
+        return f"--given-model {shlex.quote(given)}"
+    from workflow.names import CHARACTER_COVERAGE
+
+    coverage = config["tokenizer"]["character_coverage"]
+    coverage = f" --character-coverage {coverage}" if coverage != CHARACTER_COVERAGE else ""
+    return f"--documents {shlex.quote(input.documents)}{coverage}"
 
 
 def corpus_file(wildcards):

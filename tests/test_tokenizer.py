@@ -129,3 +129,64 @@ def test_a_given_model_is_checked_and_used(tokenizer_path, tmp_path):
     )
     assert missing.returncode == 1 and "absent.model does not exist" in missing.stderr
     assert not (tmp_path / "x.model").exists()
+
+
+def cjk_texts() -> list[str]:
+    """A CJK-like corpus: 100 common characters make up 99% of the text, 1000 rare ones the rest, so
+    covering 99.95% of the characters takes more pieces than a 384-piece vocabulary holds."""
+    import random
+
+    rng = random.Random(0)
+    common = [chr(0x4E00 + i) for i in range(100)]
+    rare = [chr(0x5000 + i) for i in range(1000)]
+    return [
+        "".join(rng.choice(common) if rng.random() < 0.99 else rng.choice(rare) for _ in range(200)) for _ in range(400)
+    ]
+
+
+def test_a_cjk_corpus_names_the_settings_that_can_be_changed():
+    """SentencePiece's advice (`--character_coverage`) named no setting of the config (issue 29, case 14)."""
+    with pytest.raises(TokenizerError) as error:
+        train_tokenizer(cjk_texts(), vocab_size=384, model_type="bpe", seed=0, sample_bytes=10**6)
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(
+        "SentencePiece training failed for vocab_size=384: the sample's characters that character_coverage "
+        "0.9995 keeps need "
+    )
+    assert message.endswith(
+        "pieces, more than the vocabulary holds; raise tokenizer.vocab_size, or lower tokenizer.character_coverage "
+        "(the rarer characters are then encoded as bytes)"
+    )
+
+
+def test_character_coverage_is_passed_to_sentencepiece_and_recorded():
+    data, info = train_tokenizer(
+        cjk_texts(), vocab_size=384, model_type="bpe", seed=0, sample_bytes=10**6, character_coverage=0.98
+    )
+    processor = spm.SentencePieceProcessor(model_proto=data)
+    assert info["character_coverage"] == 0.98 and processor.get_piece_size() == 384
+    # A common character has a piece of its own; a rare one, left out of the coverage, is bytes.
+    assert processor.piece_to_id(chr(0x4E00 + 3)) != processor.unk_id()
+    assert processor.piece_to_id(chr(0x5000 + 7)) == processor.unk_id()
+    assert any(processor.is_byte(i) for i in processor.encode(chr(0x5000 + 7)))
+
+
+def test_character_coverage_is_in_the_schema_and_keys_the_tokenizer_only_when_changed(config):
+    """Its default leaves every existing study's tokenizer key (and so its work-directory paths) as it was."""
+    import copy
+
+    from snakemake.utils import validate
+
+    from workflow.names import artefact_keys
+
+    schema = str(__import__("helpers").REPO / "config" / "config.schema.yaml")
+    validate(config, schema)
+    assert config["tokenizer"]["character_coverage"] == 0.9995
+    without = copy.deepcopy(config)
+    del without["tokenizer"]["character_coverage"]
+    assert artefact_keys(config) == artefact_keys(without)
+    lowered = copy.deepcopy(config)
+    lowered["tokenizer"]["character_coverage"] = 0.98
+    assert artefact_keys(lowered)["tokenizer"] != artefact_keys(config)["tokenizer"]
+    assert artefact_keys(lowered)["corpus"] == artefact_keys(config)["corpus"]

@@ -30,6 +30,10 @@ from collections.abc import Iterable
 from workflow.families import get_family
 from workflow.spec import ModelConfig
 
+# The tokenizer's character_coverage at its default (the schema's, SentencePiece's; the tokenizer stage
+# takes it from here): left out of the tokenizer's key, so studies from before the setting keep theirs.
+CHARACTER_COVERAGE = 0.9995
+
 
 def format_count(value: float) -> str:
     """500000 -> '500k', 2500000 -> '2.5M'; exact, so distinct counts never collide."""
@@ -96,6 +100,10 @@ def artefact_keys(config: dict) -> dict[str, str]:
     reuse them where their settings are the same."""
     corpus = config["corpus"]
     corpus_key = settings_key("corpus", corpus["sources"], corpus.get("dedup", False))
-    tokenizer_key = settings_key("tokenizer", corpus_key, config["tokenizer"])
+    tokenizer = dict(config["tokenizer"])
+    # Added with a default: left out of the key at it, so that every study keeps its tokenizer.
+    if tokenizer.get("character_coverage") == CHARACTER_COVERAGE:
+        del tokenizer["character_coverage"]
+    tokenizer_key = settings_key("tokenizer", corpus_key, tokenizer)
     dataset_key = settings_key("dataset", tokenizer_key, config["dataset"])
     return {"corpus": corpus_key, "tokenizer": tokenizer_key, "dataset": dataset_key}

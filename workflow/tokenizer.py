@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import io
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -33,6 +34,13 @@ import polars as pl
 import sentencepiece as spm
 
 from workflow.files import run_stage, sha256_bytes, write_bytes_atomic, write_json_atomic
+
+# tokenizer.character_coverage's default (SentencePiece's own, and the schema's): the share of the
+# sample's characters that get a piece of their own; the rarer ones are encoded as bytes.
+from workflow.names import CHARACTER_COVERAGE
+
+# SentencePiece's refusal when the covered characters need more pieces than the vocabulary holds.
+TOO_MANY_CHARACTERS = re.compile(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)")
 
 
 class TokenizerError(RuntimeError):
@@ -79,7 +87,14 @@ def sample_documents(chunks: Iterable[list[str]], sample_bytes: int, seed: int) 
 
 
 def train_tokenizer(
-    texts: list[str], *, vocab_size: int, model_type: str, seed: int, sample_bytes: int, threads: int = 1
+    texts: list[str],
+    *,
+    vocab_size: int,
+    model_type: str,
+    seed: int,
+    sample_bytes: int,
+    threads: int = 1,
+    character_coverage: float = CHARACTER_COVERAGE,
 ) -> tuple[bytes, dict]:
     """Train on a sample of ``texts`` (a list, or use ``sample_documents`` on a stream first)."""
     sample = sample_documents([texts], sample_bytes, seed)
@@ -99,7 +114,7 @@ def train_tokenizer(
             normalization_rule_name="identity",
             remove_extra_whitespaces=False,
             allow_whitespace_only_pieces=True,
-            character_coverage=0.9995,
+            character_coverage=character_coverage,
             unk_id=0,
             bos_id=1,
             eos_id=2,
@@ -110,6 +125,14 @@ def train_tokenizer(
         )
     except RuntimeError as e:
         # e.g. "Vocabulary size is too high (vocab_size=...). Please set it to a value <= N."
+        if needed := TOO_MANY_CHARACTERS.search(str(e)):
+            # A corpus of many characters (CJK): SentencePiece's advice names its own flag.
+            raise TokenizerError(
+                f"SentencePiece training failed for vocab_size={vocab_size}: the sample's characters that "
+                f"character_coverage {character_coverage:g} keeps need {needed.group(2)} pieces, more than the "
+                f"vocabulary holds; raise tokenizer.vocab_size, or lower tokenizer.character_coverage (the rarer "
+                f"characters are then encoded as bytes)"
+            ) from None
         raise TokenizerError(f"SentencePiece training failed for vocab_size={vocab_size}: {e}") from None
     data = model.getvalue()
     processor = spm.SentencePieceProcessor(model_proto=data)
@@ -119,6 +142,7 @@ def train_tokenizer(
         "model_type": model_type,
         "byte_fallback": True,
         "split_digits": True,
+        "character_coverage": character_coverage,
         "eos_id": processor.eos_id(),
         "seed": seed,
         "sample_documents": len(sample),
@@ -164,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-bytes", type=int, default=100_000_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", default=1, type=int)
+    parser.add_argument(
+        "--character-coverage",
+        type=float,
+        default=CHARACTER_COVERAGE,
+        help=f"share of the sample's characters given pieces of their own (default {CHARACTER_COVERAGE})",
+    )
     parser.add_argument("--out-model", required=True, type=Path)
     parser.add_argument("--out-info", required=True, type=Path)
     args = parser.parse_args(argv)
@@ -182,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed,
                 sample_bytes=args.sample_bytes,
                 threads=args.threads,
+                character_coverage=args.character_coverage,
             )
         else:
             raise TokenizerError("give --documents (to train) or --given-model")
