@@ -50,6 +50,9 @@ rule fit:
         curves=rules.collect.output.curves,
         # Its known entropy rate, on a calibration corpus, is compared with the fitted floors.
         corpus="results/data/corpus.json",
+        # The study card names the tokenizer and the splits' sizes (workflow/fit/study_card.py).
+        tokenizer="results/data/tokenizer.json",
+        dataset="results/data/dataset.json",
         code=source_files("fit"),
     output:
         report("results/fits/fits.json", caption="captions/fits.rst", category="Fits"),
@@ -71,7 +74,8 @@ rule fit:
         extrapolation_flag=config["fit"]["extrapolation_flag"],
         variant=fit_variant_args(),
     shell:
-        "python -m workflow.fit {input.table:q} --curves {input.curves:q} --corpus-manifest {input.corpus:q} --out {output:q}"
+        "python -m workflow.fit {input.table:q} --curves {input.curves:q} --corpus-manifest {input.corpus:q}"
+        " --tokenizer-manifest {input.tokenizer:q} --dataset-manifest {input.dataset:q} --out {output:q}"
         " --huber-delta {params.huber_delta} --refine {params.refine}"
         " --bootstrap {params.bootstrap} --seed {params.seed} --workers {threads} --predict={params.predict:q} {params.variant}"
         " --extrapolation-flag {params.extrapolation_flag}"

@@ -68,8 +68,9 @@ class _Elements(HTMLParser):
         self.elements.append((tag, dict(attrs)))
 
 
-def load(page: Path, budget_ms: int = 20_000) -> LoadedPage:
-    """The DOM after the page has run (virtual time), and the console lines."""
+def load(page: Path, budget_ms: int = 20_000, window: tuple[int, int] | None = None) -> LoadedPage:
+    """The DOM after the page has run (virtual time), and the console lines; ``window``: the browser
+    window's (width, height), for a page that measures what lies within it."""
     browser = require_browser()
     with tempfile.TemporaryDirectory() as profile:
         result = subprocess.run(
@@ -78,6 +79,7 @@ def load(page: Path, budget_ms: int = 20_000) -> LoadedPage:
                 *OFFLINE_FLAGS,
                 f"--user-data-dir={profile}",
                 f"--virtual-time-budget={budget_ms}",
+                *([f"--window-size={window[0]},{window[1]}"] if window else []),
                 "--dump-dom",
                 page.resolve().as_uri(),
             ],

@@ -10,7 +10,7 @@ from synthetic import curves_of, isoflop_study
 from tests.browser import load
 from workflow.fit import fit_table
 from workflow.fit.registry import APPROACHES
-from workflow.report import CHARTS, FORMATS
+from workflow.report import CHARTS, FORMATS, units
 from workflow.report.build import build_report, main
 from workflow.report.chart_parts import precise_parts, with_precision
 
@@ -83,8 +83,8 @@ def test_captions_and_page_carry_the_numbers(study, report_dir):
     diverged = runs.filter(pl.col("status") == "diverged")["run_id"][0]
     assert f"left out of the fit as not completed (diverged): {diverged}" in index
     assert f'<tr class="diverged"><td>{diverged}</td>' in index
-    for flops in PREDICT:
-        assert f"at C = {flops:.3g} FLOPs" in index
+    for flops in PREDICT:  # each target budget has its row in the first screen's answer
+        assert f'<tr data-flops="{flops!r}"><td>{units.flops(flops)}</td>' in index
     caption = (report_dir / "captions" / "isoflop_profiles.rst").read_text()
     assert f"C^{fits['approach2']['a']:.4g}" in caption
     caption = (report_dir / "captions" / "extrapolation.rst").read_text()
@@ -187,7 +187,10 @@ def test_first_screen_shows_the_law_the_exponents_side_by_side_and_every_warning
     agree, the extrapolation error and every warning; a skipped approach says why."""
     import copy
 
-    from workflow.report.page import exponents_agree, first_screen
+    from workflow.report.page import every_warning, exponents_agree, law_section
+
+    def first_screen(fits):
+        return law_section(fits, every_warning(fits))
 
     _, _, fits = study
     page = first_screen(fits)
@@ -457,7 +460,10 @@ def test_sensitivity_panel_tables_every_choice_and_sets_each_spread_beside_its_i
 def test_first_screen_lists_the_lack_of_fit_the_seed_noise_and_ranks_the_laws_warnings_first(study):
     import copy
 
-    from workflow.report.page import every_warning, first_screen
+    from workflow.report.page import every_warning, law_section
+
+    def first_screen(fits):
+        return law_section(fits, every_warning(fits))
 
     _, _, fits = study
     changed = copy.deepcopy(fits)

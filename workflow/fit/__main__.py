@@ -89,7 +89,17 @@ def main(argv: list[str] | None = None) -> int:
         "--corpus-manifest",
         type=Path,
         help="the corpus manifest (results/data/corpus.json): where it records a known entropy rate, "
-        "the fitted floors are compared with it (the calibration section)",
+        "the fitted floors are compared with it (the calibration section); the study card names the corpus",
+    )
+    parser.add_argument(
+        "--tokenizer-manifest",
+        type=Path,
+        help="the tokenizer manifest (results/data/tokenizer.json): the study card names the tokenizer",
+    )
+    parser.add_argument(
+        "--dataset-manifest",
+        type=Path,
+        help="the dataset manifest (results/data/dataset.json): the study card gives the split sizes",
     )
     parser.add_argument(
         "--extrapolation-flag",
@@ -156,11 +166,12 @@ def main(argv: list[str] | None = None) -> int:
                 workers=args.workers,
                 metadata=metadata,
                 variant=variant,
+                manifests=manifests(args),
             )
     except FitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    known = read_json(args.corpus_manifest).get("known_entropy") if args.corpus_manifest else None
+    known = manifests(args).get("corpus", {}).get("known_entropy")
     if known:
         fits["calibration"] = calibration(known, table, fits)
     write_json_atomic(args.out, fits)
@@ -168,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print(f"total: {time.perf_counter() - t0:.1f} s; wrote {args.out}")
     return 0
+
+
+def manifests(args) -> dict[str, dict]:
+    """The stages' manifests given on the command line, by name (the study card's sources)."""
+    given = {"corpus": args.corpus_manifest, "tokenizer": args.tokenizer_manifest, "dataset": args.dataset_manifest}
+    return {name: read_json(path) for name, path in given.items() if path is not None}
 
 
 if __name__ == "__main__":

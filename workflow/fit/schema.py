@@ -6,7 +6,9 @@ Conventions:
   3: Approach 3 states its variant and free parameters, data warnings;
   4: one compute axis (flops_per_nd, b = 1 - a, each prediction's cost), intervals
   over training runs (bootstrap.units), seed noise, lack of fit, backtest and
-  sensitivity panel).
+  sensitivity panel); 5: the study card (``study``), the look-up ladder
+  (``ladder``, budgets 1 and 3 times each power of ten, in the predictions' form)
+  and data.smallest_flops.
 - Every approach has a section named after it. An optional approach that could
   not be fitted, the bootstrap when not run, and a Kaplan law that could not
   be fitted hold exactly {"skipped": "why"}.
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 from workflow.fit.registry import APPROACHES
 
-LAYOUT = 4
+LAYOUT = 5
 
 NUMBER = {"type": "number"}
 NUMBER_OR_NULL = {"type": ["number", "null"]}
@@ -251,31 +253,56 @@ def section_schema(approach) -> dict:
     return fitted if approach.required else {"oneOf": [SKIPPED, fitted]}
 
 
+PREDICTIONS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["flops", "extrapolation_factor"],
+        "properties": {"flops": NUMBER, "extrapolation_factor": NUMBER},
+        "additionalProperties": PREDICTION_POINT,
+    },
+}
+
 FITS_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "fits.json",
     "type": "object",
-    "required": ["layout", *(a.name for a in APPROACHES), "predictions", "bootstrap", "references", "data", "seconds"],
+    "required": [
+        "layout",
+        *(a.name for a in APPROACHES),
+        "predictions",
+        "ladder",
+        "study",
+        "bootstrap",
+        "references",
+        "data",
+        "seconds",
+    ],
     "properties": {
         "layout": {"const": LAYOUT},
         **{a.name: section_schema(a) for a in APPROACHES},
-        "predictions": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["flops", "extrapolation_factor"],
-                "properties": {"flops": NUMBER, "extrapolation_factor": NUMBER},
-                "additionalProperties": PREDICTION_POINT,
-            },
-        },
+        "predictions": PREDICTIONS,
+        # The look-up table's budgets (table_fit.ladder_budgets), in the predictions' form.
+        "ladder": PREDICTIONS,
+        # What the study is (study_card.py): its sizes, ranges, schedule, corpus and tokenizer.
+        "study": {"type": "object", "required": ["runs", "sizes", "params", "tokens", "flops"]},
         "bootstrap": BOOTSTRAP,
         "references": {"type": "object"},
         "data": {
             "type": "object",
-            "required": ["runs_fitted", "runs_excluded", "compute", "flops_per_nd", "largest_flops", "warnings"],
+            "required": [
+                "runs_fitted",
+                "runs_excluded",
+                "compute",
+                "flops_per_nd",
+                "smallest_flops",
+                "largest_flops",
+                "warnings",
+            ],
             "properties": {
                 "runs_fitted": {"type": "integer"},
                 "flops_per_nd": NUMBER,
+                "smallest_flops": NUMBER,
                 "largest_flops": NUMBER,
                 "runs_excluded": {"type": "array"},
                 "compute": STRING,

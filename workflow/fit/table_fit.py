@@ -21,6 +21,7 @@ from workflow.fit.primitives import HUBER_DELTA, FitError, plain_json
 from workflow.fit.references import REFERENCES
 from workflow.fit.registry import APPROACHES, BY_NAME
 from workflow.fit.schema import LAYOUT
+from workflow.fit.study_card import study_card
 from workflow.fit.variant import FREE, Variant
 
 # More resamples than this share failing an approach's refit is a warning (its intervals are truncated).
@@ -62,6 +63,7 @@ def study_of(table: pl.DataFrame, curves: pl.DataFrame | None = None, **settings
         "runs_excluded": excluded,
         "compute": compute_source,
         "flops_per_nd": flops_per_nd,
+        "smallest_flops": float(table["flops"].min()),
         "largest_flops": float(table["flops"].max()),
         "warnings": warnings,
     }
@@ -127,6 +129,23 @@ def allocation_interval_warnings(fits: dict, approach) -> list[str]:
     ]
 
 
+# The look-up ladder's budgets per decade: 1 and 3 times each power of ten, as budgets are written.
+LADDER_MANTISSAS = (1.0, 3.0)
+
+
+def ladder_budgets(smallest: float, largest: float) -> list[float]:
+    """Budgets from the ladder step at or below ``smallest`` to the one at or above ``largest``: the
+    rows of the look-up table (as Hoffmann et al. 2022, Table 3) and the points of the decision chart."""
+    steps = [
+        m * 10.0**e
+        for e in range(int(np.floor(np.log10(smallest))), int(np.ceil(np.log10(largest))) + 1)
+        for m in LADDER_MANTISSAS
+    ]
+    below = max([c for c in steps if c <= smallest * (1 + 1e-9)], default=steps[0])
+    above = min([c for c in steps if c >= largest * (1 - 1e-9)], default=steps[-1])
+    return [c for c in steps if below <= c <= above]
+
+
 def predictions(fits: dict, budgets: list[float], largest_flops: float) -> list[dict]:
     """At each budget, N_opt, D_opt and tokens per parameter of every fitted approach with an
     allocation law, and the loss reached where the approach has a loss law; with the budget's
@@ -157,7 +176,7 @@ def mark_withheld(fits: dict) -> None:
     """Mark each prediction that depends on a parameter its approach does not identify (the section's
     ``unidentified``, set by its identification warnings): ``withheld`` maps the quantity to those
     parameters. The number stays in fits.json; the report and the CLI show it as not identified."""
-    for row in fits.get("predictions") or []:
+    for row in (fits.get("predictions") or []) + (fits.get("ladder") or []):
         for name, point in row.items():
             unidentified = (fits.get(name) or {}).get("unidentified") if isinstance(point, dict) else None
             if not unidentified:
@@ -189,10 +208,18 @@ def fit_table(
     workers: int = 2,
     metadata: dict | None = None,
     variant: Variant = FREE,
+    manifests: dict[str, dict] | None = None,
 ) -> dict:
-    """Every fit of the study, as fits.json holds it (schema.py); ``variant``: Approach 3's form."""
+    """Every fit of the study, as fits.json holds it (schema.py); ``variant``: Approach 3's form;
+    ``manifests``: the corpus, tokenizer and dataset manifests the study card reads (study_card.py)."""
     predict = [float(c) for c in predict or []]
     study, data = study_of(table, curves, delta=delta, refine=refine, predict=predict, variant=variant)
+    # The ladder also holds the largest compute trained: the answer nearest the data, at factor 1.
+    ladder = sorted(
+        {*ladder_budgets(data["smallest_flops"], max([data["largest_flops"], *predict])), data["largest_flops"]}
+    )
+    # The bootstrap refits every prediction of the ladder too, so each of its rows has intervals.
+    study.predict = sorted(set(predict) | set(ladder))
     fits: dict = {"layout": LAYOUT}
     study.fits = fits
     timings = {}
@@ -206,11 +233,12 @@ def fit_table(
             fits[approach.name] = {"skipped": str(e)}
         timings[approach.name] = time.perf_counter() - start
     fits["predictions"] = predictions(fits, predict, data["largest_flops"])
+    fits["ladder"] = predictions(fits, ladder, data["largest_flops"])
     if bootstrap_samples:
         start = time.perf_counter()
         try:
             fits["bootstrap"] = bootstrap(study, fits, samples=bootstrap_samples, seed=seed, workers=workers)
-            attach_intervals(fits["predictions"], fits["bootstrap"]["intervals"])
+            attach_intervals(fits["predictions"] + fits["ladder"], fits["bootstrap"]["intervals"])
             add_bootstrap_warnings(fits)
             sensitivity.compare_with_intervals(fits)
         except FitError as e:
@@ -221,6 +249,7 @@ def fit_table(
     mark_withheld(fits)
     fits["references"] = REFERENCES
     fits["data"] = data
+    fits["study"] = study_card(study.table, manifests)
     fits["seconds"] = timings
     fits.update(metadata or {})
     return plain_json(fits)

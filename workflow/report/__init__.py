@@ -9,6 +9,8 @@ build.py writes the files and page.py the index page. CLI:
 """
 
 CHARTS = {
+    # Drawn in the page's first screen (first_screen.py), not among the other charts.
+    "decision": "Tokens per parameter against compute",
     "loss_vs_compute": "Loss against compute",
     "isoflop_profiles": "IsoFLOP profiles",
     "optimal_allocation": "Compute-optimal N and D",

@@ -29,7 +29,7 @@ from workflow.files import atomic_path, read_json, write_text_atomic
 from workflow.fit.schema import LAYOUT
 from workflow.report import CHARTS, FORMATS, TUNE_CHARTS
 from workflow.report.chart_parts import law_text
-from workflow.report.page import allocation_sentences, index_page, parameters_table
+from workflow.report.page import allocation_sentences, index_page, lookup_table, parameters_table
 from workflow.report.validity import sensitivity_table
 
 
@@ -60,7 +60,12 @@ def build_report(
         path = out_dir / "captions" / f"{name}.rst"
         write_text_atomic(path, caption_rst(titles[name], caption))
         written.append(path)
-    for file, frame in (("parameters.csv", parameters_table(fits)), ("sensitivity.csv", sensitivity_table(fits))):
+    tables = {
+        "parameters.csv": parameters_table(fits),
+        "sensitivity.csv": sensitivity_table(fits),
+        "lookup.csv": lookup_table(fits),
+    }
+    for file, frame in tables.items():
         table = out_dir / file
         with atomic_path(table) as tmp:
             frame.write_csv(tmp)

@@ -18,6 +18,7 @@ from workflow.fit.registry import APPROACHES, BY_NAME
 from workflow.fit.table_fit import describe, shown
 from workflow.report import CHARTS, TUNE_CHARTS
 from workflow.report.chart_parts import axis_note, estimate, fitted, interval, num, precise_parts, table_html
+from workflow.report.first_screen import first_screen, lookup_section, published_table, ranked_warnings
 from workflow.report.validity import (
     backtest_sentence,
     extrapolation_factor,
@@ -60,48 +61,52 @@ def parameters_html(fits: dict) -> str:
     )
 
 
-def predictions_table(fits: dict) -> pl.DataFrame:
-    """One row per budget and approach: its extrapolation factor (C over the largest compute trained),
-    N_opt, D_opt, tokens per parameter and (where predicted) loss; ``flag`` marks a budget past
-    EXTRAPOLATION_FLAG. A prediction that depends on an unidentified parameter is left empty, and
-    ``not_identified`` says which and why."""
-    rows = []
-    for row in fits.get("predictions") or []:
+# The quantities of a prediction row, each with its interval's two ends in the tables.
+PREDICTED = ("n_opt", "d_opt", "tokens_per_parameter", "loss")
+
+
+def predictions_table(fits: dict, rows: list[dict] | None = None) -> pl.DataFrame:
+    """One row per budget and approach (of fits.json's predictions, or of ``rows``): its extrapolation
+    factor (C over the largest compute trained), N_opt, D_opt, tokens per parameter and (where predicted)
+    loss, each with its 95% interval; ``flag`` marks a budget past the extrapolation flag. A prediction
+    that depends on an unidentified parameter is left empty, and ``not_identified`` says which."""
+    out = []
+    for row in fits.get("predictions") or [] if rows is None else rows:
         factor = extrapolation_factor(fits, row)
         for name, point in row.items():
             if not isinstance(point, dict):
                 continue
             withheld = point.get("withheld") or {}
-            values = {k: (None if k in withheld else v) for k, v in point.items() if k not in ("intervals", "withheld")}
-            note = "; ".join(f"{k}: {', '.join(v)}" for k, v in withheld.items())
-            rows.append(
+            ci = point.get("intervals") or {}
+            values = {}
+            for q in PREDICTED:
+                kept = q in point and q not in withheld
+                values[q] = point[q] if kept else None
+                values[f"{q}_ci95_low"], values[f"{q}_ci95_high"] = ci.get(q) if kept and ci.get(q) else [None, None]
+            out.append(
                 {
                     "flops": row["flops"],
                     "extrapolation_factor": factor,
                     "approach": BY_NAME[name].title,
                     **values,
-                    "not_identified": note,
+                    "not_identified": "; ".join(f"{k}: {', '.join(v)}" for k, v in withheld.items()),
                     "flag": extrapolation_flag(factor, flag_limit(fits)),
                 }
             )
-    columns = [
-        "flops",
-        "extrapolation_factor",
-        "approach",
-        "n_opt",
-        "d_opt",
-        "tokens_per_parameter",
-        "loss",
-        "not_identified",
-        "flag",
-    ]
-    overrides = {c: pl.Float64 for c in ("extrapolation_factor", "n_opt", "d_opt", "tokens_per_parameter", "loss")}
-    return pl.DataFrame([{c: r.get(c) for c in columns} for r in rows], schema_overrides=overrides)
+    numbers = ["extrapolation_factor", *(f"{q}{end}" for q in PREDICTED for end in ("", "_ci95_low", "_ci95_high"))]
+    columns = ["flops", "extrapolation_factor", "approach", *numbers[1:], "not_identified", "flag"]
+    overrides = {c: pl.Float64 for c in numbers}
+    return pl.DataFrame([{c: r.get(c) for c in columns} for r in out], schema=None, schema_overrides=overrides)
 
 
-def allocation_sentences(fits: dict) -> str:
-    """Every allocation law, then the predictions at each budget with how far past the largest run
-    each reaches, with intervals; every number to the precision its interval supports."""
+def lookup_table(fits: dict) -> pl.DataFrame:
+    """lookup.csv: every approach's allocation at the ladder's budgets and the target budgets, by budget."""
+    budgets = {row["flops"]: row for row in (fits.get("ladder") or []) + (fits.get("predictions") or [])}
+    return predictions_table(fits, [budgets[c] for c in sorted(budgets)])
+
+
+def allocation_laws(fits: dict) -> str:
+    """Every allocation law with the intervals of its exponents, on the study's compute axis."""
     laws = "; ".join(
         f"{a.title}: N<sub>opt</sub> ∝ C<sup>{estimate(fits, a.name, 'a', s['a'])}</sup>, "
         f"D<sub>opt</sub> ∝ C<sup>{estimate(fits, a.name, 'b', s['b'])}</sup>"
@@ -109,6 +114,13 @@ def allocation_sentences(fits: dict) -> str:
     )
     k = (fits.get("data") or {}).get("flops_per_nd")
     axis = f" (on the study's compute axis C = {k:.3g} N D)" if k else ""
+    return f"Compute-optimal allocation{axis}: {laws}."
+
+
+def allocation_sentences(fits: dict) -> str:
+    """Every allocation law, then the predictions at each budget with how far past the largest run
+    each reaches, with intervals; every number to the precision its interval supports (the page's
+    caption for snakemake --report)."""
     parts = []
     for row in fits.get("predictions") or []:
         key = prediction_key(row["flops"])
@@ -128,7 +140,8 @@ def allocation_sentences(fits: dict) -> str:
             each.append(text)
         note = extrapolation_note(extrapolation_factor(fits, row), flag_limit(fits))
         parts.append(f"at C = {row['flops']:.3g} FLOPs ({note}): " + ", ".join(each))
-    return f"Compute-optimal allocation{axis}: {laws}" + (". Predictions " + "; ".join(parts) if parts else "") + "."
+    laws = allocation_laws(fits)
+    return laws[:-1] + (". Predictions " + "; ".join(parts) if parts else "") + "."
 
 
 def summary_items(fits: dict) -> list[str]:
@@ -256,11 +269,10 @@ def calibration_paragraph(fits: dict) -> str:
     )
 
 
-def first_screen(fits: dict) -> str:
-    """What a reader needs before any chart: the law with its intervals, the exponent a of Approaches 1,
-    2 and 3 side by side, whether they agree and what they tell apart among the published exponents,
-    whether the law holds (lack of fit, seed noise, the extrapolation check, the backtest), and every
-    warning, those on whether the law holds first."""
+def law_section(fits: dict, warnings: list[str]) -> str:
+    """Below the first screen: the law with its intervals, the exponent a of Approaches 1, 2 and 3 side
+    by side, whether they agree and what they tell apart among the published exponents, whether the law
+    holds (lack of fit, seed noise, the extrapolation check, the backtest), and every warning, ranked."""
     law = fits.get("approach3") or {"skipped": "not computed"}
     if "skipped" in law:
         law_line = f'<p class="warn">No law: Approach 3 was skipped ({html.escape(law["skipped"])}).</p>'
@@ -272,31 +284,25 @@ def first_screen(fits: dict) -> str:
             + "</p>"
         )
     table, verdict = exponent_rows(fits)
-    warnings = every_warning(fits)
     listed = (
-        "<ul>" + "".join(f'<li class="warn">{html.escape(w)}</li>' for w in warnings) + "</ul>"
+        "<ol>" + "".join(f'<li class="warn">{html.escape(w)}</li>' for w in warnings) + "</ol>"
         if warnings
         else "<p>No warnings: every parameter is identified by the checks of docs/methods.md.</p>"
     )
     return (
-        '<section id="first-screen"><h2>The law</h2>'
+        '<section id="law"><h2>The law</h2>'
         + law_line
         + calibration_paragraph(fits)
         + "<h3>Compute-optimal exponent a (N<sub>opt</sub> ∝ C<sup>a</sup>)</h3>"
         + table
         + f"<p>{verdict}</p>"
+        + published_table(fits)
         + "<h3>Does the law hold?</h3>"
         + lack_of_fit_paragraph(fits)
         + noise_sentence(fits)
         + f"<p>{extrapolation_sentence(fits)}</p><p>{backtest_sentence(fits)}</p>"
-        + f"<h3>Warnings ({len(warnings)})</h3>{listed}</section>"
+        + f'<h3 id="warnings">Warnings ({len(warnings)}), most decisive first</h3>{listed}</section>'
     )
-
-
-def data_warnings(fits: dict) -> str:
-    """The fit's warnings about the table itself (units that look wrong), before anything fitted from it."""
-    warnings = fits["data"].get("warnings") or []
-    return "".join(f'<p class="warn">warning: {html.escape(w)}</p>' for w in warnings)
 
 
 RENDER_SCRIPT = """
@@ -313,10 +319,21 @@ const embeds = Object.entries(SPECS).map(([name, spec]) =>
     return result;
   }).catch(e => console.error(name + ": " + e)));
 Promise.allSettled(embeds).then(() => {
+  // Whether each part of the first screen lies within the window (a browser test reads it at 1400x900).
+  document.querySelectorAll("[data-fold-check]").forEach(el => {
+    const box = el.getBoundingClientRect();
+    el.dataset.aboveFold = (box.height > 0 && box.bottom <= window.innerHeight && box.right <= window.innerWidth)
+      ? "yes" : "no";
+  });
+  document.body.dataset.window = window.innerWidth + "x" + window.innerHeight;
   document.body.dataset.errors = JSON.stringify(reportErrors);
   document.body.dataset.reportStatus = "done";
 });
 """
+
+
+# Charts drawn inside the first screen rather than in the charts section.
+FIRST_SCREEN_CHARTS = ("decision",)
 
 
 def index_page(specs: dict[str, dict], captions: dict[str, str], runs: pl.DataFrame, fits: dict) -> str:
@@ -342,7 +359,9 @@ def index_page(specs: dict[str, dict], captions: dict[str, str], runs: pl.DataFr
         f'<p class="caption">{html.escape(captions[name])}</p><p><a href="{name}.html">interactive</a> · '
         f'<a href="{name}.svg">SVG</a> · <a href="{name}.png">PNG</a></p></section>'
         for name in specs
+        if name not in FIRST_SCREEN_CHARTS
     )
+    warnings = ranked_warnings(fits, every_warning(fits))
     note = (
         f"<p class=warn>{len(excluded)} run(s) left out of the fit as not completed (diverged): "
         f"{html.escape(', '.join(map(str, excluded)))}</p>"
@@ -359,43 +378,47 @@ def index_page(specs: dict[str, dict], captions: dict[str, str], runs: pl.DataFr
         else "No bootstrap was run (fit.bootstrap: 0)."
     )
     summary = "\n".join(summary_items(fits))
-    predictions = predictions_table(fits)
-    prediction_table = (
-        "<h2>Predictions</h2><p>extrapolation_factor: the budget over the largest compute trained; past "
-        f"{flag_limit(fits):g}x (fit.extrapolation_flag) a prediction is flagged.</p>"
-        + table_html(predictions, warn_columns=("flag",))
-        if predictions.height
-        else ""
-    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Scaling-law report</title>
 <style>
-body {{ font-family: sans-serif; max-width: 1150px; margin: 2em auto; color: #222; }}
-table {{ border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }}
+body {{ font-family: sans-serif; max-width: 1360px; margin: 0.6em auto; padding: 0 1em; color: #222; }}
+h1 {{ font-size: 1.5em; margin: 0.2em 0; }}
+h2 {{ font-size: 1.25em; }}
+table {{ border-collapse: collapse; font-size: 0.85em; margin: 0.6em 0; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
 th {{ background: #f3f3f3; }}
+td small {{ color: #555; }}
+#answer td, #lookup-table td {{ white-space: nowrap; }}
 tr.diverged td {{ background: #fde8e0; color: #a40; }}
 .warn {{ color: #a40; }}
 .caption {{ font-size: 0.9em; color: #444; max-width: 900px; }}
-section {{ margin: 2em 0; }}
+section {{ margin: 1.2em 0; }}
+#first-screen {{ margin: 0.4em 0; }}
+#first-screen h2 {{ margin: 0.4em 0 0.2em; }}
+#first-screen h3 {{ font-size: 1em; margin: 0.6em 0 0.2em; }}
+#first-screen ol {{ margin: 0.2em 0; padding-left: 1.4em; font-size: 0.88em; }}
+.study {{ font-size: 0.95em; margin: 0.3em 0; }}
+.answer {{ display: flex; gap: 1.5em; align-items: flex-start; }}
+.answer > div:first-child {{ flex: 1 1 0; min-width: 0; }}
+.decision-chart {{ flex: 0 0 auto; }}
 </style>
 <script>{vl_convert.javascript_bundle()}</script>
 </head><body>
 <h1>Scaling-law report</h1>
-<p>Fitted on {fits["data"]["runs_fitted"]} runs ({html.escape(fits["data"]["compute"])}). {boot_text}</p>
-{data_warnings(fits)}
-{first_screen(fits)}
+{first_screen(fits, warnings)}
+{law_section(fits, warnings)}
+{lookup_section(fits)}
 <h2>Every approach</h2>
+<p>{boot_text}</p>
 <ul>
 {summary}
 </ul>
-<p>{allocation_sentences(fits)}</p>
+<p>{allocation_laws(fits)}</p>
 <p>{html.escape(axis_note(fits))}. Loss is the validation loss in nats per token.</p>
 {note}
 <h2>Fitted parameters</h2>
 {parameters_html(fits)}
 {sensitivity_section(fits)}
-{prediction_table}
 <h2>Charts</h2>
 {charts}
 <h2>Runs</h2>
