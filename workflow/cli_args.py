@@ -134,6 +134,32 @@ def snakemake_config_args(argv: list[str], *, only_config: bool = False) -> Conf
     return args
 
 
+# Flags of Snakemake's that a pipeline command line commonly holds: a line of these alone needs no
+# look at Snakemake's own parser, whose construction (its plugins) takes seconds (tests check that each
+# is Snakemake's).
+COMMON_SNAKEMAKE_FLAGS = frozenset(
+    """--cores -c --jobs -j --dry-run -n --forceall -F --forcerun -R --force -f --until --configfile
+    --configfiles --config -C --profile --workflow-profile --directory -d --keep-going -k --unlock
+    --printshellcmds -p --quiet -q --rerun-triggers --report --report-after-run --list-rules
+    --summary --detailed-summary --dag --rulegraph --lint --nolock --notemp --touch -t --verbose
+    --snakefile -s --replace-workflow-config --executor -e --resources --set-resources
+    --default-resources --latency-wait --retries --ignore-incomplete --rerun-incomplete --omit-from
+    --allowed-rules --delete-all-output --list-changes --version --help -h""".split()
+)
+
+
+def unknown_snakemake_flags(argv: list[str]) -> list[str]:
+    """The flags of ``argv`` that Snakemake does not know (it would refuse them after the check)."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    flags = {arg.split("=", 1)[0] for arg in argv[:end] if looks_like_flag(arg)}
+    if all(flag in COMMON_SNAKEMAKE_FLAGS or flag.startswith("-C") for flag in flags):
+        return []
+    from snakemake.cli import get_argument_parser
+
+    _, rest = get_argument_parser().parse_known_args(argv)
+    return [arg for arg in rest if looks_like_flag(arg)]
+
+
 def refuse_repeated(flag: str, given: list[list[str]], what: str, form: str) -> None:
     """Snakemake keeps only the last of a repeated flag: refuse, saying how to give them all at once."""
     if flag == "--configfile" and any(not values for values in given):

@@ -32,7 +32,12 @@ import yaml
 from workflow import families
 
 # DEFAULT_CONFIG is re-exported: the plan and the tests name it from here.
-from workflow.cli_args import DEFAULT_CONFIG, CommandLineError, snakemake_config_args  # noqa: F401
+from workflow.cli_args import (  # noqa: F401
+    DEFAULT_CONFIG,
+    CommandLineError,
+    snakemake_config_args,
+    unknown_snakemake_flags,
+)
 from workflow.files import run_stage
 from workflow.names import isoflop_run_id, point_id, shape_id, token_run_id, wsd_run_id
 from workflow.scaling import scaled_hyperparameters
@@ -527,6 +532,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", type=Path, help="YAML file to write")
     args = parser.parse_args(argv)
     if args.check is not None:
+        if unknown := unknown_snakemake_flags(args.check):
+            print(f"error: {unknown[0]} is not a flag of Snakemake's (snakemake --help lists them)", file=sys.stderr)
+            return 2
         warnings: list[str] = []
         try:
             runs = check_config(load_command_line(args.check, warnings=warnings))
