@@ -8,7 +8,7 @@ import pytest
 from synthetic import curves_of, isoflop_study
 
 from workflow.fit import fit_table
-from workflow.fit.schema import FITS_SCHEMA, LAYOUT
+from workflow.fit.schema import FITS_SCHEMA, LAYOUT, layout_problem
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +58,24 @@ def test_schema_rejects_broken_outputs(outputs):
     del missing["kaplan"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(missing, FITS_SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("path", "named"),
+    [
+        (("data",), "data is missing"),
+        (("frontier",), "frontier is missing"),
+        (("approach3", "alpha"), "approach3.alpha is missing"),
+        (("bootstrap", "intervals"), "bootstrap.intervals is missing"),  # inside a section skipped or fitted
+    ],
+)
+def test_a_missing_key_is_named(outputs, path, named):
+    """What the report says before writing anything (it was a KeyError traceback after some charts)."""
+    full, _ = outputs
+    assert layout_problem(full) is None
+    broken = copy.deepcopy(full)
+    target = broken
+    for key in path[:-1]:
+        target = target[key]
+    del target[path[-1]]
+    assert layout_problem(broken) == named

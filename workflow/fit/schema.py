@@ -324,3 +324,42 @@ FITS_SCHEMA = {
         "table": STRING,
     },
 }
+
+
+def _deepest(error):
+    """The error inside a oneOf (a section that is either skipped or fitted) that says what is wrong:
+    that of the branch the section meant (fitted, unless it holds "skipped"), else the branch with the
+    fewest errors."""
+    while error.context:
+        branches: dict = {}
+        for inner in error.context:
+            branches.setdefault(inner.relative_schema_path[0], []).append(inner)
+        meant = {
+            index: errors
+            for index, errors in branches.items()
+            if not (error.validator_value[index] is SKIPPED and "skipped" not in (error.instance or {}))
+        }
+        errors = min((meant or branches).values(), key=len)
+        error = errors[0]
+    return error
+
+
+def layout_problem(fits: dict) -> str | None:
+    """What keeps ``fits`` from being a fits.json of this layout, in a few words naming the key (a key
+    missing: ``approach3.alpha is missing``), or None. The report checks this before it writes anything:
+    a key missing was a KeyError traceback, after some of the charts had been written."""
+    # jsonschema comes with altair, which the report needs; the fit's own outputs are tested against
+    # FITS_SCHEMA, so what the fit writes passes.
+    import jsonschema
+
+    errors = list(jsonschema.Draft202012Validator(FITS_SCHEMA).iter_errors(fits))
+    if not errors:
+        return None
+    error = _deepest(jsonschema.exceptions.best_match(errors))
+    where = ".".join(str(part) for part in error.absolute_path)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [key for key in error.validator_value if key not in error.instance]
+        named = ", ".join(f"{where}.{key}" if where else key for key in missing)
+        return f"{named} {'is' if len(missing) == 1 else 'are'} missing"
+    message = error.message if len(error.message) <= 200 else error.message[:200] + "..."
+    return f"{where or 'the top level'}: {message}"

@@ -113,6 +113,18 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    # A key missing (a file edited by hand, or written by a pipeline in between) was a KeyError traceback,
+    # some charts already written; checked whole before anything is written.
+    from workflow.fit.schema import layout_problem
+
+    problem = layout_problem(fits)
+    if problem:
+        print(
+            f"error: {args.fits} is not a complete fits.json of layout {LAYOUT}: {problem} "
+            f"(workflow/fit/schema.py); refit it with this version of the pipeline (snakemake --forcerun fit)",
+            file=sys.stderr,
+        )
+        return 1
     tune = None
     if args.tune_dir is not None:
         tune = (pl.read_csv(args.tune_dir / "sweep.csv"), read_json(args.tune_dir / "tuning.json"))
