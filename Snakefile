@@ -53,3 +53,14 @@ rule all:
         run_files("results/runs/{run}/summary.json"),
         run_files("results/runs/{run}/metrics.csv"),
         run_files("results/runs/{run}/eval.json"),
+
+
+# Regenerating: a file the analysis reads that is missing has no job to make it, and Snakemake would
+# keep the old tables, fits and report; a config edited by hand no longer says what the runs trained
+# with. Both stop here, in one line, before any job (workflow/regenerate.py).
+if config["regenerate_from_results"]:
+    try:
+        check_files(analysis_inputs(workflow.rules))
+        check_recorded_config(config, RUNS, TUNING_FILE if TUNING else None, workflow.overwrite_configfiles)
+    except ConfigError as error:
+        raise WorkflowError(str(error)) from None

@@ -1,5 +1,6 @@
 # Helpers shared by the rules: the expanded grid, paths and per-run settings.
 import json
+import os
 import re
 import shlex
 
@@ -9,6 +10,7 @@ from urllib.request import url2pathname
 
 from workflow.config import ConfigError, check_config, expand_paths, spec_json
 from workflow.names import artefact_keys
+from workflow.regenerate import check_files, check_recorded_config
 from workflow.slurm_resources import train_runtime_minutes, train_slurm_resources
 from workflow.report import CHARTS as REPORT_CHARTS, TUNE_CHARTS
 from workflow.tune import SWEEP_TABLE, TUNING_FILE, apply_tuning, read_tuning, selection_plan, sweep_runs
@@ -22,6 +24,13 @@ except ConfigError as error:
     raise WorkflowError(str(error)) from None
 TUNING = bool(SWEEP)
 TRAINING_RUNS = {**RUNS, **SWEEP}
+
+# Jobs run `python -m workflow.<stage>` in the working directory; under `snakemake --directory ELSEWHERE`
+# that holds no workflow/ package, and the jobs imported whichever `workflow` was installed (another
+# checkout, say), not this Snakefile's. This Snakefile's package comes first on their path. (Snakemake
+# formats the prefix with each job's command: braces are doubled.)
+PACKAGE_ROOT = shlex.quote(workflow.basedir).replace("{", "{{").replace("}", "}}")
+shell.prefix(f"export PYTHONPATH={PACKAGE_ROOT}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 WORK = config["work_dir"].rstrip("/")
 # Work-directory paths carry the key of the settings that made them (workflow.names.artefact_keys):
@@ -53,11 +62,18 @@ def stage_mem_mb(stage):
 
 
 def source_files(module):
-    """The Python files of a stage's module or package, for rules that rerun when their analysis code changes."""
+    """The Python files of a stage's module or package, for rules that rerun when their analysis code changes.
+    Relative to the working directory: Snakemake reruns a job whose set of input paths changed, so absolute
+    paths reran the analysis of a study whose directory was copied or moved."""
     package = Path(workflow.basedir) / "workflow" / module
-    if package.is_dir():
-        return sorted(str(path) for path in package.rglob("*.py"))
-    return [str(package.with_suffix(".py"))]
+    paths = sorted(package.rglob("*.py")) if package.is_dir() else [package.with_suffix(".py")]
+    return [os.path.relpath(path) for path in paths]
+
+
+def analysis_inputs(rules):
+    """The files the given rules read and none of them makes (input functions left out)."""
+    inputs = {str(path) for rule in rules for path in rule.input if isinstance(path, str)}
+    return sorted(inputs - {str(path) for rule in rules for path in rule.output})
 
 
 def fit_variant_args():

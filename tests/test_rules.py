@@ -1,8 +1,10 @@
 """The Snakefile and its rules: what Snakemake imports to build the DAG stays light, and dry runs plan
 the studies users write. (What reruns when is in tests/test_pipeline.py.)"""
 
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from helpers import copy_pipeline, write_config
@@ -76,3 +78,30 @@ def test_lstm_family_with_bare_shapes_dry_runs(light_host):
     result = dry_run(workdir, env, "--configfile", write_config(workdir, "lstm.yaml", lstm))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "results/runs/lstm-L1-d32_D32k_s0/summary.json" in result.stdout
+
+
+def test_jobs_import_the_snakefiles_own_package_under_another_directory(tmp_path):
+    """`snakemake --directory ELSEWHERE`: the jobs run `python -m workflow.<stage>` in ELSEWHERE, which
+    holds no workflow/ package. Another copy of the package first on PYTHONPATH (another checkout) must
+    not be the one they import: here that copy stops any process that imports it."""
+    (tmp_path / "clone").mkdir()
+    clone = copy_pipeline(tmp_path / "clone")
+    decoy = tmp_path / "other-checkout"
+    shutil.copytree(clone / "workflow", decoy / "workflow")
+    with open(decoy / "workflow" / "__init__.py", "a") as init:
+        init.write('\nraise SystemExit(f"imported the other copy of the workflow package, {__file__}")\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    snakefile, config = clone / "Snakefile", clone / "config" / "tiny.yaml"
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "1", "--directory", str(elsewhere)]
+        + ["--snakefile", str(snakefile), "--configfile", str(config), "--", "results/config.yaml"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(decoy), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    log = elsewhere / "results" / "logs" / "study_config.log"
+    assert result.returncode == 0, (log.read_text() if log.exists() else "") + result.stdout + result.stderr
+    assert "train:" in (elsewhere / "results" / "config.yaml").read_text()

@@ -1,0 +1,136 @@
+"""Faults of a study as a whole (issue 29): a study copied or moved, regeneration from results/ with a
+file missing or a recorded config that disagrees with the runs, a failed fit after a finished study.
+docs/reliability.md lists the cases."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import copy_pipeline, snakemake
+
+from workflow.fit.schema import LAYOUT
+
+pytestmark = pytest.mark.faults
+TINY = "config/tiny.yaml"
+
+
+def snapshot(directory: Path) -> dict[str, str]:
+    """sha256 of every file under ``directory``."""
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in directory.rglob("*")
+        if p.is_file()
+    }
+
+
+def test_a_copied_or_moved_study_is_up_to_date(finished, tmp_path):
+    """The analysis rules' code inputs were absolute paths: Snakemake reran collect, fit and report of a
+    study whose directory was copied or moved, since the set of its input paths changed."""
+    workdir, _ = finished
+    moved = tmp_path / "moved"
+    shutil.copytree(workdir, moved, symlinks=True)
+    plan = snakemake(moved, "-n", "--configfile", TINY).stdout
+    assert "Nothing to be done" in plan, plan
+
+
+def reviewer_clone(finished, tmp_path, change=None) -> Path:
+    """A fresh clone holding only the finished study's results/, its results/config.yaml changed by
+    ``change(config)``."""
+    workdir, _ = finished
+    (tmp_path / "clone").mkdir()
+    clone = copy_pipeline(tmp_path / "clone")
+    shutil.copytree(workdir / "results", clone / "results")
+    if change:
+        recorded = clone / "results" / "config.yaml"
+        config = yaml.safe_load(recorded.read_text())
+        change(config)
+        recorded.write_text(yaml.safe_dump(config))
+    return clone
+
+
+REGENERATE = ("--forceall", "--configfile", "results/config.yaml", "--config", "regenerate_from_results=True")
+
+
+def regenerate_refuses(clone: Path) -> str:
+    """Regeneration stops before any job, changing nothing in results/; its message."""
+    before = snapshot(clone / "results")
+    result = snakemake(clone, *REGENERATE, check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0 and "steps (100%) done" not in out, out
+    assert snapshot(clone / "results") == before
+    return out
+
+
+def test_regenerating_a_tuned_study_without_its_tuning_file_is_refused(finished, tmp_path):
+    """A tuned study's results/ without results/tune/: only the analysis rules exist, so nothing could
+    make the tuning files, and Snakemake kept the old tables, fits and report ("2 of 2 steps (100%)
+    done"). Every file the analysis reads is checked first."""
+
+    def tuned(config):
+        shapes = [config["train"]["grid"]["shapes"][i] for i in (0, 2)]
+        config["tune"] = {"enabled": True, "shapes": shapes, "values": {"lr": [1e-3, 4e-3]}, "tokens": 16000}
+
+    clone = reviewer_clone(finished, tmp_path, tuned)
+    out = regenerate_refuses(clone)
+    assert (
+        "regenerating from results/: 2 file(s) the analysis reads are missing: results/tune/sweep.csv, "
+        "results/tune/tuning.json; copy the study's whole results/ folder, or rerun the study without "
+        "regenerate_from_results to make them"
+    ) in out, out
+    assert "Traceback" not in out
+
+
+def test_regenerating_without_a_runs_file_is_refused(finished, tmp_path):
+    clone = reviewer_clone(finished, tmp_path)
+    (clone / "results" / "runs" / "L1-d32-h2_D64k_s0" / "eval.json").unlink()
+    out = regenerate_refuses(clone)
+    assert "1 file(s) the analysis reads are missing: results/runs/L1-d32-h2_D64k_s0/eval.json;" in out, out
+
+
+def test_regenerating_from_a_config_edited_by_hand_names_the_difference(finished, tmp_path):
+    """results/config.yaml with lr 0.004 changed to 0.001: the runs' own summary.json say 0.004."""
+    clone = reviewer_clone(finished, tmp_path, lambda config: config["train"].update(lr=0.001))
+    out = regenerate_refuses(clone)
+    assert (
+        "regenerating from results/: run L1-d16-h2_D128k_s0: train.lr is 0.001 in results/config.yaml but 0.004 "
+        "in results/runs/L1-d16-h2_D128k_s0/summary.json, which the run trained with (and 8 more difference(s)); "
+        "regenerate with the study's own results/config.yaml, or retrain with the new value (leave out "
+        "regenerate_from_results)"
+    ) in out, out
+
+
+@pytest.mark.parametrize(
+    ("path", "named"), [(("data",), "data"), (("frontier",), "frontier"), (("approach3", "alpha"), "approach3.alpha")]
+)
+def test_a_fits_json_missing_a_key_is_named_before_the_report_writes(finished, tmp_path, path, named):
+    """A fits.json of the current layout with a key removed: KeyError tracebacks, and without `data`
+    26 chart files but no index.html. Now one line naming the key, and nothing written."""
+    results = finished[0] / "results"
+    fits = json.loads((results / "fits" / "fits.json").read_text())
+    target = fits
+    for key in path[:-1]:
+        target = target[key]
+    del target[path[-1]]
+    (tmp_path / "fits.json").write_text(json.dumps(fits))
+    tables = results / "tables"
+    result = subprocess.run(
+        [sys.executable, "-m", "workflow.report", "--runs", str(tables / "runs.parquet")]
+        + ["--curves", str(tables / "curves.parquet"), "--fits", str(tmp_path / "fits.json")]
+        + ["--out-dir", str(tmp_path / "report")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"error: {tmp_path / 'fits.json'} is not a complete fits.json of layout {LAYOUT}: {named} is missing "
+        "(workflow/fit/schema.py); refit it with this version of the pipeline (snakemake --forcerun fit)"
+    ]
+    assert not (tmp_path / "report").exists()
