@@ -216,7 +216,12 @@ def test_an_unknown_flag_is_refused_in_one_line_naming_it():
     assert result.stderr.splitlines() == [
         "python -m workflow.plan: error: unknown flag --devcie-memory-gb (did you mean --device-memory-gb?)"
     ]
-    assert plan("--config", "work_dir=x").returncode == 2
+    # Snakemake's config flags are read as Snakemake reads them (workflow.cli_args): a second --configfile
+    # flag, which Snakemake would drop, is refused; a --config entry is applied.
+    twice = plan("--configfile", TINYSTORIES, "--configfile", TINYSTORIES)
+    assert twice.returncode == 1 and "give every file after one flag" in twice.stderr
+    moved = plan("--configfile", TINYSTORIES, "--config", "work_dir=/elsewhere")
+    assert moved.returncode == 0 and "/elsewhere/" in moved.stdout
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "0.001", "nan"])

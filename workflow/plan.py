@@ -32,7 +32,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from workflow.config import ConfigError, check_config, config_files_in, load_config_files
+from workflow.cli_args import CommandLineError, snakemake_config_args
+from workflow.config import ConfigError, check_config, load_command_line
 from workflow.families import flops_per_token, parameter_count, parameter_counts
 from workflow.files import run_stage
 from workflow.memory import GIB, device_kind, memory_per_device, needs_sharding, what_fits
@@ -317,19 +318,20 @@ def positive_count(text: str) -> float:
     return value
 
 
-CONFIGFILE_FLAGS = ("--configfile", "--configfiles")
+# Snakemake's config flags, read by workflow.cli_args exactly as Snakemake reads them.
+SNAKEMAKE_CONFIG_FLAGS = ("--configfile", "--configfiles", "--config", "-C", "--replace-workflow-config")
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    """The plan's own flags, and Snakemake's --configfile arguments, passed on as given (so that they are
-    read as Snakemake reads them, ``workflow.config.config_files_in``); anything else is refused in
-    one line naming it: a flag the plan ignored once planned for the wrong GPU."""
+    """The plan's own flags, and Snakemake's config arguments (--configfile, --config), passed on as given
+    so that they are read as Snakemake reads them (``workflow.cli_args``, as the config check reads them);
+    any other flag is refused in one line naming it: a flag the plan ignored once planned for the wrong GPU."""
     parser = Parser(
         prog="python -m workflow.plan",
         description=__doc__.splitlines()[0],
         allow_abbrev=False,
-        epilog="Config files as Snakemake takes them: --configfile FILE [FILE ...] (after config/config.yaml, "
-        "later files winning key by key).",
+        epilog="Config as Snakemake takes it: --configfile FILE [FILE ...] once (after config/config.yaml, "
+        "later files winning key by key) and --config KEY=VALUE.",
     )
     parser.add_argument(
         "--device-memory-gb",
@@ -352,21 +354,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         "the nearest row. Default: cluster.train_flops_per_s, assumed",
     )
     args, extra = parser.parse_known_args(argv)
-    taking = False
     for arg in extra:
         name = arg.split("=", 1)[0]
-        if arg in CONFIGFILE_FLAGS:
-            taking = True
-        elif name in CONFIGFILE_FLAGS:
-            taking = False
-        elif name in ("--config", "-C"):
-            parser.error(f"{name} is not read by the plan; put the values in a file and give it with --configfile")
-        elif arg.startswith("-") and not taking_number(arg):
+        if arg.startswith("-") and not taking_number(arg) and name not in SNAKEMAKE_CONFIG_FLAGS:
             known = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
-            close = difflib.get_close_matches(name, [*known, *CONFIGFILE_FLAGS], n=1)
+            close = difflib.get_close_matches(name, [*known, *SNAKEMAKE_CONFIG_FLAGS], n=1)
             parser.error(f"unknown flag {name}" + (f" (did you mean {close[0]}?)" if close else ""))
-        elif not taking:
-            parser.error(f"unexpected argument {arg} (config files follow --configfile)")
     return args, extra
 
 
@@ -382,8 +375,10 @@ def taking_number(arg: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args, snakemake_args = parse_args(argv)
     try:
-        files = config_files_in(snakemake_args)
-        config = load_config_files(files)
+        # One reading of the command line for the plan, the config check and Snakemake (workflow.cli_args).
+        files = snakemake_config_args(snakemake_args, only_config=True).config_files()
+        config_warnings: list[str] = []
+        config = load_command_line(snakemake_args, only_config=True, warnings=config_warnings)
         runs = check_config(config)
         runs |= sweep_runs(config, runs)
         corpus = corpus_size(config, args.corpus_tokens)
@@ -392,9 +387,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.throughput
             else cluster_throughput(config["cluster"])
         )
-    except ConfigError as e:
+    except (ConfigError, CommandLineError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    for warning in config_warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     rows, errors, warnings = plan_rows(config, runs, args.device_memory_gb * GIB, corpus, throughput)
     text = "\n".join([*header_lines(config, files, corpus, throughput, len(rows)), render(rows, config["fit"])])
     try:
