@@ -7,7 +7,15 @@ from workflow.report.units import count, flops
 
 @pytest.mark.parametrize(
     "value, text",
-    [(7.47e6, "7.5M"), (1.2e9, "1.2B"), (340000, "340K"), (999, "999"), (3.1e12, "3.1T"), (99960, "100K"), (0.5, "0.5")],
+    [
+        (7.47e6, "7.5M"),
+        (1.2e9, "1.2B"),
+        (340000, "340K"),
+        (999, "999"),
+        (3.1e12, "3.1T"),
+        (99960, "100K"),
+        (0.5, "0.5"),
+    ],
 )
 def test_counts_read_in_words(value, text):
     assert count(value) == text

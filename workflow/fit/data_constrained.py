@@ -123,12 +123,9 @@ def split(study: Study) -> tuple[np.ndarray, np.ndarray]:
     unique = study.table["unique_tokens"].cast(float).to_numpy()
     if not np.all(np.isfinite(unique) & (unique > 0)):
         raise FitError("unique_tokens must hold positive, finite numbers for every run")
-    if np.any(unique > study.tokens * SINGLE_EPOCH):
-        row = int(np.argmax(unique > study.tokens * SINGLE_EPOCH))
-        raise FitError(
-            f"run {study.table['run_id'][row]} has more unique tokens ({unique[row]:.4g}) than tokens "
-            f"({study.tokens[row]:.4g})"
-        )
+    # A run shorter than its corpus (unique_tokens, in the pipeline the training split's size) sees only
+    # as many unique tokens as it trains on: the normal single-epoch case, not a data error.
+    unique = np.minimum(unique, study.tokens)
     single = study.tokens <= unique * SINGLE_EPOCH
     if single.all():
         raise FitError("no run repeats its data (every run is of one epoch or less)")

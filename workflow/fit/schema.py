@@ -16,8 +16,10 @@ Conventions:
   a, b, k_n, k_d and allocation_form.
 - Bootstrap intervals are [2.5th, 97.5th] percentiles, stored as
   bootstrap.intervals[section][quantity], where quantity is a key of the
-  section or ``predictions.<C>.<n_opt|d_opt|tokens_per_parameter|loss>``;
-  each prediction row also carries its approach's intervals.
+  section, ``predictions.<C>.<n_opt|d_opt|tokens_per_parameter|loss>`` (the
+  ladder's budgets too) or, for Approach 2, ``minima.<C>.<n_opt|loss>`` (each
+  IsoFLOP budget's minimum); each prediction row also carries its approach's
+  intervals.
 - ``data`` says what was fitted: runs_fitted, runs_excluded (ids of runs not
   completed), compute (where C came from) and warnings (the table's
   plausibility warnings, workflow/fit/checks.py; [] when none).

@@ -52,10 +52,10 @@ def study_of(table: pl.DataFrame, curves: pl.DataFrame | None = None, **settings
     if "run_id" not in table.columns:
         table = table.with_columns(pl.format("run{}", pl.int_range(pl.len())).alias("run_id"))
     if "flops" in table.columns:
-        compute_source = "table column 'flops'"
+        compute_source = "each run's recorded compute"
     else:
         table = table.with_columns((6.0 * pl.col("params") * pl.col("tokens")).alias("flops"))
-        compute_source = "C = 6 N D (no 'flops' column)"
+        compute_source = "C = 6 N D (the table records no compute)"
     flops_per_nd, axis_warning = compute_axis(table)
     warnings += [axis_warning] if axis_warning else []
     data = {

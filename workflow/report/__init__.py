@@ -14,7 +14,7 @@ CHARTS = {
     "loss_vs_compute": "Loss against compute",
     "isoflop_profiles": "IsoFLOP profiles",
     "optimal_allocation": "Compute-optimal N and D",
-    "loss_vs_params": "Loss against N for each D",
+    "loss_vs_params": "Loss against N for each compute budget (or D)",
     "loss_vs_tokens": "Loss against D for each N",
     "residuals": "Residuals of the Approach-3 fit",
     "training_curves": "Training curves",

@@ -120,8 +120,26 @@ def log_scale(*columns) -> alt.Scale:
     return alt.Scale(type="log", domain=[float(values.min()) / 1.15, float(values.max()) * 1.15], nice=False)
 
 
+# What each convention counts, in words (workflow/families: the FLOP conventions and parameter counts).
+CONVENTION_WORDS = {
+    "6N": "C = 6 N D, N with the output head",
+    "kaplan": "C = 6 N D, N non-embedding (Kaplan et al.)",
+    "palm": "C = 6 N D plus attention's 12 L d T per token (PaLM)",
+    "chinchilla": "C counted per operation (Hoffmann et al., Appendix F)",
+}
+COUNT_WORDS = {
+    "with_head": "N counts the non-embedding parameters and the output head",
+    "non_embedding": "N counts the non-embedding parameters",
+    "total": "N counts every parameter",
+}
+
+
 def axis_note(fits: dict) -> str:
-    return f"C: '{fits.get('flop_convention')}' FLOPs; N: {fits.get('parameter_count')} parameters"
+    """The study's compute axis and parameter count in words, naming the settings they come from."""
+    flop, count = fits.get("flop_convention"), fits.get("parameter_count")
+    c = CONVENTION_WORDS.get(flop, f"C in {flop} FLOPs" if flop else "C as the table records it")
+    n = COUNT_WORDS.get(count, f"N counts {count} parameters" if count else "N as the table records it")
+    return f"{c} (fit.flop_convention {flop}); {n} (fit.parameter_count {count})"
 
 
 def num(value, digits: int = 4) -> str:

@@ -89,7 +89,8 @@ def answer_table(fits: dict, rows: list[dict], table_id: str) -> str:
             f"<td>{factor_text(fits, row)}</td>{cells}</tr>"
         )
     return (
-        f'<table id="{table_id}"{" data-fold-check" if table_id == "answer" else ""}><thead><tr><th>compute C (FLOPs)</th><th>reach</th>{head}</tr></thead>'
+        f'<table id="{table_id}"{" data-fold-check" if table_id == "answer" else ""}><thead>'
+        f"<tr><th>compute C (FLOPs)</th><th>reach</th>{head}</tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table>"
     )
 
@@ -185,7 +186,8 @@ def first_screen(fits: dict, warnings: list[str]) -> str:
         + f'<p class="caption">{source}; {brackets}; reach: the budget over the largest compute trained. '
         'Every approach\'s allocation is in the chart; more budgets in the <a href="#lookup">look-up table</a>.</p>'
         + warned
-        + '</div><div class="decision-chart"><div id="decision" class="chart" data-fold-check></div></div></div></section>'
+        + '</div><div class="decision-chart"><div id="decision" class="chart" data-fold-check></div></div>'
+        + "</div></section>"
     )
 
 

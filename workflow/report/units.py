@@ -11,8 +11,8 @@ import math
 
 SUFFIXES = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
 
-# Vega label expressions for the same formats on a chart's axis (d3's SI "G" becomes "B").
-AXIS_COUNT = "replace(format(datum.value, '.2~s'), 'G', 'B')"
+# Vega label expressions for the same formats on a chart's axis (d3's SI "G" becomes "B", "k" "K").
+AXIS_COUNT = "replace(replace(format(datum.value, '.2~s'), 'G', 'B'), 'k', 'K')"
 AXIS_FLOPS = "replace(format(datum.value, '.1~e'), '+', '')"
 
 

@@ -14,8 +14,8 @@ import altair as alt
 import polars as pl
 
 from workflow.report import CHARTS
-from workflow.report.chart_parts import axis_note, fitted, message_chart
-from workflow.report.units import AXIS_COUNT, AXIS_FLOPS, flops
+from workflow.report.chart_parts import axis_note, count_axis, fitted, flops_axis, level_color, message_chart
+from workflow.report.units import flops
 
 WIDTH, HEIGHT = 470, 300
 BAND_REACH = 10.0
@@ -73,7 +73,7 @@ def draw(runs: pl.DataFrame, curves: pl.DataFrame, fits: dict) -> tuple[alt.Char
     x = alt.X(
         "flops:Q",
         scale=alt.Scale(type="log", nice=False, domain=[low_x, high_x]),
-        axis=alt.Axis(labelExpr=AXIS_FLOPS, title="compute C (FLOPs)", values=decades(low_x, high_x)),
+        axis=flops_axis("compute C (FLOPs)", values=decades(low_x, high_x)),
     )
     # The axis follows the lines; a band wider than BAND_REACH times them is cut at the edge (clipped)
     # rather than squeezing every line flat.
@@ -81,12 +81,10 @@ def draw(runs: pl.DataFrame, curves: pl.DataFrame, fits: dict) -> tuple[alt.Char
     y = alt.Y(
         "tokens_per_parameter:Q",
         scale=alt.Scale(type="log", nice=False, domain=[low_y, high_y]),
-        axis=alt.Axis(labelExpr=AXIS_COUNT, title="tokens per parameter D_opt / N_opt", values=decades(low_y, high_y)),
+        axis=count_axis("tokens per parameter D_opt / N_opt", values=decades(low_y, high_y)),
     )
-    color = alt.Color(
-        "approach:N",
-        scale=alt.Scale(domain=approaches, scheme="tableau10"),
-        legend=alt.Legend(orient="bottom", title=None, symbolType="stroke", symbolStrokeWidth=3),
+    color = level_color(
+        "approach", approaches, "approach", ordered=False, orient="bottom", symbolType="stroke", symbolStrokeWidth=3
     )
     trained = pl.DataFrame({"start": [fits["data"].get("smallest_flops")], "end": [fits["data"]["largest_flops"]]})
     shade = (
@@ -102,7 +100,7 @@ def draw(runs: pl.DataFrame, curves: pl.DataFrame, fits: dict) -> tuple[alt.Char
             x=x,
             y=alt.Y("low:Q"),
             y2="high:Q",
-            fill=alt.Fill("approach:N", scale=alt.Scale(domain=approaches, scheme="tableau10"), legend=None),
+            fill=alt.Fill("approach:N", scale=color.to_dict()["scale"], legend=None),
         )
     )
     line = (
