@@ -10,6 +10,24 @@ min_version("8.0")
 configfile: "config/config.yaml"
 
 
+# A second --configfile (or --config) flag replaces the first in Snakemake, silently: the study of the
+# last flag's files ran, without the earlier ones. Refused here too, for snakemake run directly (not
+# through ./pipeline.sh run's check), by the check's own reading of the command line. Only in the
+# main process: job subprocesses parse this file again with a command line of Snakemake's making.
+import sys
+from pathlib import Path
+
+from workflow.cli_args import CommandLineError, snakemake_config_args
+
+# sys.argv is Snakemake's own when it runs as `snakemake` or `python -m snakemake` (not its API).
+PROGRAM = Path(sys.argv[0])
+if workflow.is_main_process and "snakemake" in (PROGRAM.name, PROGRAM.parent.name):
+    try:
+        snakemake_config_args(sys.argv[1:])
+    except CommandLineError as error:
+        raise WorkflowError(str(error)) from None
+
+
 # Snakemake's validate, naming a number YAML 1.1 read as text (4e-3) with how to write it.
 from workflow.config import ConfigError, validate_config
 
