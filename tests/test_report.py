@@ -79,8 +79,9 @@ def test_captions_and_page_carry_the_numbers(study, report_dir):
     index = (report_dir / "index.html").read_text()
     low, high = fits["bootstrap"]["intervals"]["approach3"]["alpha"]
     assert f"alpha = {with_precision(a3['alpha'], [low, high])}" in index
-    assert "C = 6 N D, N with the output head (fit.flop_convention 6N)" in index
-    assert "N counts the non-embedding parameters (fit.parameter_count non_embedding)" in index
+    assert (
+        "C = 6 N D, N = non-embedding parameters (fit.flop_convention 6N, fit.parameter_count non_embedding)" in index
+    )
     diverged = runs.filter(pl.col("status") == "diverged")["run_id"][0]
     assert f"left out of the fit as not completed (diverged): {diverged}" in index
     assert f'<tr class="diverged"><td>{diverged}</td>' in index
@@ -90,7 +91,10 @@ def test_captions_and_page_carry_the_numbers(study, report_dir):
     assert f"C^{fits['approach2']['a']:.4g}" in caption
     caption = (report_dir / "captions" / "extrapolation.rst").read_text()
     assert f"{fits['extrapolation']['mean_absolute_error']:.3g}" in caption
-    assert "(fit.flop_convention 6N)" in (report_dir / "loss_vs_compute.svg").read_text()
+    assert (
+        "(fit.flop_convention 6N, fit.parameter_count non_embedding)"
+        in (report_dir / "loss_vs_compute.svg").read_text()
+    )
     table = pl.read_csv(report_dir / "parameters.csv")
     alpha = table.filter(pl.col("parameter") == "approach3.alpha")
     assert alpha["ci95_low"][0] == pytest.approx(low) and alpha["ci95_high"][0] == pytest.approx(high)

@@ -122,24 +122,24 @@ def log_scale(*columns) -> alt.Scale:
 
 # What each convention counts, in words (workflow/families: the FLOP conventions and parameter counts).
 CONVENTION_WORDS = {
-    "6N": "C = 6 N D, N with the output head",
-    "kaplan": "C = 6 N D, N non-embedding (Kaplan et al.)",
-    "palm": "C = 6 N D plus attention's 12 L d T per token (PaLM)",
+    "6N": "C = 6 N D",
+    "kaplan": "C = 6 N D",
+    "palm": "C = 6 N D + attention's 12 L d T D (PaLM)",
     "chinchilla": "C counted per operation (Hoffmann et al., Appendix F)",
 }
 COUNT_WORDS = {
-    "with_head": "N counts the non-embedding parameters and the output head",
-    "non_embedding": "N counts the non-embedding parameters",
-    "total": "N counts every parameter",
+    "with_head": "N = non-embedding parameters + output head",
+    "non_embedding": "N = non-embedding parameters",
+    "total": "N = every parameter",
 }
 
 
 def axis_note(fits: dict) -> str:
-    """The study's compute axis and parameter count in words, naming the settings they come from."""
+    """The study's compute axis and parameter count in words, then the settings they come from."""
     flop, count = fits.get("flop_convention"), fits.get("parameter_count")
     c = CONVENTION_WORDS.get(flop, f"C in {flop} FLOPs" if flop else "C as the table records it")
-    n = COUNT_WORDS.get(count, f"N counts {count} parameters" if count else "N as the table records it")
-    return f"{c} (fit.flop_convention {flop}); {n} (fit.parameter_count {count})"
+    n = COUNT_WORDS.get(count, f"N = {count} parameters" if count else "N as the table records it")
+    return f"{c}, {n} (fit.flop_convention {flop}, fit.parameter_count {count})"
 
 
 def num(value, digits: int = 4) -> str:

@@ -18,7 +18,7 @@ import html
 from workflow.fit.bootstrap import prediction_key
 from workflow.fit.registry import BY_NAME
 from workflow.fit.table_fit import shown
-from workflow.report.chart_parts import fitted, interval, precise_parts
+from workflow.report.chart_parts import axis_note, fitted, interval, precise_parts
 from workflow.report.units import count, flops
 from workflow.report.validity import extrapolation_factor, flag_limit, times
 
@@ -183,7 +183,8 @@ def first_screen(fits: dict, warnings: list[str]) -> str:
         '<div class="answer"><div>'
         "<h2>How large, how many tokens, at your budget</h2>"
         + answer_table(fits, answer_rows(fits), "answer")
-        + f'<p class="caption">{source}; {brackets}; reach: the budget over the largest compute trained. '
+        + f'<p class="caption">{source}; {brackets}; reach: the budget over the largest compute trained; '
+        f"{html.escape(axis_note(fits))}. "
         'Every approach\'s allocation is in the chart; more budgets in the <a href="#lookup">look-up table</a>.</p>'
         + warned
         + '</div><div class="decision-chart"><div id="decision" class="chart" data-fold-check></div></div>'

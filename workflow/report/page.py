@@ -399,7 +399,7 @@ section {{ margin: 1.2em 0; }}
 #first-screen ol {{ margin: 0.2em 0; padding-left: 1.4em; font-size: 0.88em; }}
 .study {{ font-size: 0.95em; margin: 0.3em 0; }}
 .answer {{ display: flex; gap: 1.5em; align-items: flex-start; }}
-.answer > div:first-child {{ flex: 1 1 0; min-width: 0; }}
+.answer > div:first-child {{ flex: 1 1 auto; min-width: 0; }}
 .decision-chart {{ flex: 0 0 auto; }}
 </style>
 <script>{vl_convert.javascript_bundle()}</script>

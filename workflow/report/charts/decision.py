@@ -17,7 +17,7 @@ from workflow.report import CHARTS
 from workflow.report.chart_parts import axis_note, count_axis, fitted, flops_axis, level_color, message_chart
 from workflow.report.units import flops
 
-WIDTH, HEIGHT = 470, 300
+WIDTH, HEIGHT = 440, 290
 BAND_REACH = 10.0
 
 
@@ -93,14 +93,15 @@ def draw(runs: pl.DataFrame, curves: pl.DataFrame, fits: dict) -> tuple[alt.Char
         .encode(x="start:Q", x2="end:Q", tooltip=[alt.Tooltip("end:Q", title="largest compute trained", format=".2e")])
     )
     band = (
-        alt.Chart(data.drop_nulls(["low", "high"]))
+        # Its own field (same values, same colours, no legend): a legend merged with the lines' would vanish.
+        alt.Chart(data.drop_nulls(["low", "high"]).with_columns(band=pl.col("approach")))
         .mark_area(opacity=0.15, clip=True)
         # fill, not color: the legend is the lines' (at full opacity), the bands share their hues.
         .encode(
             x=x,
             y=alt.Y("low:Q"),
             y2="high:Q",
-            fill=alt.Fill("approach:N", scale=color.to_dict()["scale"], legend=None),
+            fill=alt.Fill("band:N", scale=color.to_dict()["scale"], legend=None),
         )
     )
     line = (
@@ -138,10 +139,15 @@ def draw(runs: pl.DataFrame, curves: pl.DataFrame, fits: dict) -> tuple[alt.Char
             .encode(x="flops:Q", y=alt.value(0), text="label:N")
         )
         layers += [rule, label]
-    title = alt.TitleParams(
-        "Tokens per parameter at the compute-optimal allocation", subtitle=axis_note(fits), anchor="start"
+    # No subtitle: the axis note is in the caption beneath the first screen's answer, and a long one
+    # would widen the chart into the answer's table.
+    title = alt.TitleParams("Tokens per parameter at the compute-optimal allocation", anchor="start")
+    # The bands' fill keeps its own (hidden) legend: merged with the lines' colour legend, it hid it.
+    chart = (
+        alt.layer(*layers)
+        .resolve_legend(fill="independent", color="independent")
+        .properties(width=WIDTH, height=HEIGHT, title=title)
     )
-    chart = alt.layer(*layers).properties(width=WIDTH, height=HEIGHT, title=title)
     first = data.sort("flops").group_by("approach", maintain_order=True).agg(pl.col("tokens_per_parameter").last())
     ends = ", ".join(f"{a} {v:.3g}" for a, v in first.iter_rows())
     caption = (
