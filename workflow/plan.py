@@ -34,6 +34,9 @@ from pathlib import Path
 
 from workflow.cli_args import CommandLineError, snakemake_config_args
 from workflow.config import ConfigError, check_config, load_command_line
+from workflow.design.checks import DEFAULT_LAW_NAME, bracket_lines, design_points, far_lines, format_size
+from workflow.design.cli import DesignError
+from workflow.design.cli import add_arguments as add_design_arguments
 from workflow.families import flops_per_token, parameter_count, parameter_counts
 from workflow.files import run_stage
 from workflow.memory import GIB, device_kind, memory_per_device, needs_sharding, what_fits
@@ -196,52 +199,21 @@ def budget_text(budgets: list[float]) -> str:
     return f"{format_flops(budgets[0])}..{format_flops(budgets[-1])}"
 
 
-def compute_optimal_sizes(budgets: list[float]) -> tuple[str, dict[float, float]]:
-    """The compute-optimal N of a published law at each budget, and which law.
-
-    Besiroglu et al. 2024's refit of Hoffmann et al. 2022's Approach 3, at its own optimum (their eq. 4
-    on C = 6 N D): the fit's code, with the constants the report draws. Imported here, not at the top,
-    because it brings numpy and scipy, which the plan needs only for these lines."""
-    from workflow.fit.allocation import allocate
-    from workflow.fit.approach3 import eq4_allocation
-    from workflow.fit.references import EPOCH_REFIT
-
-    law = eq4_allocation(EPOCH_REFIT["alpha"], EPOCH_REFIT["beta"], EPOCH_REFIT["A"], EPOCH_REFIT["B"])
-    name = (
-        "Besiroglu et al. 2024's refit of Hoffmann et al. 2022 (Approach 3, eq. 4 on C = 6 N D; its N "
-        "counts every parameter, so the comparison is approximate)"
-    )
-    return name, {b: float(allocate(law, b)["n_opt"]) for b in budgets}
-
-
-def bracket_lines(rows: list[dict]) -> list[str]:
-    """Per IsoFLOP budget: whether its sizes bracket the published compute-optimal N."""
+def budget_sizes(rows: list[dict]) -> dict[float, list[float]]:
+    """Each IsoFLOP budget's sizes (N), for the bracket lines."""
     sizes: dict[float, list[float]] = {}
     for row in rows:
         for budget in row["budgets"]:
             sizes.setdefault(budget, []).append(row["n"])
-    if not sizes:
-        return []
-    law, n_opt = compute_optimal_sizes(sorted(sizes))
-    lines = [textwrap.fill(f"IsoFLOP budgets against the compute-optimal N of {law}:", 110, subsequent_indent="    ")]
-    for budget in sorted(sizes):
-        low, high, opt = min(sizes[budget]), max(sizes[budget]), n_opt[budget]
-        span = f"sizes {format_size(low)}..{format_size(high)}"
-        if low <= opt <= high:
-            verdict = f"{span} bracket N_opt≈{format_size(opt)}"
-        else:
-            side = "below" if high < opt else "above"
-            verdict = f"{span} do not bracket: all sizes {side} N_opt≈{format_size(opt)}"
-        lines.append(f"  C={format_flops(budget)}: {verdict} ({len(sizes[budget])} runs)")
-    return lines
+    return sizes
 
 
-def format_size(n: float) -> str:
-    """5.25M, 692M, 1.2B: three significant digits."""
-    for suffix, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.3g}{suffix}"
-    return f"{n:.3g}"
+def check_lines(rows: list[dict], runs: dict[str, RunSpec], fit: dict, assumed=None) -> list[str]:
+    """The design against a compute-optimal allocation (``workflow.design.checks``): whether each IsoFLOP
+    budget's sizes bracket its N_opt, and the points far outside the optimal region; the assumed law's
+    (--assume) when given, else the published refit's."""
+    law, name = (None, DEFAULT_LAW_NAME) if assumed is None else (assumed.law, f"the assumed law ({assumed.source})")
+    return [*bracket_lines(budget_sizes(rows), law, name), *far_lines(design_points(runs, fit), law)]
 
 
 def header_lines(config: dict, files: list[Path], corpus: CorpusSize, throughput: Throughput, runs: int) -> list[str]:
@@ -261,7 +233,7 @@ def header_lines(config: dict, files: list[Path], corpus: CorpusSize, throughput
     return [textwrap.fill(line, 110, subsequent_indent="    ", break_on_hyphens=False) for line in lines] + [""]
 
 
-def render(rows: list[dict], fit: dict) -> str:
+def render(rows: list[dict], fit: dict, checks: list[str]) -> str:
     flops = f"{fit['flop_convention']} FLOPs"
     width = max([34, *(len(r["run_id"]) for r in rows)])
     header = (
@@ -277,7 +249,7 @@ def render(rows: list[dict], fit: dict) -> str:
             f"{r['memory_ddp_gib']:>8.2f} {r['activations_gib']:>7.2f} {r['memory_sharded_gib']:>8.2f} "
             f"{r['mode']:>4} {format_size(r['tokens_per_s']):>7} {hours_text(r['hours'] * 3600):>6}  {r['slurm']}"
         )
-    lines += ["", *bracket_lines(rows)]
+    lines += ["", *checks]
     device_hours = sum(r["device_hours"] for r in rows)
     disk = sum(r["disk_bytes"] for r in rows)
     lines.append(
@@ -353,6 +325,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         "tokens_per_s (per device); sizes between rows are interpolated on log scales, sizes beyond take "
         "the nearest row. Default: cluster.train_flops_per_s, assumed",
     )
+    add_design_arguments(parser)
     args, extra = parser.parse_known_args(argv)
     for arg in extra:
         name = arg.split("=", 1)[0]
@@ -387,13 +360,19 @@ def main(argv: list[str] | None = None) -> int:
             if args.throughput
             else cluster_throughput(config["cluster"])
         )
-    except (ConfigError, CommandLineError) as e:
+        setup = None
+        if args.assume or args.simulate or args.propose:
+            from workflow.design.cli import prepare  # scipy and the fitter: only with the design flags
+
+            setup = prepare(args, config)
+    except (ConfigError, CommandLineError, DesignError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     for warning in config_warnings:
         print(f"warning: {warning}", file=sys.stderr)
     rows, errors, warnings = plan_rows(config, runs, args.device_memory_gb * GIB, corpus, throughput)
-    text = "\n".join([*header_lines(config, files, corpus, throughput, len(rows)), render(rows, config["fit"])])
+    checks = check_lines(rows, runs, config["fit"], setup.assumed if setup else None)
+    text = "\n".join([*header_lines(config, files, corpus, throughput, len(rows)), render(rows, config["fit"], checks)])
     try:
         print(text, flush=True)
     except BrokenPipeError:
@@ -403,7 +382,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
-    return 1 if errors else 0
+    if errors or not (args.simulate or args.propose):
+        return 1 if errors else 0
+    from workflow.design.cli import run
+
+    def cost(config: dict, runs: dict) -> float:
+        """The plan's device-hours of a design (its tuning sweep included); infinite when a run does not fit."""
+        rows, errors, _ = plan_rows(
+            config, runs | sweep_runs(config, runs), args.device_memory_gb * GIB, corpus, throughput
+        )
+        return math.inf if errors else sum(r["device_hours"] for r in rows)
+
+    return run(args, config, setup, sum(r["device_hours"] for r in rows), cost)
 
 
 if __name__ == "__main__":

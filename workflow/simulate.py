@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from workflow.fit.approach3 import hoffmann_grid, predict_approach3
+from workflow.fit.approach3 import KEEP_OPTIMA, hoffmann_grid, predict_approach3
 from workflow.fit.lse import objective_at_starts
 from workflow.fit.lse_batch import fit_many
 from workflow.fit.primitives import HUBER_DELTA
@@ -130,7 +130,12 @@ def fit_study(
     delta: float = HUBER_DELTA,
 ) -> dict:
     """Approach 3 on one simulated study, with 95% bootstrap intervals: resampling training runs
-    (``by="unit"``, the pipeline's method) or points as if independent (``"point"``)."""
+    (``by="unit"``, the pipeline's method) or points as if independent (``"point"``).
+
+    Besides the estimate and intervals: ``theta`` (the best optimum), ``local_optima`` (the distinct
+    optima the refined starts reach, best first, as approach3 keeps them: (theta, objective)) and
+    ``refits`` (each fitted resample's theta), which the identification rule and the arm comparison
+    of ``workflow.design`` read."""
     log_x, log_loss = np.stack([np.log(design.params), np.log(design.tokens)]), np.log(loss)
     grid = hoffmann_grid()
     ranked = grid[np.argsort(objective_at_starts(grid, log_x, log_loss, delta), kind="stable")[:REFINE]]
@@ -147,7 +152,26 @@ def fit_study(
     estimate = {k: float(v[0]) for k, v in quantities(best[None]).items()}
     drawn = quantities(refits)
     intervals = {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in drawn.items()}
-    return {"estimate": estimate, "intervals": intervals, "resamples_fitted": int(len(refits))}
+    return {
+        "estimate": estimate,
+        "intervals": intervals,
+        "resamples_fitted": int(len(refits)),
+        "theta": best,
+        "local_optima": distinct_optima(thetas, values),
+        "refits": refits,
+    }
+
+
+def distinct_optima(thetas: np.ndarray, values: np.ndarray, keep: int = KEEP_OPTIMA) -> list[tuple[np.ndarray, float]]:
+    """The best theta of each distinct objective value (relative 1e-6, as ``lse.distinct_optima``), best
+    first, at most ``keep``."""
+    chosen: list[tuple[np.ndarray, float]] = []
+    for i in np.argsort(values, kind="stable"):
+        if all(abs(values[i] - v) > 1e-6 * abs(v) + 1e-12 for _, v in chosen):
+            chosen.append((thetas[i], float(values[i])))
+        if len(chosen) == keep:
+            break
+    return chosen
 
 
 def truth_of(law: dict) -> dict[str, float]:
