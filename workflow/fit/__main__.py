@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 from workflow.files import read_json, run_stage, write_json_atomic
 from workflow.fit import checks
 from workflow.fit.calibration import calibration, calibration_lines
+from workflow.fit.compare import arm_lines, fit_arms
 from workflow.fit.primitives import HUBER_DELTA, FitError
 from workflow.fit.table_fit import fit_table, read_table, summary_lines
 from workflow.fit.variant import Variant, parse_fixed
@@ -117,7 +118,17 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="what the table's params count (e.g. with_head, non_embedding), recorded in fits.json",
     )
+    parser.add_argument(
+        "--arms",
+        metavar="COLUMN",
+        help="fit each value of COLUMN (e.g. arm, dataset, family) as an arm and compare them with --baseline: "
+        "compute multipliers with paired bootstrap intervals (docs/methods.md, 'Comparing arms')",
+    )
+    parser.add_argument("--baseline", metavar="NAME", help="the arm the others are compared with (with --arms)")
     args = parser.parse_args(argv)
+    if (args.arms is None) != (args.baseline is None):
+        print("error: --arms and --baseline go together: name the arms' column and the baseline arm", file=sys.stderr)
+        return 2
     metadata = {
         "flop_convention": args.flop_convention,
         "parameter_count": args.parameter_count,
@@ -154,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         fitted = table.filter(checks.checked(table)[1])
         run_ids = fitted["run_id"].cast(pl.String).to_list() if "run_id" in fitted.columns else None
         variant.check_floor(fitted["loss"].to_numpy(), run_ids or [f"run{i}" for i in range(fitted.height)])
+        if args.arms is not None:
+            return fit_arms_command(args, table, curves, budgets, metadata, variant, t0)
         with threadpool_limits(1):
             fits = fit_table(
                 table,
@@ -176,6 +189,31 @@ def main(argv: list[str] | None = None) -> int:
         fits["calibration"] = calibration(known, table, fits)
     write_json_atomic(args.out, fits)
     for line in summary_lines(fits) + calibration_lines(fits.get("calibration")):
+        print(line)
+    print(f"total: {time.perf_counter() - t0:.1f} s; wrote {args.out}")
+    return 0
+
+
+def fit_arms_command(args, table: pl.DataFrame, curves, budgets: list[float], metadata: dict, variant, t0) -> int:
+    """--arms: every arm fitted and compared with the baseline; the arms form of fits.json (schema.ARMS_SCHEMA)."""
+    with threadpool_limits(1):
+        fits = fit_arms(
+            table,
+            args.arms,
+            args.baseline,
+            curves=curves,
+            bootstrap_samples=args.bootstrap,
+            seed=args.seed,
+            predict=budgets,
+            workers=args.workers,
+            metadata=metadata,
+            variant=variant,
+            delta=args.huber_delta,
+            refine=args.refine or None,
+            manifests=manifests(args),
+        )
+    write_json_atomic(args.out, fits)
+    for line in arm_lines(fits):
         print(line)
     print(f"total: {time.perf_counter() - t0:.1f} s; wrote {args.out}")
     return 0

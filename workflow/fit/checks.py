@@ -287,5 +287,6 @@ def one_law(table: pl.DataFrame) -> None:
             counts = ", ".join(f"{v} ({table.filter(pl.col(column).cast(pl.String) == v).height})" for v in values)
             raise FitError(
                 f"the runs differ in {column!r} ({counts}): different models are not points of one law; fit "
-                f"each {column} on its own (filter the table, or give each its own study)"
+                f"each {column} on its own (filter the table, or give each its own study), or compare them as "
+                f"arms: python -m workflow.fit TABLE --arms {column} --baseline NAME"
             )

@@ -23,6 +23,35 @@ Conventions:
 - ``data`` says what was fitted: runs_fitted, runs_excluded (ids of runs not
   completed), compute (where C came from) and warnings (the table's
   plausibility warnings, workflow/fit/checks.py; [] when none).
+
+The arms form (``ARMS_SCHEMA``; ``python -m workflow.fit TABLE --arms COLUMN
+--baseline NAME``, workflow/fit/compare.py) is a second form of the same
+layout: ``form`` is "arms", ``arm_column`` and ``baseline`` name the arms'
+column and the baseline arm, ``arms`` maps each arm to a whole single-arm
+fits.json (FITS_SCHEMA) of its rows, and ``comparison`` compares every other
+arm with the baseline. ``comparison.arms[ARM]`` holds:
+- ``budgets``: rows {flops, extrapolation_factor, trained (inside the range
+  every arm trained), multiplier m(C) = C_baseline(L_arm(C)) / C, interval
+  (paired 95%), unpaired_interval, arm_loss and baseline_loss (each law's
+  compute-optimal loss at C), unbounded_share (share of paired resamples where
+  the arm's loss is below the baseline's E: m infinite)}, at the look-up
+  ladder's budgets over the range, the largest trained compute and every
+  prediction budget. A multiplier or interval end that is infinite is null.
+- ``curve``: flops (48 points over the range), multiplier, lower, upper (the
+  paired band), for a chart.
+- ``differences``: alpha, beta, a and E, each {value (arm minus baseline),
+  interval, unpaired_interval}.
+- ``crossover``: {flops (where m(C) crosses 1 in the range, or null),
+  direction ("overtakes", "falls behind" or null), range, resamples_crossing
+  (share of paired resamples crossing within the range), interval (95% among
+  those, or null)}.
+- ``width_ratio``: {largest_trained, median}: the paired interval's width over
+  the unpaired one's, in log m.
+- ``verdict``: one line; ``reference_flops``: the budget it speaks of.
+The comparison also holds method, samples, seed, resamples_fitted {paired,
+unpaired}, matched_units, units {arm: count}, trained_range, range (the
+trained range up to the largest prediction budget), reference_flops,
+warnings and seconds.
 """
 
 from __future__ import annotations
@@ -319,6 +348,109 @@ FITS_SCHEMA = {
                 SKIPPED,
                 {"required": ["true_bits_per_byte", "true_nats_per_token", "bytes_per_token", "floors"]},
             ],
+        },
+        "flop_convention": {"type": ["string", "null"]},
+        "extrapolation_flag": NUMBER,
+        "parameter_count": {"type": ["string", "null"]},
+        "table": STRING,
+    },
+}
+
+
+INTERVAL_OR_NULL = {
+    "oneOf": [{"type": "array", "items": NUMBER_OR_NULL, "minItems": 2, "maxItems": 2}, {"type": "null"}]
+}
+COMPARED = {
+    "type": "object",
+    "required": ["budgets", "curve", "differences", "crossover", "width_ratio", "verdict", "reference_flops"],
+    "properties": {
+        "budgets": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["flops", "extrapolation_factor", "trained", "multiplier", "interval"]
+                + ["unpaired_interval", "arm_loss", "baseline_loss", "unbounded_share"],
+                "properties": {
+                    "flops": NUMBER,
+                    "extrapolation_factor": NUMBER,
+                    "trained": {"type": "boolean"},
+                    "multiplier": NUMBER_OR_NULL,
+                    "interval": INTERVAL_OR_NULL,
+                    "unpaired_interval": INTERVAL_OR_NULL,
+                    "arm_loss": NUMBER,
+                    "baseline_loss": NUMBER,
+                    "unbounded_share": NUMBER_OR_NULL,
+                },
+                "additionalProperties": False,
+            },
+        },
+        "curve": {
+            "type": "object",
+            "required": ["flops", "multiplier", "lower", "upper"],
+            "additionalProperties": {"type": "array", "items": NUMBER_OR_NULL},
+        },
+        "differences": {
+            "type": "object",
+            "required": ["alpha", "beta", "a", "E"],
+            "additionalProperties": {
+                "type": "object",
+                "required": ["value", "interval", "unpaired_interval"],
+                "properties": {"value": NUMBER, "interval": INTERVAL_OR_NULL, "unpaired_interval": INTERVAL_OR_NULL},
+            },
+        },
+        "crossover": {
+            "type": "object",
+            "required": ["flops", "direction", "range", "resamples_crossing", "interval"],
+            "properties": {
+                "flops": NUMBER_OR_NULL,
+                "direction": {"enum": ["overtakes", "falls behind", None]},
+                "range": INTERVAL,
+                "resamples_crossing": NUMBER_OR_NULL,
+                "interval": INTERVAL_OR_NULL,
+            },
+        },
+        "width_ratio": {
+            "type": "object",
+            "required": ["largest_trained", "median"],
+            "additionalProperties": NUMBER_OR_NULL,
+        },
+        "verdict": STRING,
+        "reference_flops": NUMBER,
+    },
+}
+
+ARMS_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "fits.json of a study with arms",
+    "type": "object",
+    "required": ["layout", "form", "arm_column", "baseline", "arms", "comparison"],
+    "properties": {
+        "layout": {"const": LAYOUT},
+        "form": {"const": "arms"},
+        "arm_column": STRING,
+        "baseline": STRING,
+        "arms": {"type": "object", "minProperties": 2, "additionalProperties": FITS_SCHEMA},
+        "comparison": {
+            "type": "object",
+            "required": ["method", "samples", "seed", "matched_units", "units", "trained_range", "range"]
+            + ["reference_flops", "warnings", "arms", "seconds"],
+            "properties": {
+                "samples": {"type": "integer", "minimum": 0},
+                "resamples_fitted": {
+                    "type": "object",
+                    "required": ["paired", "unpaired"],
+                    "additionalProperties": {"type": "integer"},
+                },
+                "matched_units": {"type": "integer"},
+                "units": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "trained_range": INTERVAL,
+                "range": INTERVAL,
+                "reference_flops": NUMBER,
+                "warnings": {"type": "array", "items": STRING},
+                "arms": {"type": "object", "minProperties": 1, "additionalProperties": COMPARED},
+                "seconds": NUMBER,
+            },
         },
         "flop_convention": {"type": ["string", "null"]},
         "extrapolation_flag": NUMBER,
