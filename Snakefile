@@ -82,3 +82,14 @@ if config["regenerate_from_results"]:
         check_recorded_config(config, RUNS, TUNING_FILE if TUNING else None, workflow.overwrite_configfiles)
     except ConfigError as error:
         raise WorkflowError(str(error)) from None
+
+
+# A failed collect or fit loses its outputs (Snakemake removes them), but the report built from the
+# previous ones stayed beside the new study's config and looked current: it is moved aside
+# (workflow/stale_report.py).
+from workflow.stale_report import set_aside_stale_report
+
+
+onerror:
+    if stale := set_aside_stale_report():
+        print(f"error: {stale}", file=sys.stderr)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import copy_pipeline, snakemake
+from helpers import copy_pipeline, snakemake, write_config
 
 from workflow.fit.schema import LAYOUT
 
@@ -134,3 +135,35 @@ def test_a_fits_json_missing_a_key_is_named_before_the_report_writes(finished, t
         "(workflow/fit/schema.py); refit it with this version of the pipeline (snakemake --forcerun fit)"
     ]
     assert not (tmp_path / "report").exists()
+
+
+def test_a_failed_fit_sets_the_previous_report_aside(finished, tmp_path):
+    """A new study's collect reruns (another FLOP convention) and its fit fails (a floor above every
+    loss): Snakemake removed fits.json, the failed job's output, but the previous study's report stayed
+    in results/report/ beside the new tables and config, looking current. Now it is moved aside whole."""
+    workdir, _ = finished
+    study = tmp_path / "study"
+    shutil.copytree(workdir, study, symlinks=True)
+    results = study / "results"
+    before = snapshot(results / "report")
+
+    def failing_fit(config):
+        config["fit"].update(flop_convention="kaplan", parameter_count="non_embedding", fix={"E": 10.0})
+
+    config = write_config(study, "failing_fit.yaml", failing_fit)
+    result = snakemake(study, "--configfile", config, check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0 and "Error in rule fit" in out, out
+    assert "Error in rule collect" not in out and (results / "tables" / "runs.parquet").exists()
+    assert not (results / "fits" / "fits.json").exists()
+    assert not (results / "report").exists()
+    (aside,) = list(results.glob("report.stale-*"))
+    assert snapshot(aside) == before  # nothing of it is lost
+    line = (
+        r"error: results/report/ was built from files this failed run removed \(results/fits/fits.json\), so it "
+        rf"is not this study's report: moved aside to results/{re.escape(aside.name)}/; fix the error above and "
+        r"rerun snakemake to make the study's report"
+    )
+    assert any(re.fullmatch(line, text) for text in out.splitlines()), out
+    plan = snakemake(study, "-n", "--configfile", config).stdout
+    assert re.search(r"^fit\s+1$", plan, flags=re.M) and re.search(r"^report\s+1$", plan, flags=re.M), plan
