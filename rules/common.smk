@@ -188,3 +188,28 @@ def report_chart(name, title):
         category="Charts",
         labels={"chart": title},
     )
+
+
+def known_specs():
+    """The settings each run trains with, where they are known before any job: a tuned study's grid
+    runs only once its selection (results/tune/tuning.json) exists."""
+    specs = dict(SWEEP)
+    if not TUNING:
+        specs.update(RUNS)
+    elif Path(TUNING_FILE).exists():
+        tuning = read_tuning(TUNING_FILE)
+        for run, spec in RUNS.items():
+            specs[run] = apply_tuning(spec, tuning, set(config["train"]["overrides"].get(run, {})))
+    return specs
+
+
+# Two studies sharing a work_dir share each run's directory (keyed by the data, not the run's other
+# settings): with different settings they retrained each other's runs back and forth. Refused before
+# any job (workflow/work_dir_check.py); in the main process only, as the jobs train what it checked.
+if workflow.is_main_process and not config["regenerate_from_results"]:
+    from workflow.work_dir_check import SharedRunError, check_shared_runs
+
+    try:
+        check_shared_runs(known_specs(), Path(RUNS_DIR), config)
+    except (ConfigError, SharedRunError) as error:
+        raise WorkflowError(str(error)) from None

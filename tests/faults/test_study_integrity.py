@@ -1,5 +1,6 @@
 """Faults of a study as a whole (issue 29): a study copied or moved, regeneration from results/ with a
-file missing or a recorded config that disagrees with the runs, a failed fit after a finished study.
+file missing or a recorded config that disagrees with the runs, a failed fit after a finished study, two
+studies on one work_dir training the same run with other settings.
 docs/reliability.md lists the cases."""
 
 from __future__ import annotations
@@ -146,6 +147,8 @@ def test_a_failed_fit_sets_the_previous_report_aside(finished, tmp_path):
     shutil.copytree(workdir, study, symlinks=True)
     results = study / "results"
     before = snapshot(results / "report")
+    # Earlier faults tests on the shared study (a failed collect) may have set a report aside already.
+    earlier = set(results.glob("report.stale-*"))
 
     def failing_fit(config):
         config["fit"].update(flop_convention="kaplan", parameter_count="non_embedding", fix={"E": 10.0})
@@ -157,7 +160,7 @@ def test_a_failed_fit_sets_the_previous_report_aside(finished, tmp_path):
     assert "Error in rule collect" not in out and (results / "tables" / "runs.parquet").exists()
     assert not (results / "fits" / "fits.json").exists()
     assert not (results / "report").exists()
-    (aside,) = list(results.glob("report.stale-*"))
+    (aside,) = set(results.glob("report.stale-*")) - earlier
     assert snapshot(aside) == before  # nothing of it is lost
     line = (
         r"error: results/report/ was built from files this failed run removed \(results/fits/fits.json\), so it "
@@ -167,3 +170,37 @@ def test_a_failed_fit_sets_the_previous_report_aside(finished, tmp_path):
     assert any(re.fullmatch(line, text) for text in out.splitlines()), out
     plan = snakemake(study, "-n", "--configfile", config).stdout
     assert re.search(r"^fit\s+1$", plan, flags=re.M) and re.search(r"^report\s+1$", plan, flags=re.M), plan
+
+
+def test_a_second_study_training_a_shared_run_with_other_settings_is_refused(tmp_path):
+    """Two clones on one work_dir, the same data, the second with train.lr 0.001: they shared each run's
+    directory (keyed by the data), and each study's training removed the other's weights, back and forth.
+    The second now stops before any job naming the run, the key and both values; the first's files stay."""
+    shared = tmp_path / "scratch"
+    run = "L1-d16-h2_D32k_s0"
+    studies = []
+    for name, lr in (("first", 0.004), ("second", 0.001)):
+        (tmp_path / name).mkdir()
+        workdir = copy_pipeline(tmp_path / name)
+
+        def change(config, lr=lr):
+            config.update(work_dir=str(shared))
+            config["train"]["lr"] = lr
+
+        studies.append((workdir, write_config(workdir, "study.yaml", change)))
+    (first, config), (second, _) = studies
+    snakemake(first, "--configfile", config, "--", f"results/runs/{run}/summary.json")
+    before = snapshot(shared)
+    (weights,) = list(shared.glob(f"runs/*/{run}/weights"))
+    for args in (("-n",), ()):
+        result = snakemake(second, *args, "--configfile", config, check=False)
+        out = result.stdout + result.stderr
+        assert result.returncode != 0, out
+        assert (
+            f"config error at work_dir: run {run} in {weights} was trained by another study with train.lr = 0.004, "
+            "this study's is 0.001; studies sharing a work_dir share each run's directory and would retrain each "
+            "other's runs back and forth: give this study its own work_dir"
+        ) in out.splitlines(), out
+        assert snapshot(shared) == before and not (second / "results").exists()
+    plan = snakemake(first, "-n", "--configfile", config, "--", f"results/runs/{run}/summary.json").stdout
+    assert "Nothing to be done" in plan, plan
