@@ -8,8 +8,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from workflow.arms import arm_configs
+from workflow.download import download_plan
 from workflow.config import ConfigError, check_config, expand_paths, spec_json
-from workflow.names import artefact_keys
+from workflow.names import artefact_keys, yardstick_key
 from workflow.regenerate import check_files, check_recorded_config
 from workflow.slurm_resources import train_runtime_minutes, train_slurm_resources
 from workflow.report import CHARTS as REPORT_CHARTS, TUNE_CHARTS
@@ -33,14 +35,59 @@ PACKAGE_ROOT = shlex.quote(workflow.basedir).replace("{", "{{").replace("}", "}}
 shell.prefix(f"export PYTHONPATH={PACKAGE_ROOT}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 WORK = config["work_dir"].rstrip("/")
+# A study with arms (workflow.arms): each arm's config, by name. The corpus, tokenizer and dataset rules
+# make the baseline arm's (BASE); the arm_* rules make those of arms whose settings differ from it.
+ARMS = arm_configs(config)
+BASE = ARMS[config["arms"]["baseline"]] if ARMS else config
 # Work-directory paths carry the key of the settings that made them (workflow.names.artefact_keys):
-# studies sharing one work_dir (scratch) reuse what is identical and never read each other's artefacts.
-KEYS = artefact_keys(config)
+# studies sharing one work_dir (scratch) reuse what is identical and never read each other's artefacts,
+# and so do arms of one study.
+KEYS = artefact_keys(BASE)
 CORPUS_DIR = f"{WORK}/corpus/{KEYS['corpus']}"
 TOKENIZER_DIR = f"{WORK}/tokenizer/{KEYS['tokenizer']}"
 DATASET_DIR = f"{WORK}/dataset/{KEYS['dataset']}"
+# Every run's weights go under the base dataset's key, arms' too (their run ids differ); a run's own
+# data is recorded in its weights and checked by the evaluation (workflow.shards.data_identity).
 RUNS_DIR = f"{WORK}/runs/{KEYS['dataset']}"
-SOURCES = {source["name"]: source for source in config["corpus"]["sources"]}
+ARM_KEYS = {arm: artefact_keys(arm_config) for arm, arm_config in ARMS.items()}
+# The settings behind each corpus, tokenizer and dataset key of an arm that the base's rules do not make.
+ARM_STAGES = {
+    stage: {keys[stage]: ARMS[arm] for arm, keys in ARM_KEYS.items() if keys[stage] != KEYS[stage]}
+    for stage in ("corpus", "tokenizer", "dataset")
+}
+# ... and the keys of the arm behind each of those (the corpus of its tokenizer, say).
+ARM_KEYS_BY = {stage: {keys[stage]: keys for keys in ARM_KEYS.values()} for stage in ("corpus", "tokenizer", "dataset")}
+# Arms on other token ids than the base's are all scored on the base arm's validation text, in bits per
+# byte (workflow.yardstick): each tokenizer's yardstick, by its key.
+YARDSTICKS = (
+    {yardstick_key(KEYS["dataset"], keys["tokenizer"]): keys for keys in ARM_KEYS.values()}
+    if any(keys["dataset"] != KEYS["dataset"] for keys in ARM_KEYS.values())
+    else {}
+)
+SOURCES = {source["name"]: source for arm in [config, *ARMS.values()] for source in arm["corpus"]["sources"]}
+
+
+def run_keys(run):
+    """The artefact keys of a run's arm (the study's outside arms)."""
+    arm = TRAINING_RUNS[run].arm
+    return ARM_KEYS[arm] if arm else KEYS
+
+
+def run_dataset(wildcards):
+    """The token shards a run trains on: its arm's dataset."""
+    return f"{WORK}/dataset/{run_keys(wildcards.run)['dataset']}"
+
+
+def run_yardstick(wildcards):
+    """The yardstick a run is scored on where arms differ in tokens; none otherwise."""
+    if not YARDSTICKS:
+        return []
+    return f"{WORK}/yardstick/{yardstick_key(KEYS['dataset'], run_keys(wildcards.run)['tokenizer'])}"
+
+
+def fit_arms_args():
+    """The fit's comparison of the arms with the baseline (workflow.fit, --arms); nothing outside arms."""
+    return f"--arms arm --baseline {config['arms']['baseline']}" if ARMS else ""
 
 
 wildcard_constraints:
@@ -126,28 +173,30 @@ EVALUATE_GPUS = 0 if config["train"]["device"] == "cpu" else 1
 
 
 GIVEN_TOKENIZER_DOWNLOAD = (
-    f"{WORK}/downloads/tokenizer/{config['tokenizer'].get('model_sha256', '')[:12]}/tokenizer.model"
+    f"{WORK}/downloads/tokenizer/{BASE['tokenizer'].get('model_sha256', '')[:12]}/tokenizer.model"
 )
 
 
 def given_tokenizer():
     """The tokenizer model to use instead of training one: tokenizer.model_file, the download of
     tokenizer.model_url, or None."""
-    if "model_url" in config["tokenizer"]:
+    if "model_url" in BASE["tokenizer"]:
         return GIVEN_TOKENIZER_DOWNLOAD
-    return config["tokenizer"].get("model_file")
+    return BASE["tokenizer"].get("model_file")
 
 
 def tokenizer_source(wildcards, input):
     """Train on the documents, or check and use the given model. tokenizer.character_coverage is
     given only where it is not the default, so that the command (and so the rerun triggers) of a
-    study from before the setting stays as it was."""
-    given = given_tokenizer()
+    study from before the setting stays as it was. An arm's tokenizer (wildcard tokenizer_key) reads
+    its arm's settings."""
+    arm = ARM_STAGES["tokenizer"][wildcards.tokenizer_key] if "tokenizer_key" in wildcards.keys() else BASE
+    given = given_tokenizer() if arm is BASE else arm["tokenizer"].get("model_file")
     if given:
         return f"--given-model {shlex.quote(given)}"
     from workflow.names import CHARACTER_COVERAGE
 
-    coverage = config["tokenizer"]["character_coverage"]
+    coverage = arm["tokenizer"]["character_coverage"]
     coverage = f" --character-coverage {coverage}" if coverage != CHARACTER_COVERAGE else ""
     return f"--documents {shlex.quote(input.documents)}{coverage}"
 
@@ -213,3 +262,21 @@ if workflow.is_main_process and not config["regenerate_from_results"]:
         check_shared_runs(known_specs(), Path(RUNS_DIR), config)
     except (ConfigError, SharedRunError) as error:
         raise WorkflowError(str(error)) from None
+
+
+def corpus_plan(study):
+    """The files of a corpus's url sources, by their download path under WORK/downloads."""
+    return {f"{item['source']}/{item['file']}": item for item in download_plan(study["corpus"]["sources"])}
+
+
+def corpus_downloads(study):
+    """The corpus rule's download arguments: each file of its plan with its downloaded path."""
+    return lambda wildcards, input: " ".join(
+        shlex.quote(f"--download={item['source']}={path}")
+        for item, path in zip(corpus_plan(study).values(), input.downloads)
+    )
+
+
+def arm_tokenizer_setting(key):
+    """An input function for a setting of an arm's tokenizer (wildcard tokenizer_key)."""
+    return lambda wildcards: ARM_STAGES["tokenizer"][wildcards.tokenizer_key]["tokenizer"][key]

@@ -2,7 +2,8 @@
 # compute nodes often have no internet), then one documents table and its manifest.
 from workflow.download import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF_S, DEFAULT_LOCK_FILE, DEFAULT_TIMEOUT_S, download_plan
 
-CORPUS_FILES = {f"{item['source']}/{item['file']}": item for item in download_plan(config["corpus"]["sources"])}
+# Every arm's files (workflow.config checks that arms naming one source agree on it).
+CORPUS_FILES = {key: item for study in [BASE, *ARMS.values()] for key, item in corpus_plan(study).items()}
 CORPUS_FETCH = config["corpus"].get("download", {})
 
 
@@ -39,7 +40,7 @@ rule download:
 
 rule corpus:
     input:
-        downloads=[f"{WORK}/downloads/{key}" for key in CORPUS_FILES],
+        downloads=[f"{WORK}/downloads/{key}" for key in corpus_plan(BASE)],
     output:
         documents=f"{CORPUS_DIR}/documents.parquet",
         manifest="results/data/corpus.json",
@@ -51,12 +52,36 @@ rule corpus:
     resources:
         mem_mb=stage_mem_mb("default"),
     params:
-        sources=json.dumps(config["corpus"]["sources"], sort_keys=True),
-        downloads=lambda wildcards, input: " ".join(
-            shlex.quote(f"--download={item['source']}={path}")
-            for item, path in zip(CORPUS_FILES.values(), input.downloads)
-        ),
-        dedup="--dedup" if config["corpus"].get("dedup") else "",
+        sources=json.dumps(BASE["corpus"]["sources"], sort_keys=True),
+        downloads=corpus_downloads(BASE),
+        dedup="--dedup" if BASE["corpus"].get("dedup") else "",
     shell:
         "python -m workflow.corpus --sources {params.sources:q} {params.downloads} {params.dedup}"
         " --out-documents {output.documents:q} --out-manifest {output.manifest:q} > {log:q} 2>&1"
+
+
+# The corpus of each arm whose corpus settings differ from the base arm's (workflow.arms), by its key.
+if ARM_STAGES["corpus"]:
+
+    use rule corpus as arm_corpus with:
+        input:
+            downloads=lambda wildcards: [
+                f"{WORK}/downloads/{key}" for key in corpus_plan(ARM_STAGES["corpus"][wildcards.corpus_key])
+            ],
+        output:
+            documents=f"{WORK}/corpus/{{corpus_key}}/documents.parquet",
+            manifest="results/data/arms/{corpus_key}/corpus.json",
+        log:
+            "results/logs/arms/{corpus_key}/corpus.log",
+        wildcard_constraints:
+            corpus_key="|".join(ARM_STAGES["corpus"]),
+        params:
+            sources=lambda wildcards: json.dumps(
+                ARM_STAGES["corpus"][wildcards.corpus_key]["corpus"]["sources"], sort_keys=True
+            ),
+            downloads=lambda wildcards, input: corpus_downloads(ARM_STAGES["corpus"][wildcards.corpus_key])(
+                wildcards, input
+            ),
+            dedup=lambda wildcards: (
+                "--dedup" if ARM_STAGES["corpus"][wildcards.corpus_key]["corpus"].get("dedup") else ""
+            ),

@@ -1,12 +1,23 @@
-# Evaluate: every run on the same validation tokens. The device is a resource, not a param:
+# Evaluate: every run on the same validation tokens (where arms differ in tokenizer or corpus, on the
+# base arm's validation text in its own tokens: the yardstick). The device is a resource, not a param:
 # where a run is scored does not change its score, so changing it re-evaluates nothing.
+# The yardstick's flag and param exist only where there is one: a study without keeps its command and
+# params, which Snakemake compares (a change would re-evaluate every run).
+EVALUATE_COMMAND = (
+    "python -m workflow.evaluate --weights {input.weights:q} --summary {input.summary:q}"
+    " --dataset {input.dataset:q}/manifest.json"
+    + (" --yardstick {input.yardstick:q}/manifest.json" if YARDSTICKS else "")
+    + " --batch-size {params.batch_size}"
+    " --device {resources.device} --threads {threads} --out {output:q} > {log:q} 2>&1"
+)
 
 
 rule evaluate:
     input:
         weights=rules.train.output.weights,
         summary=rules.train.output.summary,
-        dataset=rules.dataset.output.shards,
+        dataset=run_dataset,
+        yardstick=run_yardstick,
     output:
         "results/runs/{run}/eval.json",
     log:
@@ -21,6 +32,4 @@ rule evaluate:
     params:
         batch_size=config["evaluate"]["batch_size"],
     shell:
-        "python -m workflow.evaluate --weights {input.weights:q} --summary {input.summary:q}"
-        " --dataset {input.dataset:q}/manifest.json --batch-size {params.batch_size}"
-        " --device {resources.device} --threads {threads} --out {output:q} > {log:q} 2>&1"
+        EVALUATE_COMMAND

@@ -72,7 +72,9 @@ rule fit:
         seed=config["fit"]["bootstrap_seed"],
         predict=",".join(f"{flops:g}" for flops in config["fit"]["predict_flops"]),
         extrapolation_flag=config["fit"]["extrapolation_flag"],
-        variant=fit_variant_args(),
+        # With arms, each arm fitted and compared with the baseline (the runs table's arm column). One
+        # param with the variant's, so that a study without arms keeps its params and command (no rerun).
+        variant=" ".join(args for args in (fit_variant_args(), fit_arms_args()) if args),
     shell:
         "python -m workflow.fit {input.table:q} --curves {input.curves:q} --corpus-manifest {input.corpus:q}"
         " --tokenizer-manifest {input.tokenizer:q} --dataset-manifest {input.dataset:q} --out {output:q}"

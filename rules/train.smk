@@ -8,7 +8,8 @@
 
 rule train:
     input:
-        dataset=rules.dataset.output.shards,
+        # The run's arm's dataset (the study's outside arms).
+        dataset=run_dataset,
         tuned=tuned,
     output:
         summary="results/runs/{run}/summary.json",

@@ -31,14 +31,15 @@ def merged(base: dict, overlay: dict) -> dict:
 
 
 def shipped_configs() -> dict[str, dict]:
-    """Every shipped config; an overlay (a file without a train section) over config/config.yaml."""
+    """Every shipped config; an overlay (a file without a work_dir: a whole study names one) over
+    config/config.yaml."""
     paths = [REPO / "config" / "config.yaml", REPO / "config" / "tiny.yaml"]
     paths += sorted((REPO / "config" / "experiments").glob("*.yaml"))
     default = yaml.safe_load(paths[0].read_text())
     configs = {}
     for path in paths:
         config = yaml.safe_load(path.read_text())
-        configs[str(path.relative_to(REPO))] = config if "train" in config else merged(default, config)
+        configs[str(path.relative_to(REPO))] = config if "work_dir" in config else merged(default, config)
     return configs
 
 

@@ -25,6 +25,10 @@ STAGES = {
     "download": ("workflow.download", ["--url", "http://127.0.0.1:9/x", "--out", "o"]),
     "evaluate": ("workflow.evaluate", ["--weights", "w", "--summary", "s", "--dataset", "d", "--out", "o"]),
     "tokenizer": ("workflow.tokenizer", ["--vocab-size", "384", "--out-model", "m", "--out-info", "i"]),
+    "yardstick": (
+        "workflow.yardstick",
+        "--documents d --base-tokenizer b --base-dataset m --tokenizer t --out-dir o".split(),
+    ),
     "fit": ("workflow.fit.__main__", ["--out", "o", "table.csv"]),
     "train": (
         "workflow.train.__main__",

@@ -80,6 +80,48 @@ def test_lstm_family_with_bare_shapes_dry_runs(light_host):
     assert "results/runs/lstm-L1-d32_D32k_s0/summary.json" in result.stdout
 
 
+def planned(stdout: str) -> dict[str, int]:
+    """A dry run's job counts by rule (its "Job stats" table)."""
+    table = stdout.split("Job stats:")[1].split("total")[0]
+    return {line.split()[0]: int(line.split()[1]) for line in table.splitlines()[3:] if line.strip()}
+
+
+def test_two_arms_plan_both_arms_runs_on_one_corpus_and_tokenizer(light_host):
+    """Arms with one corpus and tokenizer share those stages and the dataset, are scored on its validation
+    split, and the fit compares them with the baseline."""
+    workdir, env = light_host
+
+    def arms(config):
+        config["arms"] = {"baseline": "gpt", "overlays": {"gpt": {}, "lstm": {"train": {"family": "lstm"}}}}
+
+    result = dry_run(workdir, env, "-p", "--configfile", write_config(workdir, "arms.yaml", arms))
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = planned(result.stdout)
+    assert jobs["train"] == jobs["evaluate"] == 18
+    assert jobs["corpus"] == jobs["tokenizer"] == jobs["dataset"] == 1
+    assert not {"arm_corpus", "arm_tokenizer", "arm_dataset", "yardstick"} & set(jobs)
+    assert "results/runs/gpt_L1-d16-h2_D32k_s0/summary.json" in result.stdout
+    assert "results/runs/lstm_lstm-L1-d16_D32k_s0/summary.json" in result.stdout
+    assert "--arms arm --baseline gpt" in result.stdout and "--yardstick" not in result.stdout
+
+
+def test_an_arm_with_its_own_tokenizer_plans_its_stages_and_a_yardstick_for_each_tokenizer(light_host):
+    workdir, env = light_host
+
+    def arms(config):
+        config["arms"] = {"baseline": "gpt", "overlays": {"gpt": {}, "vocab": {"tokenizer": {"vocab_size": 448}}}}
+
+    result = dry_run(workdir, env, "-p", "--configfile", write_config(workdir, "arms.yaml", arms))
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = planned(result.stdout)
+    # One corpus (the arms share it), a tokenizer and a dataset each, a yardstick per tokenizer.
+    assert jobs["corpus"] == 1 and "arm_corpus" not in jobs
+    assert jobs["tokenizer"] == jobs["arm_tokenizer"] == jobs["dataset"] == jobs["arm_dataset"] == 1
+    assert jobs["yardstick"] == 2 and jobs["evaluate"] == 18
+    evaluations = [line for line in result.stdout.splitlines() if "python -m workflow.evaluate" in line]
+    assert len(evaluations) == 18 and all("--yardstick" in line for line in evaluations)
+
+
 def test_jobs_import_the_snakefiles_own_package_under_another_directory(tmp_path):
     """`snakemake --directory ELSEWHERE`: the jobs run `python -m workflow.<stage>` in ELSEWHERE, which
     holds no workflow/ package. Another copy of the package first on PYTHONPATH (another checkout) must

@@ -9,6 +9,12 @@ Outputs (polars; each as CSV for reading and parquet for typed reloading):
   (the dataset's training tokens) and ``epochs`` (tokens / unique_tokens)
   let the fit see runs that repeat data.
 - ``curves``: every logged step of every run.
+
+In a study with arms (``workflow.arms``) the runs table has two more columns: ``arm`` (the arm's
+name) and ``yardstick`` (what ``loss`` measures, the same for every arm): "nats/token on base
+validation" where every arm shares the base arm's tokenizer and validation split, or "bits/byte on
+base validation text" where arms differ in tokenizer or corpus; ``loss`` is then bits per byte, and
+``nats_per_token`` keeps each run's loss in nats per token of its own tokenizer.
 """
 
 from __future__ import annotations
@@ -39,6 +45,27 @@ EVALUATION_KEYS = ("run_id", "points")
 def parameter_count_of(parameters: dict, name: str) -> int:
     """One of ``workflow.families.PARAMETER_COUNTS`` from a summary's ``parameters``."""
     return families.parameter_count(ParameterCounts(**parameters), name)
+
+
+# The yardstick of arms that share the base arm's tokenizer and validation split (their runs'
+# eval.json record none: they are scored as any run is).
+SHARED_YARDSTICK = "nats/token on base validation"
+
+
+def arm_columns(summary: dict, evaluation: dict, score: dict) -> dict:
+    """A study with arms: the run's arm, the yardstick, and the loss compared on it. {} outside arms."""
+    arm = summary["spec"].get("arm")
+    if arm is None:
+        return {}
+    yardstick = evaluation.get("yardstick")
+    if yardstick is None:
+        return {"arm": arm, "yardstick": SHARED_YARDSTICK, "nats_per_token": score["val_loss"]}
+    return {
+        "arm": arm,
+        "yardstick": yardstick["name"],
+        "nats_per_token": score["val_loss"],
+        "loss": score["bits_per_byte"],
+    }
 
 
 def point_rows(summary: dict, evaluation: dict, flop_convention: str, parameter_count: str) -> list[dict]:
@@ -91,6 +118,7 @@ def point_rows(summary: dict, evaluation: dict, flop_convention: str, parameter_
                 "elapsed_s": summary["elapsed_s"],
                 "device": summary["device"],
                 "kernels": summary["kernels"],
+                **arm_columns(summary, evaluation, score),
             }
         )
     return rows
@@ -98,6 +126,7 @@ def point_rows(summary: dict, evaluation: dict, flop_convention: str, parameter_
 
 def collect(run_dirs: list[Path], flop_convention: str, parameter_count: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     rows, curves = [], []
+    yardsticks: dict[str, tuple] = {}
     for run_dir in run_dirs:
         for name in ("summary.json", "eval.json", "metrics.csv"):
             if not (run_dir / name).exists():
@@ -115,6 +144,8 @@ def collect(run_dirs: list[Path], flop_convention: str, parameter_count: str) ->
                 f"remove both and run snakemake again"
             ) from None
         rows.extend(points)
+        split = (evaluation.get("validation_bytes"), evaluation.get("validation_tokens"))
+        yardsticks[run_dir.name] = (summary["spec"].get("arm"), evaluation.get("yardstick"), split)
         params = points[0]["params"]
         # Training compute along the curve under the analysis's convention (the trainer records tokens).
         flops_per_token = summary["flops_per_token"][flop_convention]
@@ -132,8 +163,42 @@ def collect(run_dirs: list[Path], flop_convention: str, parameter_count: str) ->
                         pl.lit(point["point_id"]).alias("run_id"), *labels
                     )
                 )
+    check_one_yardstick(yardsticks)
     runs = pl.DataFrame(rows, infer_schema_length=None).sort("flops")
     return runs, pl.concat(curves, how="diagonal_relaxed")
+
+
+def check_one_yardstick(yardsticks: dict[str, tuple]) -> None:
+    """Every run of a study with arms scored on one text in one unit: the same bytes (their sha256)
+    where arms differ in tokenizer, or the same split (its bytes and tokens) where they share it; runs
+    with and without arms together are refused too. Outside arms, runs are compared on their split."""
+    kinds = {
+        run: (
+            arm is not None,
+            None
+            if arm is None
+            else split
+            if not yardstick
+            else (yardstick["name"], yardstick["text_sha256"], yardstick["bytes"]),
+        )
+        for run, (arm, yardstick, split) in yardsticks.items()
+    }
+    first = next(iter(kinds), None)
+    for run, kind in kinds.items():
+        if kind != kinds[first]:
+            raise CollectError(
+                f"runs {first} and {run} were not scored on one yardstick ({describe(kinds[first])}; "
+                f"{describe(kind)}): their losses cannot be compared; evaluate both again"
+            )
+
+
+def describe(kind: tuple) -> str:
+    in_arm, yardstick = kind
+    if not in_arm:
+        return "no arm"
+    if len(yardstick) == 2:
+        return f"{SHARED_YARDSTICK}, {yardstick[0]} bytes in {yardstick[1]} tokens"
+    return f"{yardstick[0]}, {yardstick[2]} bytes of sha256 {yardstick[1][:12]}"
 
 
 def write_table(table: pl.DataFrame, stem: Path) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from workflow import families
+from workflow.arms import ArmError, arm_configs, check_overlays
 
 # DEFAULT_CONFIG is re-exported: the plan and the tests name it from here.
 from workflow.cli_args import (  # noqa: F401
@@ -39,7 +40,7 @@ from workflow.cli_args import (  # noqa: F401
     unknown_snakemake_flags,
 )
 from workflow.files import run_stage
-from workflow.names import isoflop_run_id, point_id, shape_id, token_run_id, wsd_run_id
+from workflow.names import arm_run_id, isoflop_run_id, point_id, shape_id, token_run_id, wsd_run_id
 from workflow.scaling import scaled_hyperparameters
 from workflow.spec import Execution, ModelConfig, OptimizerSettings, RunSpec, ScalingRules
 from workflow.steps import run_points
@@ -120,8 +121,9 @@ def build_spec(
     )
 
 
-def expand_runs(config: dict) -> dict[str, RunSpec]:
-    """Every run of the study, keyed by run id, each with its full settings.
+def expand_runs(config: dict, arm: str | None = None) -> dict[str, RunSpec]:
+    """Every run of the study (or of its arm ``arm``, whose name starts the run ids), keyed by run id,
+    each with its full settings.
 
     Under the ``wsd`` schedule each shape and seed trains one run, with a cooldown branch (a point
     of the study) at each token budget of the shapes x token budgets grid and at the tokens each
@@ -170,7 +172,7 @@ def expand_runs(config: dict) -> dict[str, RunSpec]:
                 if wsd:
                     add_branch(model, seed, tokens, None, "tokens", where)
                     continue
-                run_id = token_run_id(model, tokens, seed)
+                run_id = arm_run_id(arm, token_run_id(model, tokens, seed))
                 add(build_spec(config, run_id, model, tokens, seed, "tokens", None, [tokens]), where)
 
     iso = train["isoflop"]
@@ -191,18 +193,20 @@ def expand_runs(config: dict) -> dict[str, RunSpec]:
                 if wsd:
                     add_branch(model, seed, tokens, float(budget), "isoflop", where)
                     continue
-                run_id = isoflop_run_id(model, budget, seed)
+                run_id = arm_run_id(arm, isoflop_run_id(model, budget, seed))
                 add(build_spec(config, run_id, model, tokens, seed, "isoflop", float(budget), [tokens]), where)
 
     for (_, seed), (model, points, grids, where) in branches.items():
         tokens = sorted(points)
         # Named after its longest branch: its tokens, or the IsoFLOP budget it trains to.
-        run_id = wsd_run_id(model, tokens[-1], points[tokens[-1]], seed)
+        run_id = arm_run_id(arm, wsd_run_id(model, tokens[-1], points[tokens[-1]], seed))
         spec = build_spec(config, run_id, model, tokens[-1], seed, "+".join(grids), None, tokens)
         if any(points[t] is not None for t in tokens):
             spec = dataclasses.replace(spec, branch_compute_budgets=tuple(points[t] for t in tokens))
         add(spec, where)
 
+    if arm is not None:
+        runs = {run_id: dataclasses.replace(spec, arm=arm) for run_id, spec in runs.items()}
     for run_id, changes in train.get("overrides", {}).items():
         if run_id not in runs:
             raise ConfigError(
@@ -369,8 +373,39 @@ def check_config(config: dict) -> dict[str, RunSpec]:
             f"config error at fit.flop_convention ({fit['flop_convention']}) and fit.parameter_count "
             f"({fit['parameter_count']}): {mismatch}"
         )
-    runs = expand_runs(config)
+    runs = expand_arms(config) if config.get("arms") else expand_runs(config)
     check_tune_shapes(config, runs)
+    return runs
+
+
+def expand_arms(config: dict) -> dict[str, RunSpec]:
+    """Every run of every arm (``workflow.arms``); an error in an arm's settings names the arm."""
+    if (config.get("tune") or {}).get("enabled"):
+        raise ConfigError("config error at tune.enabled: a study with arms cannot be tuned yet; tune each arm alone")
+    try:
+        arms = arm_configs(config)
+    except ArmError as e:
+        raise ConfigError(str(e)) from None
+    runs: dict[str, RunSpec] = {}
+    sources: dict[str, tuple[str, dict]] = {}
+    for name, arm in arms.items():
+        tokenizer = arm["tokenizer"]
+        if "model_file" in tokenizer and "model_url" in tokenizer:
+            raise ConfigError(
+                f"config error at arms.overlays.{name}.tokenizer.model_file: the study gives tokenizer.model_url; "
+                f"an arm with a tokenizer file of its own needs a study without one"
+            )
+        for source in arm["corpus"]["sources"]:
+            first = sources.setdefault(source["name"], (name, source))
+            if first[1] != source:
+                raise ConfigError(
+                    f"config error at arms.overlays.{name}.corpus.sources: source {source['name']!r} differs from "
+                    f"arm {first[0]}'s source of that name; give it a name of its own"
+                )
+        try:
+            runs.update(expand_runs(arm, arm=name))
+        except ConfigError as e:
+            raise ConfigError(str(e).replace("config error at ", f"config error in arm {name} at ", 1)) from None
     return runs
 
 
@@ -499,6 +534,10 @@ def validate_config(config: dict, schema: str | os.PathLike) -> None:
     from snakemake.utils import validate
     from snakemake_interface_common.exceptions import WorkflowError
 
+    try:
+        check_overlays(config)
+    except ArmError as e:
+        raise ConfigError(str(e)) from None
     try:
         validate(config, str(schema))
     except WorkflowError:

@@ -4,6 +4,11 @@ Every run is scored on the same tokens: the validation split cut into
 consecutive, non-overlapping windows of the run's sequence length. Bits per
 byte converts the mean loss (nats per token) with the split's exact token and
 UTF-8 byte counts, so runs with different tokenizers stay comparable.
+
+With ``--yardstick`` (a study whose arms differ in tokenizer or corpus, ``workflow.arms``) the run is
+scored instead on the base arm's validation text encoded with its own tokenizer
+(``workflow.yardstick``): every token but the first is predicted (the last, shorter window too), and
+bits per byte divide the summed loss by the bytes those tokens cover, the same bytes for every arm.
 """
 
 from __future__ import annotations
@@ -62,11 +67,22 @@ def set_aside(weights_dir: Path) -> str:
     return f"; moved the weights directory aside to {aside}: run snakemake again to retrain the run"
 
 
+def tail_windows(shards: list[np.ndarray], seq_len: int):
+    """The (input, target) window of each shard's tokens after its last whole window, where it
+    predicts a token: with ``sequential_windows``, every token but each shard's first is scored."""
+    for shard in shards:
+        start = (len(shard) - 1) // seq_len * seq_len
+        if len(shard) - start >= 2:
+            chunk = np.asarray(shard[start:], dtype=np.int64)
+            yield chunk[:-1], chunk[1:]
+
+
 @torch.no_grad()
 def validation_loss(
-    model: LanguageModel, shards: list[np.ndarray], batch_size: int, device: torch.device
+    model: LanguageModel, shards: list[np.ndarray], batch_size: int, device: torch.device, tails: bool = False
 ) -> tuple[float, int]:
-    """Mean cross-entropy in nats per predicted token, and the number of tokens scored."""
+    """Mean cross-entropy in nats per predicted token, and the number of tokens scored; with ``tails``
+    the shorter window at the end of each shard is scored too."""
     model.eval()
     total, count, batch = 0.0, 0, []
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -87,17 +103,41 @@ def validation_loss(
             flush()
     if batch:
         flush()
+    for window in tail_windows(shards, model.cfg.seq_len) if tails else ():
+        batch.append(window)
+        flush()
     if count == 0:
         raise ValueError(f"the validation split holds no window of seq_len={model.cfg.seq_len} tokens")
     return total / count, count
 
 
+def read_yardstick(path: Path, dataset_manifest: Path) -> dict:
+    """The yardstick's manifest, checked to hold the token ids of the run's own tokenizer."""
+    yardstick = read_json(path)
+    if (
+        yardstick.get("tokenizer_sha256") != read_json(dataset_manifest)["tokenizer_sha256"]
+        or "yardstick" not in yardstick
+    ):
+        raise EvaluateError(f"the yardstick {path} is not encoded with the tokenizer of {dataset_manifest}")
+    return yardstick
+
+
 def evaluate_run(
-    weights_dir: Path, summary_path: Path, dataset_manifest: Path, *, batch_size: int, device: str, threads: int
+    weights_dir: Path,
+    summary_path: Path,
+    dataset_manifest: Path,
+    *,
+    batch_size: int,
+    device: str,
+    threads: int,
+    yardstick: Path | None = None,
 ) -> dict:
-    """Score every point of a run (one for a cosine run, one per cooldown branch under WSD)."""
+    """Score every point of a run (one for a cosine run, one per cooldown branch under WSD), on its
+    validation split or on ``yardstick``'s text (``workflow.yardstick``)."""
     summary = read_output_json(summary_path, ("run_id", "status", "points", "spec"))
-    validation = read_json(dataset_manifest)["splits"]["validation"]
+    scored_manifest = dataset_manifest if yardstick is None else yardstick
+    common = read_yardstick(yardstick, dataset_manifest)["yardstick"] if yardstick is not None else None
+    validation = read_json(scored_manifest)["splits"]["validation"]
     bytes_per_token = validation["bytes"] / validation["tokens"]
     torch.set_num_threads(threads)
     dev = resolve_device(device)
@@ -113,12 +153,16 @@ def evaluate_run(
             checkpoint = load_weights(weights_dir / point["weights"], summary, data, dev)
             model = build_model(ModelConfig(**checkpoint["model_config"])).to(dev)
             model.load_state_dict(checkpoint["model"])
-            shards = shards if shards is not None else load_split(dataset_manifest, "validation")
-            loss, scored = validation_loss(model, shards, batch_size, dev)
+            shards = shards if shards is not None else load_split(scored_manifest, "validation")
+            loss, scored = validation_loss(model, shards, batch_size, dev, tails=common is not None)
+            if common is None:
+                bits_per_byte = loss / math.log(2) / bytes_per_token
+            else:  # the summed loss over the bytes its tokens cover: the same bytes for every arm
+                bits_per_byte = loss * scored / math.log(2) / (common["bytes"] - common["unscored_bytes"])
             result.update(
                 val_loss=loss,
                 perplexity=math.exp(loss),
-                bits_per_byte=loss / math.log(2) / bytes_per_token,
+                bits_per_byte=bits_per_byte,
                 eval_tokens=scored,
             )
         points.append(result)
@@ -130,6 +174,8 @@ def evaluate_run(
         "validation_bytes": validation["bytes"],
         "validation_documents": validation["documents"],
         "bytes_per_token": bytes_per_token,
+        # Recorded only when scored on a yardstick, so that other studies' eval.json keep their form.
+        **({"yardstick": common} if common is not None else {}),
         "points": points,
     }
 
@@ -142,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", default=64, type=int)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", default=1, type=int)
+    parser.add_argument(
+        "--yardstick", type=Path, help="score the base arm's validation text (a workflow.yardstick manifest.json)"
+    )
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
     try:
@@ -152,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             device=args.device,
             threads=args.threads,
+            yardstick=args.yardstick,
         )
     except (EvaluateError, DamagedOutput) as e:
         print(f"error: {e}", file=sys.stderr)

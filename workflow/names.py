@@ -14,6 +14,9 @@ Run ids, by the part of the config that makes them:
 ``tune_SHAPE_<values>_D<tokens>_s<seed>``
                                       a sweep point of the tune stage.
 
+In a study with arms (``workflow.arms``) every run id starts with its arm's name and ``_``
+(``arm_run_id``): ``lstm_lstm-L1-d48_WSD1M_s0`` is the ``lstm`` arm's run of that shape.
+
 A WSD run's points (its cooldown branches) are ``RUN@C<budget>`` or ``RUN@D<tokens>`` (``point_id``).
 
 Imports the standard library, ``workflow.spec`` and ``workflow.families`` only: no torch, numpy or
@@ -79,6 +82,11 @@ def sweep_run_id(model: ModelConfig, values: Iterable[str], tokens: int, seed: i
     return "_".join(["tune", shape_id(model), *values, f"D{format_count(tokens)}", f"s{seed}"])
 
 
+def arm_run_id(arm: str | None, run_id: str) -> str:
+    """A run's id in its arm: ``gpt_L2-d64-h4_WSD1M_s0``; unchanged outside arms (``arm`` None)."""
+    return f"{arm}_{run_id}" if arm else run_id
+
+
 def point_id(run_id: str, tokens: int, schedule: str, compute_budget: float | None = None) -> str:
     """A WSD run's points are named after their budget (its IsoFLOP budget where it has one, else
     its tokens); a cosine run is its own point."""
@@ -107,3 +115,9 @@ def artefact_keys(config: dict) -> dict[str, str]:
     tokenizer_key = settings_key("tokenizer", corpus_key, tokenizer)
     dataset_key = settings_key("dataset", tokenizer_key, config["dataset"])
     return {"corpus": corpus_key, "tokenizer": tokenizer_key, "dataset": dataset_key}
+
+
+def yardstick_key(base_dataset_key: str, tokenizer_key: str) -> str:
+    """Key of the yardstick of one tokenizer: the base arm's validation documents (those of its
+    dataset) encoded with that tokenizer (``workflow.yardstick``)."""
+    return settings_key("yardstick", base_dataset_key, tokenizer_key)

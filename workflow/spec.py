@@ -137,6 +137,9 @@ class RunSpec:
     # None: warmup_fraction of the run's longest point. Left out of the spec text while None, like
     # branch_compute_budgets.
     warmup_tokens: int | None = None
+    # The arm of a study with arms (``workflow.arms``) that the run belongs to; its run id starts with
+    # it. Left out of the spec text while None, so that a study without arms keeps its runs.
+    arm: str | None = None
 
     def result_dict(self) -> dict:
         """The settings that define the run's result, as plain JSON types."""
@@ -153,6 +156,8 @@ class RunSpec:
             del spec["tuned"]
         if self.warmup_tokens is None:
             del spec["warmup_tokens"]
+        if self.arm is None:
+            del spec["arm"]
         return spec
 
     def point_budget(self, tokens: int) -> float | None:
