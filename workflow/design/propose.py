@@ -31,7 +31,6 @@ import numpy as np
 from workflow.config import ConfigError, check_config, model_settings
 from workflow.design.checks import allocation_of, optimum
 from workflow.families import parameter_count, parameter_counts
-from workflow.names import shape_id
 from workflow.simulate import Design, design_of_config
 
 SIZES = (5, 7, 9)
@@ -72,25 +71,34 @@ class Candidate:
         )
 
 
+def size_of(config: dict, shape: dict) -> float | None:
+    """N of a shape under ``fit.parameter_count``, or None when the config check refuses the shape."""
+    try:
+        model = model_settings(config["train"], config["tokenizer"]["vocab_size"], shape, "ladder")
+    except ConfigError:
+        return None
+    return parameter_count(parameter_counts(model), config["fit"]["parameter_count"])
+
+
 def shape_ladder(config: dict) -> list[tuple[float, dict]]:
-    """(N, shape) of GPT shapes with the config's head size and depth-to-width ratio (medians of its
-    IsoFLOP shapes), ascending in N."""
-    train, fit = config["train"], config["fit"]
+    """(N, shape) of the config's own shapes and of GPT shapes with its head size and depth-to-width ratio
+    (medians of its IsoFLOP shapes), ascending in N."""
+    train = config["train"]
     shapes = train["isoflop"]["shapes"] or train["grid"]["shapes"]
     head = max(4, int(round(float(np.median([s["d_model"] / s.get("n_head", 1) for s in shapes])) / 4) * 4))
     ratio = float(np.median([s["d_model"] / s["n_layer"] for s in shapes]))
+    generated = [
+        {"n_layer": n_layer, "d_model": d_model, "n_head": d_model // head}
+        for n_layer in range(1, 65)
+        for d_model in range(head, 16385, head)
+        if ratio / 1.5 <= d_model / n_layer <= ratio * 1.5
+    ]
     ladder = {}
-    for n_layer in range(1, 65):
-        for d_model in range(head, 16385, head):
-            if not ratio / 1.5 <= d_model / n_layer <= ratio * 1.5:
-                continue
-            shape = {"n_layer": n_layer, "d_model": d_model, "n_head": d_model // head}
-            try:
-                model = model_settings(train, config["tokenizer"]["vocab_size"], shape, "ladder")
-            except ConfigError:
-                continue
-            ladder[shape_id(model)] = (parameter_count(parameter_counts(model), fit["parameter_count"]), shape)
-    return sorted(ladder.values(), key=lambda entry: entry[0])
+    for shape in [*shapes, *generated]:
+        n = size_of(config, shape)
+        if n is not None:
+            ladder.setdefault(n, shape)  # one shape per N, the config's own first
+    return sorted(ladder.items(), key=lambda entry: entry[0])
 
 
 def pick_sizes(ladder: list[tuple[float, dict]], low: float, high: float, count: int) -> list[dict]:
@@ -120,13 +128,18 @@ def overlay_of(base: dict, settings: dict, top: float, allocation: dict, ladder)
             "token_budgets": list(grid["token_budgets"]) if settings["grid"] else [],
             "seeds": seeds,
         },
-        "isoflop": {"compute_budgets": budgets, "shapes": shapes, "seeds": seeds},
+        "isoflop": {"compute_budgets": budgets, "shapes": shapes, "seeds": list(seeds)},
     }
     overlay = {"train": train}
     tune = base.get("tune") or {}
     if tune.get("enabled"):
-        # The sweep tunes as many of the smallest shapes as the config's (each must be a shape of the study).
-        overlay["tune"] = {"shapes": copy.deepcopy(shapes[: len(tune.get("shapes") or [])])}
+        # The sweep tunes the shapes no larger than the config's largest tuned one (a sweep at the largest
+        # sizes would cost more than the study), at least the two smallest (its rule needs two sizes), at
+        # most as many as the config's; each must be a shape of the study.
+        ceiling = max((size_of(base, s) or 0.0 for s in tune.get("shapes") or []), default=math.inf)
+        small = [s for s in shapes if (size_of(base, s) or math.inf) <= ceiling]
+        count = min(len(tune.get("shapes") or []), len(shapes))
+        overlay["tune"] = {"shapes": copy.deepcopy((small if len(small) >= 2 else shapes[:2])[:count])}
     return overlay
 
 
@@ -153,17 +166,19 @@ def costed(base: dict, overlay: dict, cost) -> tuple[dict, float] | None:
 def largest_affordable(base: dict, settings: dict, gpu_hours: float, cost, allocation, ladder) -> Candidate | None:
     """The design of ``settings`` with the largest top budget whose plan costs at most ``gpu_hours``."""
     reference = max(base["train"]["isoflop"]["compute_budgets"] or [1e18])
-    low, high = math.log(reference) - 12 * math.log(10), math.log(reference) + 6 * math.log(10)
+    low, high = math.log(reference) - 6 * math.log(10), math.log(reference) + 6 * math.log(10)
     best = None
     for _ in range(BISECTIONS):
         middle = (low + high) / 2
         overlay = overlay_of(base, settings, math.exp(middle), allocation, ladder)
         found = costed(base, overlay, cost)
-        if found is not None and 0 <= found[1] <= gpu_hours:
-            best = (overlay, *found)
+        if found is None or found[1] <= gpu_hours:
+            # Affordable, or refused by the config check, which refuses budgets too small for a shape or a
+            # warmup (a larger budget is what it asks for): either way, look higher.
+            best = best if found is None else (overlay, *found)
             low = middle
         else:
-            high = middle
+            high = middle  # too expensive, or a run that does not fit its device (infinite cost)
     if best is None:
         return None
     overlay, config, hours = best
