@@ -14,7 +14,7 @@ from workflow.config import ConfigError, check_config, expand_paths, spec_json
 from workflow.names import artefact_keys, yardstick_key
 from workflow.regenerate import check_files, check_recorded_config
 from workflow.slurm_resources import train_runtime_minutes, train_slurm_resources
-from workflow.report import CHARTS as REPORT_CHARTS, TUNE_CHARTS
+from workflow.report import ARMS_CHARTS, CHARTS as REPORT_CHARTS, TUNE_CHARTS
 from workflow.tune import SWEEP_TABLE, TUNING_FILE, apply_tuning, read_tuning, selection_plan, sweep_runs
 
 try:
@@ -222,11 +222,30 @@ def sweep_files(pattern):
 
 
 # The report draws the sweep when the study is tuned (results/tune/ from the tune checkpoint, or
-# from results/ alone when a reviewer regenerates it).
-SHOWN_CHARTS = {**REPORT_CHARTS, **(TUNE_CHARTS if TUNING else {})}
+# from results/ alone when a reviewer regenerates it). A study with arms gets a comparison page with
+# its own charts, each arm's own report beneath it (results/report/arms/ARM/).
+SHOWN_CHARTS = ARMS_CHARTS if ARMS else {**REPORT_CHARTS, **(TUNE_CHARTS if TUNING else {})}
 
 
 REPORT_DIR = "results/report"
+
+
+def report_tables():
+    """The report's tables: a study's parameters, sensitivity panel and look-up table; a study with
+    arms' comparison table and each arm's own page."""
+    if ARMS:
+        return {
+            "comparison": report(
+                f"{REPORT_DIR}/comparison.csv",
+                caption="captions/comparison.rst",
+                category="Tables",
+            ),
+            **{f"arm_{arm}": f"{REPORT_DIR}/arms/{arm}/index.html" for arm in ARMS},
+        }
+    return {
+        name: report(f"{REPORT_DIR}/{name}.csv", caption=f"captions/{name}.rst", category="Tables")
+        for name in ("parameters", "sensitivity", "lookup")
+    }
 
 
 def report_chart(name, title):

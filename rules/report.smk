@@ -1,5 +1,6 @@
-# Report: eight Altair charts, and the tune stage's sweep when the study is tuned (self-contained
-# HTML, SVG and PNG), their RST captions with the fitted numbers, the parameters table and an index page.
+# Report: nine Altair charts, and the tune stage's sweep when the study is tuned (self-contained
+# HTML, SVG and PNG), their RST captions with the fitted numbers, the parameters, sensitivity and
+# look-up tables and an index page; for a study with arms, a comparison page and each arm's report.
 # The captions are written by the report job itself, so `snakemake --report`
 # shows the same numbers as results/report/index.html.
 
@@ -14,9 +15,8 @@ rule report:
     output:
         **{f"{name}_svg": report_chart(name, title) for name, title in SHOWN_CHARTS.items()},
         **{f"{name}_{fmt}": f"{REPORT_DIR}/{name}.{fmt}" for name in SHOWN_CHARTS for fmt in ("html", "png")},
+        **report_tables(),
         index=report(f"{REPORT_DIR}/index.html", caption=f"../{REPORT_DIR}/captions/index.rst", category="Report"),
-        parameters=report(f"{REPORT_DIR}/parameters.csv", caption="captions/parameters.rst", category="Tables"),
-        sensitivity=report(f"{REPORT_DIR}/sensitivity.csv", caption="captions/sensitivity.rst", category="Tables"),
         captions=[f"{REPORT_DIR}/captions/{name}.rst" for name in [*SHOWN_CHARTS, "index"]],
     log:
         "results/logs/report.log",

@@ -136,8 +136,10 @@ LADDER_MANTISSAS = (1.0, 3.0)
 def ladder_budgets(smallest: float, largest: float) -> list[float]:
     """Budgets from the ladder step at or below ``smallest`` to the one at or above ``largest``: the
     rows of the look-up table (as Hoffmann et al. 2022, Table 3) and the points of the decision chart."""
+    # Parsed from text ("3e15"), so that a step equals the same budget written in a config (3 * 10.0**15
+    # does not) and a budget both on the ladder and among the predictions is one row.
     steps = [
-        m * 10.0**e
+        float(f"{m:g}e{e}")
         for e in range(int(np.floor(np.log10(smallest))), int(np.ceil(np.log10(largest))) + 1)
         for m in LADDER_MANTISSAS
     ]

@@ -20,6 +20,12 @@ CHARTS = {
     "training_curves": "Training curves",
     "extrapolation": "Extrapolation check",
 }
+# Drawn only for a study with arms (fits.json's arms form), on its comparison page (arms.py):
+# ``draw(runs, fits)``, each arm's own report below it drawing CHARTS.
+ARMS_CHARTS = {
+    "multiplier": "Compute multiplier of each arm against the baseline",
+    "arm_frontiers": "Each arm's loss at its compute-optimal allocation",
+}
 # Drawn only for a tuned study (tune.enabled), from results/tune/: ``draw(sweep, tuning)``.
 TUNE_CHARTS = {"tune_sweep": "Loss against learning rate per shape (tune sweep)"}
 FORMATS = ("html", "svg", "png")

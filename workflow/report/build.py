@@ -27,14 +27,11 @@ import polars as pl
 
 from workflow.files import atomic_path, read_json, write_text_atomic
 from workflow.fit.schema import LAYOUT
-from workflow.report import CHARTS, FORMATS, TUNE_CHARTS
+from workflow.report import CHARTS, TUNE_CHARTS
 from workflow.report.chart_parts import law_text
 from workflow.report.page import allocation_sentences, index_page, lookup_table, parameters_table
+from workflow.report.save import caption_rst, save_chart
 from workflow.report.validity import sensitivity_table
-
-
-def caption_rst(title: str, text: str) -> str:
-    return f"{title}. {text}\n"
 
 
 def build_report(
@@ -47,19 +44,7 @@ def build_report(
     titles = {**CHARTS, **TUNE_CHARTS}
     written = []
     for name, (chart, caption) in made.items():
-        for fmt in FORMATS:
-            path = out_dir / f"{name}.{fmt}"
-            with atomic_path(path) as tmp:
-                if fmt == "html":
-                    chart.save(str(tmp), format="html", inline=True)
-                elif fmt == "png":
-                    chart.save(str(tmp), format="png", scale_factor=2)
-                else:
-                    chart.save(str(tmp), format="svg")
-            written.append(path)
-        path = out_dir / "captions" / f"{name}.rst"
-        write_text_atomic(path, caption_rst(titles[name], caption))
-        written.append(path)
+        written += save_chart(chart, caption, titles[name], out_dir / name)
     tables = {
         "parameters.csv": parameters_table(fits),
         "sensitivity.csv": sensitivity_table(fits),
@@ -128,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     tune = None
     if args.tune_dir is not None:
         tune = (pl.read_csv(args.tune_dir / "sweep.csv"), read_json(args.tune_dir / "tuning.json"))
-    written = build_report(pl.read_parquet(args.runs), pl.read_parquet(args.curves), fits, args.out_dir, tune)
+    runs, curves = pl.read_parquet(args.runs), pl.read_parquet(args.curves)
+    if fits.get("form") == "arms":
+        from workflow.report.arms import build_arms_report
+
+        written = build_arms_report(runs, curves, fits, args.out_dir, build_one=build_report)
+    else:
+        written = build_report(runs, curves, fits, args.out_dir, tune)
     print(f"report: {written[-1]}")
     return 0

@@ -145,7 +145,7 @@ def study_sentence(fits: dict) -> str:
         seeds = card["seeds"]
         settings.append(f"{'seed' if len(seeds) == 1 else 'seeds'} {listed(seeds)}")
     tokens = f"{span(card, 'tokens', count)} tokens each"
-    return f"{head}: {runs}, {tokens}, {compute}; " + ", ".join(settings) + "."
+    return f"{head}: {runs}, {tokens}, {compute}" + (f"; {', '.join(settings)}." if settings else ".")
 
 
 def ranked_warnings(fits: dict, every: list[str]) -> list[str]:
