@@ -211,3 +211,23 @@ def test_propose_writes_an_overlay_the_config_check_and_the_plan_accept(tmp_path
     planned = plan("--configfile", str(overlay))
     assert planned.returncode == 0, planned.stderr
     assert "&id" not in overlay.read_text()  # plain YAML, no anchors
+
+
+def test_a_study_with_arms_simulates_each_arms_own_design():
+    """gpt_vs_lstm's arms train different sizes: the simulation keeps them apart (baseline first), and the
+    study's design is the baseline's, not both arms' points pooled."""
+    import argparse
+
+    from workflow.arms import arm_configs
+    from workflow.config import load_command_line
+    from workflow.design.cli import prepare
+
+    config = load_command_line(["--configfile", str(REPO / "config/experiments/gpt_vs_lstm.yaml")], only_config=True)
+    args = argparse.Namespace(simulate=True, propose=False, assume="epoch", gpu_hours=None, loss_range="2.6,3.6",
+                              noise=0.02, noise_correlation=0.0)  # fmt: skip
+    setup = prepare(args, config)
+    assert list(setup.arms) == ["gpt", "lstm"]
+    gpt, lstm = setup.arms.values()
+    assert setup.design is gpt
+    assert set(gpt.params.tolist()).isdisjoint(lstm.params.tolist())
+    assert len(gpt.params) == len(design_of_config(arm_configs(config)["gpt"]).params)

@@ -92,6 +92,8 @@ class Setup:
     assumed: object
     noise: object
     design: object
+    # A study with arms: each arm's own design, the baseline's first (the study's design is the baseline's).
+    arms: dict | None = None
 
 
 def prepare(args: argparse.Namespace, config: dict) -> Setup:
@@ -103,14 +105,25 @@ def prepare(args: argparse.Namespace, config: dict) -> Setup:
         raise DesignError("--simulate and --propose need --assume: chinchilla, epoch or a pilot study's fits.json")
     if args.propose and args.gpu_hours is None:
         raise DesignError("--propose needs --gpu-hours H, the device-hours to spend")
-    design = design_of_config(config)
+    arms = None
+    if config.get("arms"):
+        from workflow.arms import arm_configs
+
+        # Each arm trains its own sizes (an LSTM's widths are not a GPT's): simulate each arm's design, and
+        # the study's precision as the baseline's.
+        by_arm = {name: design_of_config(arm) for name, arm in arm_configs(config).items()}
+        baseline = config["arms"]["baseline"]
+        arms = {baseline: by_arm[baseline], **{k: v for k, v in by_arm.items() if k != baseline}}
+        design = arms[baseline]
+    else:
+        design = design_of_config(config)
     try:
         loss_range = loss_range_of(args.loss_range) if args.loss_range else None
         assumed = assumed_law(args.assume, design, loss_range)
         noise = noise_of(args.noise, args.noise_correlation, assumed) if (args.simulate or args.propose) else None
     except AssumptionError as e:
         raise DesignError(str(e)) from None
-    return Setup(assumed, noise, design)
+    return Setup(assumed, noise, design, arms)
 
 
 def law_text(law: dict) -> str:
@@ -199,11 +212,12 @@ def simulate_report(args, config: dict, setup: Setup, device_hours: float) -> di
         setup.design, law, noise, studies=args.studies, samples=args.samples, seed=args.seed, progress=True
     )
     multiplier = None
-    # A config with arms (a section another change adds) is compared arm against arm; until then an arm is
-    # this design run twice, which is what --multiplier asks.
-    if args.multiplier or "arms" in config:
+    # A study with arms compares the baseline's design with the first other arm's (each with its own
+    # sizes); without arms, --multiplier asks what two arms of this one design would detect.
+    if args.multiplier or setup.arms:
+        designs = list(setup.arms.values())[:2] if setup.arms else [setup.design] * 2
         multiplier = smallest_multiplier(
-            [setup.design] * 2, law, noise, studies=min(args.studies, 50), samples=args.samples, seed=args.seed
+            designs, law, noise, studies=min(args.studies, 50), samples=args.samples, seed=args.seed
         )
         result["multiplier"] = multiplier
     print("\n".join(simulation_lines(result, device_hours, multiplier)), flush=True)

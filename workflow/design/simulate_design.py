@@ -234,8 +234,8 @@ def smallest_multiplier(
     """The smallest of ``multipliers`` detected with ``power``, by bisection over them (power rises with
     the multiplier), and the power found at each one tried; None when even the largest falls short.
 
-    ``designs`` is a list of arms (each a Design); the config has no ``arms`` section yet, so the plan
-    calls this with its one design twice (an arm costs what the study costs)."""
+    ``designs`` is a list of arms (each a Design): a study's baseline arm and another (their own sizes),
+    or, for a study without arms, its one design twice (an arm costs what the study costs)."""
     tried: dict[float, float] = {}
     low, high = 0, len(multipliers) - 1
     while low <= high:
