@@ -261,3 +261,20 @@ def test_simulated_arms_recover_a_compute_multiplier_of_one_and_a_half():
     assert 1.4 <= median <= 1.6
     assert covers >= 0.90 and covers_same >= 0.90
     assert ratio < 1
+
+
+def test_arms_of_different_shapes_pair_by_their_place_in_the_design():
+    """An LSTM's widths are not a GPT's: no run name matches, so the i-th smallest size of each arm at one
+    budget and seed pair (compare.design_keys)."""
+    import numpy as np
+    import polars as pl
+
+    from workflow.fit.compare import design_keys
+
+    def arm(sizes):
+        rows = [{"params": n, "compute_budget": c, "seed": 0} for c in (1e15, 1e16) for n in sizes]
+        return pl.DataFrame(rows), np.arange(len(rows))
+
+    gpt, lstm = arm([1e5, 3e5, 1e6]), arm([8e4, 2e5, 9e5])
+    assert design_keys(*gpt).tolist() == design_keys(*lstm).tolist()
+    assert len(set(design_keys(*gpt).tolist())) == 6

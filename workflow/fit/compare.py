@@ -160,9 +160,30 @@ def arm_data(arm_table: pl.DataFrame, fits: dict, name: str) -> dict:
     }
 
 
+def design_keys(table: pl.DataFrame, units: np.ndarray) -> np.ndarray:
+    """Each row's pairing key by its place in the arm's design: the rank of its size among the arm's sizes,
+    its compute budget and its seed. For arms whose shapes differ (an LSTM's widths are not a GPT's), the
+    i-th smallest size of each arm at one budget and seed are the runs the study made alike."""
+    sizes = np.unique(table["params"].to_numpy())
+    rank = np.searchsorted(sizes, table["params"].to_numpy())
+    budget = table["compute_budget"].to_list() if "compute_budget" in table.columns else [None] * table.height
+    seed = table["seed"].to_list() if "seed" in table.columns else [None] * table.height
+    first: dict[int, str] = {}
+    for unit, r, b, s in zip(units, rank, budget, seed):
+        first.setdefault(int(unit), f"size#{r}|C={b}|seed={s}")
+    return np.array([first[int(u)] for u in units])
+
+
 def compare(tables: dict, arms: dict, baseline: str, *, samples: int, seed: int, predict: list[float], delta) -> dict:
-    """The comparison section: every other arm against ``baseline``."""
+    """The comparison section: every other arm against ``baseline``. Runs pair by name (the arm's name
+    removed); where no run of another arm shares a name with the baseline's (arms of different shapes),
+    by their place in the design (design_keys)."""
     data = {name: arm_data(tables[name], arms[name], name) for name in arms}
+    base_keys = set(data[baseline]["keys"].tolist())
+    if not any(base_keys & set(d["keys"].tolist()) for name, d in data.items() if name != baseline):
+        for name, d in data.items():
+            study, _ = study_of(tables[name])
+            d["keys"] = design_keys(study.table, study.units)
     return compare_data(data, baseline, samples=samples, seed=seed, predict=predict, delta=delta)
 
 
