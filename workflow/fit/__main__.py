@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         variant.check_floor(fitted["loss"].to_numpy(), run_ids or [f"run{i}" for i in range(fitted.height)])
         if args.arms is not None:
             return fit_arms_command(args, table, curves, budgets, metadata, variant, t0)
+        given = manifests(args)  # read once: the study card and the calibration both use them
         with threadpool_limits(1):
             fits = fit_table(
                 table,
@@ -179,12 +180,12 @@ def main(argv: list[str] | None = None) -> int:
                 workers=args.workers,
                 metadata=metadata,
                 variant=variant,
-                manifests=manifests(args),
+                manifests=given,
             )
     except FitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    known = manifests(args).get("corpus", {}).get("known_entropy")
+    known = given.get("corpus", {}).get("known_entropy")
     if known:
         fits["calibration"] = calibration(known, table, fits)
     write_json_atomic(args.out, fits)

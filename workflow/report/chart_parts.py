@@ -288,3 +288,33 @@ def curve_grid(low: float, high: float, *marks: float, points: int = 48) -> np.n
     grid = np.geomspace(low, high, points)
     inside = [m for m in marks if low <= m <= high]
     return np.unique(np.concatenate([grid, inside]))
+
+
+def range_dash() -> alt.StrokeDash:
+    """Solid inside the trained range, dashed past it (the decision and multiplier charts' lines, whose
+    rows carry ``range``)."""
+    return alt.StrokeDash(
+        "range:N",
+        scale=alt.Scale(domain=["trained range", "extrapolated"], range=[[1, 0], [5, 3]]),
+        legend=alt.Legend(orient="bottom", title=None),
+    )
+
+
+def trained_shade(low: float, high: float) -> alt.Chart:
+    """The trained compute range as a grey span."""
+    frame = pl.DataFrame({"start": [low], "end": [high]})
+    return alt.Chart(frame).mark_rect(color="#999", opacity=0.15).encode(x="start:Q", x2="end:Q")
+
+
+def target_marks(budgets: list[float]) -> list[alt.Chart]:
+    """A dotted rule and a label at each target budget (fit.predict_flops); none without targets."""
+    if not budgets:
+        return []
+    frame = pl.DataFrame({"flops": [float(c) for c in budgets], "label": [f"target {units.flops(c)}" for c in budgets]})
+    rule = alt.Chart(frame).mark_rule(color="#444", strokeDash=[2, 2]).encode(x="flops:Q")
+    label = (
+        alt.Chart(frame)
+        .mark_text(align="right", baseline="top", dx=-3, dy=3, fontSize=11, color="#444")
+        .encode(x="flops:Q", y=alt.value(0), text="label:N")
+    )
+    return [rule, label]

@@ -14,7 +14,17 @@ import altair as alt
 import polars as pl
 
 from workflow.report import CHARTS
-from workflow.report.chart_parts import axis_note, count_axis, fitted, flops_axis, level_color, message_chart
+from workflow.report.chart_parts import (
+    axis_note,
+    count_axis,
+    fitted,
+    flops_axis,
+    level_color,
+    message_chart,
+    range_dash,
+    target_marks,
+    trained_shade,
+)
 from workflow.report.units import flops
 
 WIDTH, HEIGHT = 440, 290
@@ -86,12 +96,7 @@ def draw(runs: pl.DataFrame, curves: pl.DataFrame, fits: dict) -> tuple[alt.Char
     color = level_color(
         "approach", approaches, "approach", ordered=False, orient="bottom", symbolType="stroke", symbolStrokeWidth=3
     )
-    trained = pl.DataFrame({"start": [fits["data"].get("smallest_flops")], "end": [fits["data"]["largest_flops"]]})
-    shade = (
-        alt.Chart(trained)
-        .mark_rect(color="#999", opacity=0.15)
-        .encode(x="start:Q", x2="end:Q", tooltip=[alt.Tooltip("end:Q", title="largest compute trained", format=".2e")])
-    )
+    shade = trained_shade(fits["data"].get("smallest_flops"), fits["data"]["largest_flops"])
     band = (
         # Its own field (same values, same colours, no legend): a legend merged with the lines' would vanish.
         alt.Chart(data.drop_nulls(["low", "high"]).with_columns(band=pl.col("approach")))
@@ -111,11 +116,7 @@ def draw(runs: pl.DataFrame, curves: pl.DataFrame, fits: dict) -> tuple[alt.Char
             x=x,
             y=y,
             color=color,
-            strokeDash=alt.StrokeDash(
-                "range:N",
-                scale=alt.Scale(domain=["trained range", "extrapolated"], range=[[1, 0], [5, 3]]),
-                legend=alt.Legend(orient="bottom", title=None),
-            ),
+            strokeDash=range_dash(),
             detail="approach:N",
             tooltip=[
                 alt.Tooltip("approach:N"),
@@ -126,19 +127,7 @@ def draw(runs: pl.DataFrame, curves: pl.DataFrame, fits: dict) -> tuple[alt.Char
             ],
         )
     )
-    targets = pl.DataFrame(
-        {"flops": [row["flops"] for row in fits.get("predictions") or []]}, schema={"flops": pl.Float64}
-    )
-    layers = [shade, band, line]
-    if targets.height:
-        targets = targets.with_columns(label=pl.col("flops").map_elements(lambda c: f"target {flops(c)}", pl.String))
-        rule = alt.Chart(targets).mark_rule(color="#444", strokeDash=[2, 2]).encode(x="flops:Q")
-        label = (
-            alt.Chart(targets)
-            .mark_text(align="right", baseline="top", dx=-3, dy=3, fontSize=11, color="#444")
-            .encode(x="flops:Q", y=alt.value(0), text="label:N")
-        )
-        layers += [rule, label]
+    layers = [shade, band, line, *target_marks([row["flops"] for row in fits.get("predictions") or []])]
     # No subtitle: the axis note is in the caption beneath the first screen's answer, and a long one
     # would widen the chart into the answer's table.
     title = alt.TitleParams("Tokens per parameter at the compute-optimal allocation", anchor="start")

@@ -7,9 +7,8 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
-from workflow.report.chart_parts import flops_axis, level_color
+from workflow.report.chart_parts import flops_axis, level_color, range_dash, target_marks, trained_shade
 from workflow.report.charts.decision import decades
-from workflow.report.units import flops
 
 WIDTH, HEIGHT = 470, 300
 
@@ -65,8 +64,7 @@ def draw(runs: pl.DataFrame, fits: dict) -> tuple[alt.Chart, str]:
         axis=alt.Axis(title=f"compute multiplier against {fits['baseline']}", **{"labelOverlap": "greedy"}),
     )
     low, high = fits["comparison"]["trained_range"]
-    shade = alt.Chart(pl.DataFrame({"start": [low], "end": [high]})).mark_rect(color="#999", opacity=0.15)
-    shade = shade.encode(x="start:Q", x2="end:Q")
+    shade = trained_shade(low, high)
     band = (
         alt.Chart(data.drop_nulls(["low", "high"]).with_columns(band=pl.col("arm")))
         .mark_area(opacity=0.15, clip=True)
@@ -79,11 +77,7 @@ def draw(runs: pl.DataFrame, fits: dict) -> tuple[alt.Chart, str]:
             x=x,
             y=y,
             color=color,
-            strokeDash=alt.StrokeDash(
-                "range:N",
-                scale=alt.Scale(domain=["trained range", "extrapolated"], range=[[1, 0], [5, 3]]),
-                legend=alt.Legend(orient="bottom", title=None),
-            ),
+            strokeDash=range_dash(),
             detail="arm:N",
             tooltip=[
                 alt.Tooltip("arm:N"),
@@ -95,16 +89,7 @@ def draw(runs: pl.DataFrame, fits: dict) -> tuple[alt.Chart, str]:
         )
     )
     one = alt.Chart(pl.DataFrame({"m": [1.0]})).mark_rule(color="#222").encode(y="m:Q")
-    layers = [shade, band, line, one]
-    marked = targets(fits)
-    if marked:
-        frame = pl.DataFrame({"flops": marked, "label": [f"target {flops(c)}" for c in marked]})
-        layers.append(alt.Chart(frame).mark_rule(color="#444", strokeDash=[2, 2]).encode(x="flops:Q"))
-        layers.append(
-            alt.Chart(frame)
-            .mark_text(align="right", baseline="top", dx=-3, dy=3, fontSize=11, color="#444")
-            .encode(x="flops:Q", y=alt.value(0), text="label:N")
-        )
+    layers = [shade, band, line, one, *target_marks(targets(fits))]
     chart = (
         alt.layer(*layers)
         .resolve_legend(fill="independent", color="independent")
